@@ -1,0 +1,1 @@
+"""Customer import service: streams big customer CSVs into MongoDB while serving a customers API."""

@@ -1,0 +1,49 @@
+"""create_app(settings): the only wiring point. Nothing in the package imports this module."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from app.customers.controller import CustomerController
+from app.db import ensure_indexes, make_client
+from app.errors import EXCEPTION_HANDLERS
+from app.health import health
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the app for `settings`; `settings.mongodb_uri` must point at a running server."""
+    if not settings.mongodb_uri:
+        raise ValueError("create_app needs settings.mongodb_uri (`python -m app serve` starts the embedded one)")
+
+    @asynccontextmanager
+    async def database(app: Litestar) -> AsyncIterator[None]:
+        client = make_client(settings.mongodb_uri)
+        app.state.client = client
+        app.state.db = client[settings.mongodb_db]
+        await ensure_indexes(app.state.db)
+        try:
+            yield
+        finally:
+            await client.close()
+
+    return Litestar(
+        route_handlers=[health, CustomerController],
+        lifespan=[database],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Customer import service", version="0.1.0",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        state=None,
+        debug=False,
+    )

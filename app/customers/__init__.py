@@ -1,0 +1,1 @@
+"""Customers: schemas, the MongoDB repository and the HTTP controller."""

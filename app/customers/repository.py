@@ -1,0 +1,123 @@
+"""Queries on the `customers` collection. The customerId <-> _id mapping lives here only."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from typing import Any
+
+import msgspec
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from app.customers.document import SEARCHED, search_keys
+from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
+from app.errors import Conflict, InvalidInput, NotFound
+
+_INTERNAL = ("_id", "searchKeys", "handEdited", "importJobId", "importLine")
+
+
+def encode_cursor(customer_id: str) -> str:
+    return base64.urlsafe_b64encode(customer_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput(f"after={cursor!r} is not a cursor returned by this API") from None
+
+
+def to_customer(doc: dict[str, Any]) -> Customer:
+    fields = {k: v for k, v in doc.items() if k not in _INTERNAL}
+    if isinstance(fields.get("subscriptionDate"), dt.datetime):
+        fields["subscriptionDate"] = fields["subscriptionDate"].date()
+    fields["customerId"] = doc["_id"]
+    fields["handEdited"] = bool(doc.get("handEdited"))
+    return msgspec.convert(fields, Customer, from_attributes=False)
+
+
+def _to_stored(values: dict[str, Any]) -> dict[str, Any]:
+    """API values -> stored values: dates become BSON dates (UTC midnight)."""
+    date = values.get("subscriptionDate")
+    if isinstance(date, dt.date):
+        values["subscriptionDate"] = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
+    return values
+
+
+def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    if email is not None:
+        query["searchKeys"] = email.lower()
+        query["email"] = email
+    if q:
+        prefix = q.lower()
+        query.setdefault("$and", []).append({"searchKeys": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}})
+    if country is not None:
+        query["country"] = country
+    return query
+
+
+class CustomerRepository:
+    def __init__(self, collection: AsyncCollection):
+        self.collection = collection
+
+    async def get(self, customer_id: str) -> Customer:
+        doc = await self.collection.find_one({"_id": customer_id})
+        if doc is None:
+            raise NotFound(f"customer {customer_id!r} does not exist")
+        return to_customer(doc)
+
+    async def create(self, data: CustomerCreate) -> Customer:
+        now = dt.datetime.now(dt.UTC)
+        values = _to_stored(msgspec.to_builtins(data, builtin_types=(dt.date,)))
+        customer_id = values.pop("customerId", None) or uuid.uuid4().hex[:16]
+        doc = {"_id": customer_id, **values, "createdAt": now, "updatedAt": now, "handEdited": True}
+        doc["searchKeys"] = search_keys(doc)
+        try:
+            await self.collection.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"customer {customer_id!r} already exists", customerId=customer_id) from None
+        return to_customer(doc)
+
+    async def update(self, customer_id: str, data: CustomerUpdate) -> Customer:
+        changes = _to_stored(msgspec.to_builtins(data, builtin_types=(dt.date,)))
+        to_set = {k: v for k, v in changes.items() if v is not None}
+        to_unset = {k: "" for k, v in changes.items() if v is None}
+        update: dict[str, Any] = {"$set": {**to_set, "updatedAt": dt.datetime.now(dt.UTC), "handEdited": True}}
+        if to_unset:
+            update["$unset"] = to_unset
+        doc = await self.collection.find_one_and_update(
+            {"_id": customer_id}, update, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            raise NotFound(f"customer {customer_id!r} does not exist")
+        if any(name in changes for name in SEARCHED):
+            doc["searchKeys"] = search_keys(doc)
+            await self.collection.update_one({"_id": customer_id}, {"$set": {"searchKeys": doc["searchKeys"]}})
+        return to_customer(doc)
+
+    async def delete(self, customer_id: str) -> None:
+        result = await self.collection.delete_one({"_id": customer_id})
+        if result.deleted_count == 0:
+            raise NotFound(f"customer {customer_id!r} does not exist")
+
+    async def list(self, *, limit: int, page: int | None, after: str | None, email: str | None = None,
+                   country: str | None = None, q: str | None = None) -> CustomerPage:
+        """A page in _id order: by page number (skip) or, faster on big collections, after a cursor."""
+        query = _filter(email=email, country=country, q=q)
+        counted = dict(query)
+        if after is not None:
+            query["_id"] = {"$gt": decode_cursor(after)}
+        skip = 0 if after is not None else ((page or 1) - 1) * limit
+        cursor = self.collection.find(query).sort("_id", ASCENDING).skip(skip).limit(limit)
+        items = [to_customer(doc) async for doc in cursor]
+        # An unfiltered total comes from collection metadata: counting 2 M documents per request is slow.
+        total = (await self.collection.count_documents(counted) if counted
+                 else await self.collection.estimated_document_count())
+        next_cursor = encode_cursor(items[-1].customer_id) if len(items) == limit else None
+        return CustomerPage(items=items, limit=limit, total=total,
+                            page=None if after is not None else (page or 1), next_cursor=next_cursor)
+

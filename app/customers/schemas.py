@@ -1,0 +1,90 @@
+"""Customer request and response models (msgspec, camelCase on the wire)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from app.customers.document import is_email
+
+CustomerId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[^\s/?#%]+$",
+                                 description="Unique id; letters, digits and punctuation, no whitespace")]
+Name = Annotated[str, Meta(min_length=1, max_length=256)]
+Text = Annotated[str, Meta(max_length=256)]
+About = Annotated[str, Meta(max_length=100_000)]
+Email = Annotated[str, Meta(min_length=3, max_length=256, description="exactly one '@', no whitespace")]
+
+
+class Base(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
+    """Shared config: camelCase names, unknown fields rejected, absent optionals omitted."""
+
+
+def _check_email(email: object) -> None:
+    if isinstance(email, str) and not is_email(email):
+        raise ValueError("email must contain exactly one '@' with text on both sides and no whitespace")
+
+
+class CustomerCreate(Base):
+    first_name: Name
+    last_name: Name
+    email: Email
+    customer_id: CustomerId | None = None
+    company: Text | None = None
+    city: Text | None = None
+    country: Text | None = None
+    phone1: Text | None = None
+    phone2: Text | None = None
+    subscription_date: dt.date | None = None
+    website: Text | None = None
+    about: About | None = None
+
+    def __post_init__(self) -> None:
+        _check_email(self.email)
+
+
+class CustomerUpdate(Base):
+    """Partial update: absent fields are untouched; null clears an optional field. customerId is immutable."""
+
+    first_name: Name | UnsetType = UNSET
+    last_name: Name | UnsetType = UNSET
+    email: Email | UnsetType = UNSET
+    company: Text | UnsetType | None = UNSET
+    city: Text | UnsetType | None = UNSET
+    country: Text | UnsetType | None = UNSET
+    phone1: Text | UnsetType | None = UNSET
+    phone2: Text | UnsetType | None = UNSET
+    subscription_date: dt.date | UnsetType | None = UNSET
+    website: Text | UnsetType | None = UNSET
+    about: About | UnsetType | None = UNSET
+
+    def __post_init__(self) -> None:
+        _check_email(self.email)
+
+
+class Customer(Base):
+    customer_id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    company: str | None = None
+    city: str | None = None
+    country: str | None = None
+    phone1: str | None = None
+    phone2: str | None = None
+    subscription_date: dt.date | None = None
+    website: str | None = None
+    about: str | None = None
+    hand_edited: bool = False
+
+
+class CustomerPage(Base):
+    items: list[Customer]
+    limit: int
+    total: int
+    page: int | None = None
+    next_cursor: str | None = None

@@ -1,0 +1,87 @@
+"""Settings: one frozen object built from the environment, with a working local default for each value."""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Positive = Annotated[int, Meta(ge=1)]
+Seconds = Annotated[float, Meta(gt=0)]
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a bad value; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    mongodb_uri: str | None = None
+    """MongoDB connection string; unset starts the embedded SecantusDB server."""
+    mongodb_db: str = "customer_import"
+    """Database name."""
+    data_dir: str = "./data"
+    """Folder for the embedded database (DATA_DIR/db) and default import folder."""
+    csv_file_path: str | None = None
+    """CSV file imported when POST /import/sync names no file; always allowed."""
+    import_dir: str | None = None
+    """Folder that request filePaths resolve in; default: folder of CSV_FILE_PATH, else DATA_DIR/imports."""
+    host: str = "127.0.0.1"
+    """Address the HTTP server binds."""
+    port: Port = 8000
+    """HTTP port."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of the app and the embedded database."""
+    embedded_db_port: Port = 27018
+    """Port of the embedded SecantusDB server; a free port is taken when it is busy."""
+    max_body_bytes: Positive = 1_048_576
+    """Largest accepted request body."""
+    import_batch_size: Annotated[int, Meta(ge=1, le=10_000)] = 1000
+    """Default documents per insert_many."""
+    import_block_bytes: Annotated[int, Meta(ge=4096)] = 2 * 1_048_576
+    """Bytes read from the CSV per block handed to a worker."""
+    import_max_record_bytes: Annotated[int, Meta(ge=1024)] = 1_048_576
+    """Largest CSV record; a longer one (an unterminated quote) fails the job."""
+    import_workers: Positive = 2
+    """Parser processes."""
+    import_blocks_in_flight: Positive = 4
+    """Blocks being parsed or written at once (backpressure bound)."""
+    import_writers: Positive = 2
+    """Concurrent insert_many calls."""
+    import_checkpoint_seconds: Seconds = 1.0
+    """How often progress is persisted to import_state."""
+    import_max_rejects: Annotated[int, Meta(ge=0)] = 1000
+    """Rejected rows stored per job (all are counted)."""
+    import_retry_seconds: Seconds = 60.0
+    """How long failed database writes are retried before the job fails."""
+    import_lease_seconds: Seconds = 15.0
+    """A RUNNING job whose heartbeat is older than this may be taken over by another instance."""
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def import_path(self) -> Path:
+        if self.import_dir:
+            return Path(self.import_dir).resolve()
+        if self.csv_file_path:
+            return Path(self.csv_file_path).resolve().parent
+        return self.data_path / "imports"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from environment variables named after the fields (upper case)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in msgspec.structs.fields(cls):
+            raw = environ.get(field.name.upper())
+            if raw is None or raw == "":
+                continue
+            try:
+                values[field.name] = msgspec.convert(raw, field.type, strict=False)
+            except msgspec.ValidationError as exc:
+                raise SettingsError(f"{field.name.upper()}={raw!r} is invalid: {exc}") from None
+        return cls(**values)
