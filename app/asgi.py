@@ -14,6 +14,8 @@ from app.customers.controller import CustomerController
 from app.db import ensure_indexes, make_client
 from app.errors import EXCEPTION_HANDLERS
 from app.health import health
+from app.imports.controller import ImportController
+from app.imports.service import ImportService
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,19 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await client.close()
 
+    @asynccontextmanager
+    async def imports(app: Litestar) -> AsyncIterator[None]:
+        service = ImportService(app.state.db, settings)
+        app.state.imports = service
+        service.open()
+        try:
+            yield
+        finally:
+            await service.close()
+
     return Litestar(
-        route_handlers=[health, CustomerController],
-        lifespan=[database],
+        route_handlers=[health, CustomerController, ImportController],
+        lifespan=[database, imports],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

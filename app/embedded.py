@@ -104,7 +104,7 @@ class EmbeddedMongo:
         """Start the server and return its URI once it answers ping."""
         self.storage.mkdir(parents=True, exist_ok=True)
         self._stop_orphan()
-        if not port_is_free(self.host, self.port):
+        if self.port == 0 or not port_is_free(self.host, self.port):
             busy, self.port = self.port, free_port(self.host)
             log.warning("port %d is busy; embedded database uses port %d", busy, self.port)
         cmd = [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(self.port),

@@ -1,0 +1,61 @@
+"""HTTP <-> ImportService: /import/*. No pymongo here."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, QueryParameter
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from app.errors import NotFound
+from app.imports.schemas import ImportRequest, Progress, RejectedRow, RejectedRows
+from app.imports.service import ImportService
+
+
+def provide_service(state: State) -> ImportService:
+    return state.imports
+
+
+Service = NamedDependency[ImportService]
+
+
+class ImportController(Controller):
+    path = "/import"
+    tags = ["import"]
+    dependencies = {"service": Provide(provide_service, sync_to_thread=False)}
+
+    @post("/sync", status_code=HTTP_202_ACCEPTED, summary="Start importing a CSV file (409 while one runs)")
+    async def sync(self, service: Service, data: JSONBody[ImportRequest | None] = None) -> Progress:
+        return Progress.of(await service.start(data or ImportRequest()))
+
+    @get("/progress", summary="Snapshot of the running job, else the latest job, else IDLE")
+    async def progress(self, service: Service) -> Progress:
+        return Progress.of(await service.snapshot())
+
+    @post("/cancel", status_code=HTTP_202_ACCEPTED, summary="Stop the running job; it ends CANCELLED")
+    async def cancel(self, service: Service) -> Progress:
+        return Progress.of(await service.cancel())
+
+    @post("/resume", status_code=HTTP_202_ACCEPTED, summary="Resume the latest FAILED or CANCELLED job")
+    async def resume(self, service: Service) -> Progress:
+        return Progress.of(await service.resume())
+
+    @get("/errors", summary="Rejected rows of a job (default: the latest), by line")
+    async def errors(
+        self,
+        service: Service,
+        job_id: Annotated[str | None, QueryParameter(query="jobId", max_length=64)] = None,
+        after_line: Annotated[int, QueryParameter(query="afterLine", ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> RejectedRows:
+        state = await service.snapshot(job_id)
+        if state is None:
+            raise NotFound(f"import job {job_id!r} does not exist" if job_id else "no import has run yet")
+        rows = await service.store.rejections(state.job_id, after_line=after_line, limit=limit)
+        items = [RejectedRow(**row) for row in rows]
+        next_after = items[-1].line if len(items) == limit else None
+        return RejectedRows(job_id=state.job_id, rows_invalid=state.rows_invalid, items=items,
+                            next_after_line=next_after)

@@ -1,0 +1,158 @@
+"""import_state: one document per job. Claiming (one RUNNING job, enforced by a unique partial index),
+checkpoints conditional on the lease, finishing, takeover of a job whose owner stopped heartbeating."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from app.db import IMPORT_ERRORS, IMPORT_STATE
+from app.errors import Conflict, ImportRunning
+from app.imports.model import Rejection, Status
+
+DUPLICATE_KEY = 11000
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class JobState(msgspec.Struct, rename="camel", kw_only=True):
+    """The import_state document (camelCase in MongoDB), also the owner's in-memory progress."""
+
+    job_id: str
+    status: Status
+    file_path: str
+    file_size: int
+    file_identity: dict[str, Any]
+    mode: str
+    batch_size: int
+    ignored_columns: list[str] = []
+    bytes_read: int = 0  # watermark: every record below it is fully accounted
+    lines_read: int = 0  # physical lines below the watermark
+    rows_processed: int = 0
+    rows_inserted: int = 0
+    rows_duplicate: int = 0
+    rows_invalid: int = 0
+    started_at: dt.datetime = msgspec.field(default_factory=now)
+    updated_at: dt.datetime = msgspec.field(default_factory=now)
+    finished_at: dt.datetime | None = None
+    error: str | None = None
+    owner: str | None = None
+    heartbeat_at: dt.datetime | None = None
+    attempts: int = 1
+    cancel_requested: bool = False
+    recent_customers: list[str] = []
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"_id": self.job_id, **msgspec.to_builtins(self, builtin_types=(dt.datetime,))}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> JobState:
+        return msgspec.convert({k: v for k, v in doc.items() if k != "_id"}, cls, strict=False)
+
+    def progress_fields(self) -> dict[str, Any]:
+        """What a checkpoint writes: the watermark and the counters it describes, in one update."""
+        return {"bytesRead": self.bytes_read, "linesRead": self.lines_read, "rowsProcessed": self.rows_processed,
+                "rowsInserted": self.rows_inserted, "rowsDuplicate": self.rows_duplicate,
+                "rowsInvalid": self.rows_invalid, "recentCustomers": self.recent_customers}
+
+
+class JobStore:
+    def __init__(self, db: AsyncDatabase):
+        self.jobs = db[IMPORT_STATE]
+        self.rejects = db[IMPORT_ERRORS]
+
+    async def running(self) -> JobState | None:
+        doc = await self.jobs.find_one({"status": Status.RUNNING})
+        return None if doc is None else JobState.from_doc(doc)
+
+    async def claim_new(self, state: JobState) -> None:
+        """Insert a RUNNING job; MongoDB refuses a second one (unique partial index on status)."""
+        try:
+            await self.jobs.insert_one(state.to_doc())
+        except DuplicateKeyError:
+            running = await self.running()
+            raise ImportRunning(running.job_id if running else "unknown") from None
+
+    async def checkpoint(self, state: JobState, progress: dict[str, Any] | None = None,
+                         **extra: Any) -> dict[str, Any] | None:
+        """Persist progress (a snapshot taken with the rejections already saved) and renew the lease.
+
+        None means this instance no longer owns the job and must stop writing.
+        """
+        state.updated_at = state.heartbeat_at = now()
+        fields = {**(progress or state.progress_fields()), "updatedAt": state.updated_at,
+                  "heartbeatAt": state.heartbeat_at, **extra}
+        return await self.jobs.find_one_and_update(
+            {"_id": state.job_id, "owner": state.owner, "status": Status.RUNNING}, {"$set": fields},
+            projection={"cancelRequested": 1}, return_document=ReturnDocument.AFTER)
+
+    async def finish(self, state: JobState, status: Status, error: str | None = None) -> bool:
+        state.status, state.error = status, error
+        state.finished_at = state.updated_at = now()
+        fields = {**state.progress_fields(), "status": status, "error": error, "finishedAt": state.finished_at,
+                  "updatedAt": state.updated_at, "owner": None, "heartbeatAt": None}
+        result = await self.jobs.update_one(
+            {"_id": state.job_id, "owner": state.owner, "status": Status.RUNNING}, {"$set": fields})
+        return result.modified_count == 1
+
+    async def release(self, state: JobState) -> None:
+        """Leave the job RUNNING but ownerless, so the next instance takes it over at once."""
+        await self.checkpoint(state, owner=None, heartbeatAt=None)
+
+    async def take_over(self, owner: str, lease: dt.timedelta) -> JobState | None:
+        """Atomically become the owner of a RUNNING job whose lease expired (or was released)."""
+        expired = now() - lease
+        doc = await self.jobs.find_one_and_update(
+            {"status": Status.RUNNING, "$or": [{"heartbeatAt": None}, {"heartbeatAt": {"$lt": expired}}]},
+            {"$set": {"owner": owner, "heartbeatAt": now(), "updatedAt": now()}, "$inc": {"attempts": 1}},
+            return_document=ReturnDocument.AFTER)
+        return None if doc is None else JobState.from_doc(doc)
+
+    async def reopen(self, job_id: str, owner: str) -> JobState:
+        """FAILED/CANCELLED -> RUNNING under `owner`, atomically; refused while another job runs."""
+        try:
+            doc = await self.jobs.find_one_and_update(
+                {"_id": job_id, "status": {"$in": [Status.FAILED, Status.CANCELLED]}},
+                {"$set": {"status": Status.RUNNING, "owner": owner, "heartbeatAt": now(), "updatedAt": now(),
+                          "error": None, "finishedAt": None, "cancelRequested": False}, "$inc": {"attempts": 1}},
+                return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            running = await self.running()
+            raise ImportRunning(running.job_id if running else "unknown") from None
+        if doc is None:
+            raise Conflict(f"job {job_id} is no longer resumable")
+        return JobState.from_doc(doc)
+
+    async def request_cancel(self, job_id: str) -> None:
+        await self.jobs.update_one({"_id": job_id, "status": Status.RUNNING}, {"$set": {"cancelRequested": True}})
+
+    async def get(self, job_id: str) -> JobState | None:
+        doc = await self.jobs.find_one({"_id": job_id})
+        return None if doc is None else JobState.from_doc(doc)
+
+    async def latest(self) -> JobState | None:
+        doc = await self.jobs.find_one({}, sort=[("startedAt", DESCENDING)])
+        return None if doc is None else JobState.from_doc(doc)
+
+    async def save_rejections(self, job_id: str, rejections: list[Rejection]) -> None:
+        """Store rejected rows; idempotent (keyed by job and line) so a resumed job never stores one twice."""
+        if not rejections:
+            return
+        docs = [{"_id": f"{job_id}:{r.line}", "jobId": job_id, "line": r.line, "reason": r.reason, "text": r.text}
+                for r in rejections]
+        try:
+            await self.rejects.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                raise
+
+    async def rejections(self, job_id: str, *, after_line: int, limit: int) -> list[dict[str, Any]]:
+        cursor = self.rejects.find({"jobId": job_id, "line": {"$gt": after_line}}, {"_id": 0, "jobId": 0})
+        return [doc async for doc in cursor.sort("line", 1).limit(limit)]

@@ -1,0 +1,91 @@
+"""Plain data passed between the import stages (picklable; no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    IDLE = "IDLE"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class Mode(StrEnum):
+    INSERT = "insert"
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnMap:
+    """What the header says: the field each CSV column feeds (None = ignored) and what was ignored."""
+
+    fields: tuple[str | None, ...]
+    ignored: tuple[str, ...]
+
+    @property
+    def width(self) -> int:
+        return len(self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseSpec:
+    """Everything a worker needs besides the bytes; sent with every block (small)."""
+
+    columns: ColumnMap
+    job_id: str
+    batch_size: int
+    max_record_bytes: int
+    reject_text_chars: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Complete records from byte offset `start` (physical line `first_line`, 1-based) up to `end`."""
+
+    index: int
+    start: int
+    end: int
+    first_line: int
+    lines: int  # newlines in data
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    line: int
+    reason: str
+    text: str
+
+
+@dataclass(slots=True)
+class Batch:
+    """Encoded documents for one insert_many, with the id and source line of each."""
+
+    docs: list[bytes]
+    ids: list[str]
+    lines: list[int]
+
+
+@dataclass(slots=True)
+class Parsed:
+    """A worker's answer for one block."""
+
+    rows: int = 0
+    batches: list[Batch] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    fatal: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A block fully accounted: what was written and rejected. Applied to the job in block order."""
+
+    block: Block
+    inserted: int = 0
+    duplicate: int = 0
+    invalid: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    recent: list[str] = field(default_factory=list)

@@ -1,0 +1,183 @@
+"""Pure parsing: header -> ColumnMap, block bytes -> encoded documents + rejections.
+
+Runs in worker processes: top-level functions, stdlib csv and bson only (no asyncio, no client, no settings).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+
+import bson
+
+from app.customers.document import is_email, search_keys
+from app.imports.model import Batch, ColumnMap, Parsed, ParseSpec, Rejection
+
+# Normalised header name -> document field. Names match ignoring case, spaces, '_' and '-'.
+KNOWN_COLUMNS = {
+    "customerid": "customerId", "firstname": "firstName", "lastname": "lastName", "company": "company",
+    "city": "city", "country": "country", "phone1": "phone1", "phone2": "phone2", "email": "email",
+    "subscriptiondate": "subscriptionDate", "website": "website", "about": "about", "aboutcustomer": "about",
+}
+SKIPPED_COLUMNS = {"index"}
+BOM = b"\xef\xbb\xbf"
+MAX_ID_CHARS = 256
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+class HeaderError(ValueError):
+    """The header cannot drive an import (no customer id column, unreadable)."""
+
+
+def normalise(name: str) -> str:
+    return "".join(ch for ch in name.strip().lower() if ch not in " _-")
+
+
+def map_header(header: bytes) -> ColumnMap:
+    """The first record (BOM already stripped or not) -> which field each column feeds."""
+    try:
+        text = header.removeprefix(BOM).decode("utf-8")
+        names = next(csv.reader(io.StringIO(text, newline="\n"), strict=True))
+    except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
+        raise HeaderError(f"the header line cannot be read: {exc}") from None
+    fields: list[str | None] = []
+    ignored: list[str] = []
+    for name in names:
+        field = KNOWN_COLUMNS.get(normalise(name))
+        if field is None or field in fields:
+            if normalise(name) not in SKIPPED_COLUMNS:
+                ignored.append(name.strip())
+            field = None
+        fields.append(field)
+    if "customerId" not in fields:
+        raise HeaderError(f"the header has no customer id column (expected e.g. 'Customer Id'; found {names!r})")
+    return ColumnMap(fields=tuple(fields), ignored=tuple(ignored))
+
+
+def parse_date(value: str, cache: dict[str, dt.datetime | None]) -> dt.datetime | None:
+    """YYYY-MM-DD that is a real calendar date -> UTC midnight, else None."""
+    if value in cache:
+        return cache[value]
+    match = _DATE.fullmatch(value)
+    result = None
+    if match:
+        try:
+            result = dt.datetime(*map(int, match.groups()), tzinfo=dt.UTC)
+        except ValueError:
+            result = None
+    if len(cache) < 100_000:
+        cache[value] = result
+    return result
+
+
+class _BlockParser:
+    """State for one block; `run` is the hot loop."""
+
+    def __init__(self, data: bytes, first_line: int, spec: ParseSpec):
+        self.spec = spec
+        self.first_line = first_line
+        try:
+            self.text, self.bad_utf8 = data.decode("utf-8"), False
+        except UnicodeDecodeError:
+            self.text, self.bad_utf8 = data.decode("utf-8", "surrogateescape"), True
+        self._lines: list[str] | None = None
+        self.out = Parsed()
+        self.now = dt.datetime.now(dt.UTC)
+        self.dates: dict[str, dt.datetime | None] = {}
+        self.batch = Batch([], [], [])
+
+    def raw(self, start: int, end: int) -> str:
+        """The record's text (physical lines start..end, relative), truncated; bad bytes shown escaped."""
+        if self._lines is None:
+            self._lines = self.text.split("\n")
+        text = "\n".join(self._lines[start - 1:end]).rstrip("\r\n")
+        text = text[: self.spec.reject_text_chars]
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+    def reject(self, start: int, end: int, reason: str) -> None:
+        self.out.rows += 1
+        self.out.rejections.append(Rejection(self.first_line + start - 1, reason, self.raw(start, end)))
+
+    def run(self) -> Parsed:
+        csv.field_size_limit(self.spec.max_record_bytes + 1)
+        reader = csv.reader(io.StringIO(self.text, newline="\n"), strict=True)
+        end = 0
+        while True:
+            start = end + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                end = reader.line_num
+                if "field larger than field limit" in str(exc):
+                    self.out.fatal = self._too_large(start)
+                    return self.out
+                self.reject(start, end, f"malformed CSV: {exc}")
+                continue
+            end = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank lines are not rows
+            self.row(row, start, end)
+        self.flush()
+        return self.out
+
+    def _too_large(self, start: int) -> str:
+        return (f"record at line {self.first_line + start - 1} exceeds IMPORT_MAX_RECORD_BYTES "
+                f"({self.spec.max_record_bytes} bytes); an unterminated quote?")
+
+    def row(self, row: list[str], start: int, end: int) -> None:
+        columns = self.spec.columns
+        if len(row) != columns.width:
+            return self.reject(start, end, f"expected {columns.width} fields, found {len(row)}")
+        if self.bad_utf8 and any(_SURROGATE.search(value) for value in row):
+            return self.reject(start, end, "not valid UTF-8")
+        doc: dict[str, object] = {}
+        for name, value in zip(columns.fields, row, strict=True):
+            if name is not None:
+                value = value.strip()
+                if value:
+                    doc[name] = value
+        customer_id = doc.pop("customerId", None)
+        if customer_id is None:
+            return self.reject(start, end, "customer id is empty")
+        if len(customer_id) > MAX_ID_CHARS:
+            return self.reject(start, end, f"customer id longer than {MAX_ID_CHARS} characters")
+        email = doc.get("email")
+        if email is not None and not is_email(email):
+            return self.reject(start, end, f"invalid email {email[:100]!r}")
+        date = doc.get("subscriptionDate")
+        if date is not None:
+            parsed = parse_date(date, self.dates)
+            if parsed is None:
+                return self.reject(start, end, f"invalid subscription date {date[:40]!r} (expected YYYY-MM-DD)")
+            doc["subscriptionDate"] = parsed
+        self.accept(customer_id, doc, self.first_line + start - 1)
+        return None
+
+    def accept(self, customer_id: str, doc: dict[str, object], line: int) -> None:
+        keys = search_keys(doc)
+        doc = {"_id": customer_id, **doc, "createdAt": self.now, "updatedAt": self.now,
+               "importJobId": self.spec.job_id, "importLine": line}
+        if keys:
+            doc["searchKeys"] = keys
+        self.out.rows += 1
+        batch = self.batch
+        batch.docs.append(bson.encode(doc))
+        batch.ids.append(customer_id)
+        batch.lines.append(line)
+        if len(batch.docs) >= self.spec.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch.docs:
+            self.out.batches.append(self.batch)
+            self.batch = Batch([], [], [])
+
+
+def parse_block(data: bytes, first_line: int, spec: ParseSpec) -> Parsed:
+    """Complete CSV records -> BSON documents in batches, plus every rejected row with its line."""
+    return _BlockParser(data, first_line, spec).run()

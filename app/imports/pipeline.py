@@ -1,0 +1,158 @@
+"""One import run: source -> process pool -> sink -> ledger, with bounded work in flight.
+
+The event loop only moves bytes: reading a block is one await, parsing and BSON encoding happen in
+worker processes, writing is insert_many of already-encoded documents. At most `blocks_in_flight`
+blocks exist at once (read, parsing or being written), so memory does not grow with the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.imports.jobs import JobState, JobStore
+from app.imports.ledger import RECENT, Ledger
+from app.imports.model import Block, ColumnMap, Outcome, ParseSpec, Status
+from app.imports.parse import parse_block
+from app.imports.sink import Sink, WriteFailed, retry
+from app.imports.source import RecordTooLarge, read_blocks
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ImportFailed(Exception):
+    """The job cannot go on (a record too large, a write error); it ends FAILED, resumable."""
+
+
+class LeaseLost(Exception):
+    """Another instance owns the job now; this one must stop writing at once."""
+
+
+@dataclass
+class Control:
+    """Signals into a run: cancel (ends CANCELLED) and shutdown (stays RUNNING, lease released)."""
+
+    cancel: asyncio.Event
+    shutdown: asyncio.Event
+
+    @classmethod
+    def new(cls) -> Control:
+        return cls(asyncio.Event(), asyncio.Event())
+
+    def stopping(self) -> bool:
+        return self.cancel.is_set() or self.shutdown.is_set()
+
+
+class ImportRun:
+    def __init__(self, state: JobState, path: Path, columns: ColumnMap, *, store: JobStore,
+                 sink: Sink, pool: Executor, settings: Settings, control: Control):
+        self.state, self.path, self.store, self.sink, self.pool = state, path, store, sink, pool
+        self.settings, self.control = settings, control
+        self.ledger = Ledger(state, max_rejects=settings.import_max_rejects)
+        self.spec = ParseSpec(columns, state.job_id, state.batch_size, settings.import_max_record_bytes)
+        self.in_flight = asyncio.Semaphore(settings.import_blocks_in_flight)
+
+    async def run(self) -> Status:
+        """Run to the end; return the final status (RUNNING if shut down or the lease was lost)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                checkpoints = group.create_task(self._checkpoint_loop())
+                await self._feed(group)
+                checkpoints.cancel()
+        except BaseExceptionGroup as group_error:
+            return await self._failed(_first(group_error))
+        return await self._ended()
+
+    async def _feed(self, group: asyncio.TaskGroup) -> None:
+        workers: set[asyncio.Task[None]] = set()
+        blocks = read_blocks(self.path, start=self.state.bytes_read, first_line=self.state.lines_read + 1,
+                             block_bytes=self.settings.import_block_bytes,
+                             max_record=self.settings.import_max_record_bytes)
+        async with contextlib.aclosing(blocks):
+            async for block in blocks:
+                await self.in_flight.acquire()
+                if self.control.stopping():
+                    self.in_flight.release()
+                    break
+                task = group.create_task(self._process(block))
+                workers.add(task)
+                task.add_done_callback(workers.discard)
+        if workers:
+            await asyncio.wait(workers)
+
+    async def _process(self, block: Block) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            parsed = await loop.run_in_executor(self.pool, parse_block, block.data, block.first_line, self.spec)
+            if parsed.fatal:
+                raise ImportFailed(parsed.fatal)
+            outcome = Outcome(block, invalid=len(parsed.rejections), rejections=parsed.rejections)
+            for batch in parsed.batches:
+                inserted, duplicate, refused = await self.sink.insert(batch)
+                outcome.inserted += inserted
+                outcome.duplicate += duplicate
+                written = [batch.ids[i] for i in range(len(batch.ids)) if i not in set(refused)] if refused \
+                    else batch.ids
+                outcome.recent = (outcome.recent + written[-RECENT:])[-RECENT:]
+            self.ledger.complete(outcome)
+        finally:
+            self.in_flight.release()
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.import_checkpoint_seconds)
+            await self.checkpoint()
+
+    async def checkpoint(self, **extra: object) -> None:
+        """Store the rejections of applied blocks, then the watermark and counters that cover them."""
+        progress = self.state.progress_fields()
+        rejections = self.ledger.take_rejections()
+        seconds = self.settings.import_retry_seconds
+        await retry(lambda: self.store.save_rejections(self.state.job_id, rejections), seconds=seconds,
+                    what="saving rejected rows")
+        doc = await retry(lambda: self.store.checkpoint(self.state, progress, **extra), seconds=seconds,
+                          what="checkpoint")
+        if doc is None:
+            raise LeaseLost(f"job {self.state.job_id} is no longer owned by this instance")
+        if doc.get("cancelRequested"):
+            self.control.cancel.set()
+
+    async def _ended(self) -> Status:
+        if self.control.shutdown.is_set() and not self.control.cancel.is_set():
+            await self.checkpoint(owner=None, heartbeatAt=None)  # release: the next start resumes at once
+            return Status.RUNNING
+        status = Status.CANCELLED if self.control.cancel.is_set() else Status.COMPLETED
+        await self._finish(status)
+        return status
+
+    async def _failed(self, exc: BaseException) -> Status:
+        if isinstance(exc, LeaseLost):
+            log.warning("%s; stopped writing", exc)
+            return Status.RUNNING
+        if not isinstance(exc, ImportFailed | RecordTooLarge | WriteFailed):
+            log.error("import %s failed unexpectedly", self.state.job_id, exc_info=exc)
+        await self._finish(Status.FAILED, str(exc) or exc.__class__.__name__)
+        return Status.FAILED
+
+    async def _finish(self, status: Status, error: str | None = None) -> None:
+        rejections = self.ledger.take_rejections()
+        seconds = self.settings.import_retry_seconds
+        await retry(lambda: self.store.save_rejections(self.state.job_id, rejections), seconds=seconds,
+                    what="saving rejected rows")
+        if not await retry(lambda: self.store.finish(self.state, status, error), seconds=seconds, what="finish"):
+            log.warning("job %s was taken over before it could be marked %s", self.state.job_id, status)
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The first real error of a task group (cancellations of siblings are consequences)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]

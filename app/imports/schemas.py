@@ -1,0 +1,81 @@
+"""Import API models (msgspec, camelCase on the wire)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from app.imports.jobs import JobState
+from app.imports.model import Status
+
+
+class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    file_path: Annotated[str, Meta(min_length=1, max_length=4096,
+                                   description="CSV path, relative to IMPORT_DIR; default CSV_FILE_PATH")] | None = None
+    batch_size: Annotated[int, Meta(ge=1, le=10_000, description="documents per insert_many")] | None = None
+    mode: Literal["insert"] = "insert"
+
+
+class Progress(msgspec.Struct, rename="camel"):
+    """A job's snapshot; `percent` is by bytes and exactly 100 when COMPLETED."""
+
+    status: Status
+    job_id: str | None = None
+    file_path: str | None = None
+    file_size: int = 0
+    mode: str | None = None
+    batch_size: int | None = None
+    bytes_read: int = 0
+    percent: float = 0.0
+    rows_processed: int = 0
+    rows_inserted: int = 0
+    rows_duplicate: int = 0
+    rows_invalid: int = 0
+    rate_rows_per_sec: float = 0.0
+    elapsed_sec: float = 0.0
+    eta_sec: float | None = None
+    started_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    error: str | None = None
+    attempts: int = 0
+    recent_customers: list[str] = []
+    ignored_columns: list[str] = []
+
+    @classmethod
+    def of(cls, state: JobState | None) -> Progress:
+        if state is None:
+            return cls(status=Status.IDLE)
+        end = state.finished_at or dt.datetime.now(dt.UTC)
+        elapsed = max((end - state.started_at).total_seconds(), 1e-3)
+        done = state.status == Status.COMPLETED
+        fraction = 1.0 if done else state.bytes_read / state.file_size if state.file_size else 0.0
+        rate = state.rows_processed / elapsed
+        eta = None
+        if state.status == Status.RUNNING and 0.001 < fraction < 1:
+            eta = round(elapsed * (1 - fraction) / fraction, 1)
+        return cls(
+            status=state.status, job_id=state.job_id, file_path=state.file_path, file_size=state.file_size,
+            mode=state.mode, batch_size=state.batch_size, bytes_read=state.bytes_read,
+            percent=round(fraction * 100, 2), rows_processed=state.rows_processed,
+            rows_inserted=state.rows_inserted, rows_duplicate=state.rows_duplicate, rows_invalid=state.rows_invalid,
+            rate_rows_per_sec=round(rate, 1), elapsed_sec=round(elapsed, 1), eta_sec=eta,
+            started_at=state.started_at, updated_at=state.updated_at, finished_at=state.finished_at,
+            error=state.error, attempts=state.attempts, recent_customers=state.recent_customers,
+            ignored_columns=state.ignored_columns)
+
+
+class RejectedRow(msgspec.Struct, rename="camel"):
+    line: int
+    reason: str
+    text: str
+
+
+class RejectedRows(msgspec.Struct, rename="camel"):
+    job_id: str
+    rows_invalid: int
+    items: list[RejectedRow]
+    next_after_line: int | None = None

@@ -1,0 +1,205 @@
+"""ImportService: the process pool and the job this instance runs. Controllers talk only to this.
+
+It starts jobs, cancels them, answers progress (from memory while it runs the job, from import_state
+otherwise), and watches for a RUNNING job whose owner stopped heartbeating, which it takes over and
+resumes from the watermark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import multiprocessing
+import os
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.db import CUSTOMERS
+from app.errors import Conflict, ImportFileError, NotFound
+from app.imports.jobs import JobState, JobStore, now
+from app.imports.model import ColumnMap, Status
+from app.imports.parse import HeaderError, map_header
+from app.imports.pipeline import Control, ImportRun
+from app.imports.schemas import ImportRequest
+from app.imports.sink import Sink
+from app.imports.source import RecordTooLarge, file_identity, read_header
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    state: JobState
+    control: Control
+    task: asyncio.Task[None]
+
+
+class ImportService:
+    def __init__(self, db: AsyncDatabase, settings: Settings):
+        self.db = db
+        self.settings = settings
+        self.store = JobStore(db)
+        self.instance_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.pool = ProcessPoolExecutor(settings.import_workers, mp_context=multiprocessing.get_context("forkserver"))
+        self.current: Running | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    # ---- commands -------------------------------------------------------------------------------------
+
+    async def start(self, request: ImportRequest) -> JobState:
+        path = self.resolve(request.file_path)
+        columns, header_end, header_lines = await self._read_header(path)
+        identity = await file_identity(path)
+        state = JobState(
+            job_id=uuid.uuid4().hex, status=Status.RUNNING, file_path=str(path), file_size=int(identity["size"]),
+            file_identity=identity, mode=request.mode, batch_size=request.batch_size or self.settings.import_batch_size,
+            ignored_columns=list(columns.ignored), bytes_read=header_end, lines_read=header_lines,
+            owner=self.instance_id, heartbeat_at=now())
+        await self.store.claim_new(state)
+        log.info("import %s started: %s (%d bytes)", state.job_id, path, state.file_size)
+        self._launch(state, path, columns)
+        return state
+
+    async def cancel(self) -> JobState:
+        if self.current is not None:
+            self.current.control.cancel.set()
+            return self.current.state
+        running = await self.store.running()
+        if running is None:
+            raise Conflict("no import is running")
+        await self.store.request_cancel(running.job_id)  # its owner sees this at its next checkpoint
+        return running
+
+    async def resume(self) -> JobState:
+        """Resume the latest FAILED or CANCELLED job from its watermark, if its file did not change."""
+        latest = await self.store.latest()
+        if latest is None or latest.status not in (Status.FAILED, Status.CANCELLED):
+            raise NotFound("no failed or cancelled import to resume")
+        path = Path(latest.file_path)
+        columns, _, _ = await self._read_header(path)
+        await self._check_unchanged(latest, path)
+        state = await self.store.reopen(latest.job_id, self.instance_id)
+        log.info("import %s resumed at byte %d", state.job_id, state.bytes_read)
+        self._launch(state, path, columns)
+        return state
+
+    # ---- queries --------------------------------------------------------------------------------------
+
+    async def snapshot(self, job_id: str | None = None) -> JobState | None:
+        if self.current is not None and job_id in (None, self.current.state.job_id):
+            return self.current.state
+        return await (self.store.get(job_id) if job_id else self.store.latest())
+
+    # ---- internals ------------------------------------------------------------------------------------
+
+    def resolve(self, file_path: str | None) -> Path:
+        """The file to import: inside IMPORT_DIR after resolving symlinks, or CSV_FILE_PATH itself."""
+        configured = Path(self.settings.csv_file_path).resolve() if self.settings.csv_file_path else None
+        if file_path is None:
+            if configured is None:
+                raise ImportFileError("no filePath given and CSV_FILE_PATH is not set")
+            path = configured
+        else:
+            root = self.settings.import_path
+            path = (root / file_path).resolve()
+            if path != configured and not path.is_relative_to(root):
+                raise ImportFileError(f"{file_path!r} is outside the import folder {str(root)!r}")
+        if not path.exists():
+            raise ImportFileError(f"{file_path or str(path)!r} does not exist")
+        if not path.is_file():
+            raise ImportFileError(f"{file_path or str(path)!r} is not a regular file")
+        if not os.access(path, os.R_OK):
+            raise ImportFileError(f"{file_path or str(path)!r} is not readable")
+        return path
+
+    async def _read_header(self, path: Path) -> tuple[ColumnMap, int, int]:
+        try:
+            header = await read_header(path, self.settings.import_max_record_bytes)
+            return map_header(header.record), header.end, header.lines
+        except (HeaderError, RecordTooLarge) as exc:
+            raise ImportFileError(f"{path.name}: {exc}") from None
+        except OSError as exc:
+            raise ImportFileError(f"{path.name}: cannot be read ({exc.strerror})") from None
+
+    async def _check_unchanged(self, state: JobState, path: Path) -> None:
+        try:
+            identity = await file_identity(path)
+        except OSError as exc:
+            raise ImportFileError(f"{path} cannot be read ({exc.strerror})") from None
+        if identity != state.file_identity:
+            raise ImportFileError(f"{path} changed since job {state.job_id} started; it cannot be resumed",
+                                  jobId=state.job_id)
+
+    def _launch(self, state: JobState, path: Path, columns: ColumnMap) -> None:
+        control = Control.new()
+        sink = Sink(self.db[CUSTOMERS], job_id=state.job_id, retry_seconds=self.settings.import_retry_seconds,
+                    writers=self.settings.import_writers)
+        run = ImportRun(state, path, columns, store=self.store, sink=sink, pool=self.pool,
+                        settings=self.settings, control=control)
+        task = asyncio.create_task(self._supervise(run), name=f"import-{state.job_id}")
+        self.current = Running(state, control, task)
+
+    async def _supervise(self, run: ImportRun) -> None:
+        try:
+            status = await run.run()
+            log.info("import %s ended %s: %d rows (%d inserted, %d duplicate, %d invalid)", run.state.job_id,
+                     status, run.state.rows_processed, run.state.rows_inserted, run.state.rows_duplicate,
+                     run.state.rows_invalid)
+        except Exception:
+            log.exception("import %s stopped; another instance (or the next start) takes it over",
+                          run.state.job_id)
+        finally:
+            self.current = None
+
+    async def take_over(self) -> JobState | None:
+        """Adopt a RUNNING job whose owner's lease expired; resume it, or fail it if its file changed."""
+        if self.current is not None:
+            return None
+        state = await self.store.take_over(self.instance_id, dt.timedelta(seconds=self.settings.import_lease_seconds))
+        if state is None:
+            return None
+        path = Path(state.file_path)
+        try:
+            columns, _, _ = await self._read_header(path)
+            await self._check_unchanged(state, path)
+        except ImportFileError as exc:
+            await self.store.finish(state, Status.FAILED, exc.detail)
+            return state
+        log.info("took over import %s at byte %d (attempt %d)", state.job_id, state.bytes_read, state.attempts)
+        self._launch(state, path, columns)
+        return state
+
+    async def watch(self) -> None:
+        """Check now and every few seconds for an orphaned RUNNING job."""
+        interval = max(1.0, self.settings.import_lease_seconds / 3)
+        while True:
+            try:
+                await self.take_over()
+            except Exception as exc:  # the database may be down; try again later
+                log.warning("takeover check failed: %s", exc)
+            await asyncio.sleep(interval)
+
+    def open(self) -> None:
+        self._watcher = asyncio.create_task(self.watch(), name="import-watcher")
+
+    async def close(self) -> None:
+        """Graceful stop: the running job checkpoints and releases its lease; the next start continues it."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self.current is not None:
+            self.current.control.shutdown.set()
+            task = self.current.task
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=20)
+            except TimeoutError:
+                task.cancel()
+        self.pool.shutdown(wait=False, cancel_futures=True)
