@@ -96,9 +96,10 @@ class ImportRun:
                 inserted, duplicate, refused = await self.sink.insert(batch)
                 outcome.inserted += inserted
                 outcome.duplicate += duplicate
-                written = [batch.ids[i] for i in range(len(batch.ids)) if i not in set(refused)] if refused \
-                    else batch.ids
-                outcome.recent = (outcome.recent + written[-RECENT:])[-RECENT:]
+                refused_at = set(refused)
+                tail = range(max(0, len(batch.ids) - RECENT - len(refused)), len(batch.ids))
+                written = [batch.ids[i] for i in tail if i not in refused_at]
+                outcome.recent = (outcome.recent + written)[-RECENT:]
             self.ledger.complete(outcome)
         finally:
             self.in_flight.release()
