@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 import msgspec
@@ -20,17 +21,26 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
+def _exit(signum: int, frame: object) -> None:
+    """uvicorn shuts down on SIGTERM/SIGINT and then re-raises the signal. SIGTERM's default action would kill
+    the process right there, skipping `finally`, so the embedded database got no clean stop: exit instead."""
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> int:
     import uvicorn
 
     from app.asgi import create_app
     from app.embedded import EmbeddedMongo
 
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit)
     embedded = None
-    if not settings.mongodb_uri:
-        embedded = EmbeddedMongo(settings.data_path / "db", settings.embedded_db_port, log_level=settings.log_level)
-        settings = msgspec.structs.replace(settings, mongodb_uri=embedded.start())
     try:
+        if not settings.mongodb_uri:
+            embedded = EmbeddedMongo(settings.data_path / "db", settings.embedded_db_port,
+                                     log_level=settings.log_level)
+            settings = msgspec.structs.replace(settings, mongodb_uri=embedded.start())
         config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                                 log_level=settings.log_level.lower(), lifespan="on", timeout_graceful_shutdown=15)
         server = uvicorn.Server(config)

@@ -150,16 +150,17 @@ class EmbeddedMongo:
 
     def stop(self) -> None:
         """Stop the server cleanly (SIGTERM lets WiredTiger checkpoint), killing it if it hangs."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            log.info("embedded database stopped")
         self._pidfile.unlink(missing_ok=True)
-        log.info("embedded database stopped")
 
     def __enter__(self) -> EmbeddedMongo:
         self.start()

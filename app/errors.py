@@ -74,6 +74,12 @@ def _validation(_: Request, exc: ValidationException) -> Response[dict[str, Any]
     return problem(400, "Invalid request", str(exc.detail), **extra)
 
 
+def _undecodable(_: Request, exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
+    # msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a JSON string, and
+    # Litestar only translates DecodeError; without this a malformed body is a 500.
+    return problem(400, "Malformed request body", f"the body is not valid UTF-8: {exc.reason}")
+
+
 def _http(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     title = exc.__class__.__name__ if exc.status_code < 500 else "Server error"
     return problem(exc.status_code, title, str(exc.detail))
@@ -92,6 +98,7 @@ def _unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     AppError: _app_error,
     ValidationException: _validation,
+    UnicodeDecodeError: _undecodable,
     HTTPException: _http,
     ServerSelectionTimeoutError: _db_down,
     AutoReconnect: _db_down,

@@ -25,8 +25,9 @@ def encode_cursor(customer_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
+    # validate=True: the lenient decoder drops unknown characters, so a mangled cursor restarted at the first page.
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput(f"after={cursor!r} is not a cursor returned by this API") from None
 
@@ -38,6 +39,12 @@ def to_customer(doc: dict[str, Any]) -> Customer:
     fields["customerId"] = doc["_id"]
     fields["handEdited"] = bool(doc.get("handEdited"))
     return msgspec.convert(fields, Customer, from_attributes=False)
+
+
+def _now() -> dt.datetime:
+    """Now, truncated to what a BSON date holds, so a write's response equals what a later read returns."""
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _to_stored(values: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +62,10 @@ def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[st
         query["email"] = email
     if q:
         prefix = q.lower()
-        query.setdefault("$and", []).append({"searchKeys": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}})
+        # $elemMatch: one key must satisfy both bounds; a bare range on an array matches when one key is >= the
+        # prefix and another is below the upper bound (q=anna matched "ann" + "lee").
+        in_range = {"$gte": prefix, "$lt": prefix + "\U0010ffff"}
+        query.setdefault("$and", []).append({"searchKeys": {"$elemMatch": in_range}})
     if country is not None:
         query["country"] = country
     return query
@@ -72,7 +82,7 @@ class CustomerRepository:
         return to_customer(doc)
 
     async def create(self, data: CustomerCreate) -> Customer:
-        now = dt.datetime.now(dt.UTC)
+        now = _now()
         values = _to_stored(msgspec.to_builtins(data, builtin_types=(dt.date,)))
         customer_id = values.pop("customerId", None) or uuid.uuid4().hex[:16]
         doc = {"_id": customer_id, **values, "createdAt": now, "updatedAt": now, "handEdited": True}

@@ -68,6 +68,7 @@ class Customer(Base):
     customer_id: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    hand_edited: bool  # required, not `= False`: omit_defaults would drop it from every imported customer
     first_name: str | None = None
     last_name: str | None = None
     email: str | None = None
@@ -79,7 +80,6 @@ class Customer(Base):
     subscription_date: dt.date | None = None
     website: str | None = None
     about: str | None = None
-    hand_edited: bool = False
 
 
 class CustomerPage(Base):

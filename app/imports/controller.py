@@ -47,8 +47,8 @@ class ImportController(Controller):
     async def errors(
         self,
         service: Service,
-        job_id: Annotated[str | None, QueryParameter(query="jobId", max_length=64)] = None,
-        after_line: Annotated[int, QueryParameter(query="afterLine", ge=0)] = 0,
+        job_id: Annotated[str | None, QueryParameter(name="jobId", max_length=64)] = None,
+        after_line: Annotated[int, QueryParameter(name="afterLine", ge=0)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> RejectedRows:
         state = await service.snapshot(job_id)

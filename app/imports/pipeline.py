@@ -73,17 +73,23 @@ class ImportRun:
         blocks = read_blocks(self.path, start=self.state.bytes_read, first_line=self.state.lines_read + 1,
                              block_bytes=self.settings.import_block_bytes,
                              max_record=self.settings.import_max_record_bytes)
+        failure: RecordTooLarge | None = None
         async with contextlib.aclosing(blocks):
-            async for block in blocks:
-                await self.in_flight.acquire()
-                if self.control.stopping():
-                    self.in_flight.release()
-                    break
-                task = group.create_task(self._process(block))
-                workers.add(task)
-                task.add_done_callback(workers.discard)
+            try:
+                async for block in blocks:
+                    await self.in_flight.acquire()
+                    if self.control.stopping():
+                        self.in_flight.release()
+                        break
+                    task = group.create_task(self._process(block))
+                    workers.add(task)
+                    task.add_done_callback(workers.discard)
+            except RecordTooLarge as exc:
+                failure = exc  # the blocks before it are complete: account for them first
         if workers:
             await asyncio.wait(workers)
+        if failure is not None:
+            raise failure
 
     async def _process(self, block: Block) -> None:
         try:

@@ -1,0 +1,257 @@
+"""Whole imports through the HTTP API into the real SecantusDB server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.asgi import create_app
+from app.settings import Settings
+from tests.conftest import with_settings
+
+HEADER = ("Index,Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Email,"
+          "Subscription Date,Website,About Customer")
+
+
+def good_row(i: int, customer_id: str | None = None, about: str = "Likes tea") -> str:
+    cid = customer_id or f"C{i:07d}"
+    return (f'{i},{cid},Ann{i},Lee,"Acme, ""Best"" Inc",Paris,France,+33 1,,ann{i}@example.com,'
+            f'2021-03-{1 + i % 28:02d},https://acme.example,"{about}"')
+
+
+def write(path: Path, lines: list[str | bytes], *, newline: bytes = b"\n") -> Path:
+    path.write_bytes(newline.join(x if isinstance(x, bytes) else x.encode() for x in lines) + newline)
+    return path
+
+
+async def wait_done(client: AsyncTestClient, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = (await client.get("/import/progress")).json()
+        if progress["status"] != "RUNNING":
+            return progress
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"import still running after {timeout}s: {progress}")
+
+
+async def start(client: AsyncTestClient, file: Path | str, **options: Any) -> dict[str, Any]:
+    response = await client.post("/import/sync", json={"filePath": str(file), **options})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def hostile_file(folder: Path) -> tuple[Path, dict[str, int], dict[int, str]]:
+    """Every bad-input kind, duplicates inside a batch, across batches and against an existing customer."""
+    lines: list[str | bytes] = [HEADER]
+    rejected: dict[int, str] = {}  # line -> reason fragment
+    inserted = duplicate = 0
+    for i in range(1, 2501):
+        line = 1 + sum(1 + (x.count(b"\n") if isinstance(x, bytes) else x.count("\n")) for x in lines)
+        kind = i % 50
+        if kind == 7:
+            lines.append(f"{i},C{i:07d},too,few")
+            rejected[line] = "expected 13 fields"
+        elif kind == 13:
+            lines.append(good_row(i, customer_id=" "))
+            rejected[line] = "customer id is empty"
+        elif kind == 17:
+            lines.append(good_row(i).replace(f"ann{i}@example.com", f"ann{i}@@example.com"))
+            rejected[line] = "invalid email"
+        elif kind == 19:
+            lines.append(good_row(i).replace(f"ann{i}@example.com", "ann lee@example.com"))
+            rejected[line] = "invalid email"
+        elif kind == 23:
+            lines.append(good_row(i).replace("2021-03-", "2023-02-3", 1))
+            rejected[line] = "invalid subscription date"
+        elif kind == 29:
+            lines.append(good_row(i).encode().replace(b"Paris", b"Par\xffis"))
+            rejected[line] = "not valid UTF-8"
+        elif kind == 31:
+            lines.append("")  # blank lines are not rows
+            lines.append("   ")
+        elif kind == 37:
+            lines.append(good_row(i, customer_id=f"C{i - 1:07d}"))  # duplicate of the row just before
+            duplicate += 1
+        elif kind == 41:
+            lines.append(good_row(i, customer_id="C0000003"))  # duplicate across batches
+            duplicate += 1
+        elif kind == 43:
+            lines.append(good_row(i, customer_id="EXISTING-1"))  # created before the import
+            duplicate += 1
+        elif kind == 47:
+            lines.append(good_row(i, about='multi\nline, ""quoted""\r\nabout'))
+            inserted += 1
+        else:
+            lines.append(good_row(i, customer_id=f"C{i:07d}" if kind else f"  C{i:07d}  "))
+            inserted += 1
+    lines.append(good_row(9999, about="last line, no newline"))
+    inserted += 1
+    path = folder / "hostile.csv"
+    data = b"\xef\xbb\xbf" + b"\r\n".join(x if isinstance(x, bytes) else x.encode() for x in lines)
+    path.write_bytes(data)
+    counts = {"rowsInserted": inserted, "rowsDuplicate": duplicate, "rowsInvalid": len(rejected)}
+    counts["rowsProcessed"] = sum(counts.values())
+    return path, counts, rejected
+
+
+async def test_progress_is_idle_on_a_fresh_database(client: AsyncTestClient, db: AsyncDatabase) -> None:
+    progress = (await client.get("/import/progress")).json()
+    assert progress["status"] == "IDLE"
+    assert progress["rowsProcessed"] == 0
+
+
+async def test_hostile_file_imports_with_exact_counters_and_rejected_rows(
+        client: AsyncTestClient, db: AsyncDatabase, import_dir: Path) -> None:
+    created = await client.post("/customers", json={"customerId": "EXISTING-1", "firstName": "Keep",
+                                                    "lastName": "Me", "email": "keep@example.com"})
+    assert created.status_code == 201
+    path, counts, rejected = hostile_file(import_dir)
+
+    job = await start(client, path.name, batchSize=100)
+    progress = await wait_done(client)
+
+    assert progress["status"] == "COMPLETED", progress
+    assert {k: progress[k] for k in counts} == counts
+    assert progress["percent"] == 100 and progress["bytesRead"] == path.stat().st_size
+    assert await db.customers.count_documents({}) == counts["rowsInserted"] + 1
+    assert (await db.customers.find_one({"_id": "EXISTING-1"}))["firstName"] == "Keep"  # untouched
+    errors = (await client.get("/import/errors", params={"jobId": job["jobId"], "limit": 1000})).json()
+    assert [item["line"] for item in errors["items"]] == sorted(rejected)
+    for item in errors["items"]:
+        assert rejected[item["line"]] in item["reason"]
+    cities = [doc.get("city", "") async for doc in db.customers.find({}, {"city": 1})]
+    assert not any("\ufffd" in city for city in cities)
+
+
+async def test_documents_are_trimmed_typed_and_stamped(client: AsyncTestClient, db: AsyncDatabase,
+                                                     import_dir: Path) -> None:
+    path = write(import_dir / "shape.csv", [
+        "customer_id,FIRST NAME,last-name,email,subscription_date,phone_2,_id,importJobId",
+        "  X1  ,  Ann ,Lee,ann@exämple.de,2024-02-29,, hacked , hacked",
+    ])
+    job = await start(client, path.name)
+    progress = await wait_done(client)
+    assert progress["rowsInserted"] == 1 and progress["ignoredColumns"] == ["_id", "importJobId"]
+    doc = await db.customers.find_one({"_id": "X1"})
+    assert doc["firstName"] == "Ann" and doc["email"] == "ann@exämple.de"
+    assert doc["subscriptionDate"] == dt.datetime(2024, 2, 29, tzinfo=dt.UTC)
+    assert "phone2" not in doc and doc["importJobId"] == job["jobId"]
+    state = await db.import_state.find_one({"_id": job["jobId"]})
+    assert state["status"] == "COMPLETED" and isinstance(state["finishedAt"], dt.datetime)
+    assert state["rowsProcessed"] == 1 and state["fileSize"] == path.stat().st_size
+
+
+async def test_concurrent_starts_give_exactly_one_job(client: AsyncTestClient, db: AsyncDatabase,
+                                                      import_dir: Path) -> None:
+    path = write(import_dir / "race.csv", [HEADER, *(good_row(i) for i in range(3000))])
+    responses = await asyncio.gather(*(client.post("/import/sync", json={"filePath": path.name})
+                                       for _ in range(6)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [202, 409, 409, 409, 409, 409]
+    winner = next(r.json()["jobId"] for r in responses if r.status_code == 202)
+    assert all(r.json()["jobId"] == winner for r in responses if r.status_code == 409)
+    assert all(r.headers["content-type"] == "application/problem+json" for r in responses if r.status_code == 409)
+    await wait_done(client)
+    assert await db.import_state.count_documents({}) == 1
+
+
+@pytest.fixture
+async def slow_client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
+    """An app with small blocks, one writer and tiny batches: imports last long enough to cancel and poll."""
+    app = create_app(with_settings(settings, import_block_bytes=8192, import_writers=1,
+                                   import_checkpoint_seconds=0.1))
+    async with AsyncTestClient(app, timeout=30) as client:
+        yield client
+
+
+async def test_cancel_stops_the_job_and_keeps_its_progress(slow_client: AsyncTestClient, db: AsyncDatabase,
+                                                           import_dir: Path) -> None:
+    path = write(import_dir / "cancel.csv", [HEADER, *(good_row(i) for i in range(20000))])
+    await start(slow_client, path.name, batchSize=50)
+    deadline = time.monotonic() + 60
+    while (await slow_client.get("/import/progress")).json()["rowsProcessed"] == 0:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    # The API answers while the import runs.
+    assert (await slow_client.get("/customers", params={"limit": 5})).status_code == 200
+    assert (await slow_client.get("/health")).status_code == 200
+    assert (await slow_client.post("/import/cancel")).status_code == 202
+    progress = await wait_done(slow_client, timeout=15)
+    assert progress["status"] == "CANCELLED"
+    assert 0 < progress["rowsProcessed"] < 20000
+    assert progress["rowsProcessed"] == progress["rowsInserted"]
+    assert await db.customers.count_documents({}) >= progress["rowsInserted"]
+    again = await slow_client.post("/import/cancel")
+    assert again.status_code == 409
+
+    # Resume continues from the watermark; the end result equals an uninterrupted run.
+    assert (await slow_client.post("/import/resume")).status_code == 202
+    final = await wait_done(slow_client)
+    assert final["status"] == "COMPLETED"
+    assert (final["rowsProcessed"], final["rowsInserted"], final["rowsDuplicate"]) == (20000, 20000, 0)
+    assert await db.customers.count_documents({}) == 20000
+
+
+async def test_unterminated_quote_fails_the_job_naming_line_and_offset(
+        client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, settings: Settings) -> None:
+    rows = [HEADER, *(good_row(i) for i in range(100))]
+    rows.append('100,C-broken,Ann,Lee,"unterminated,x,y,z,a@b.c,2021-01-01,w,about')
+    rows += [good_row(i) for i in range(101, 101 + settings.import_max_record_bytes // 100)]
+    path = write(import_dir / "unterminated.csv", rows)
+    await start(client, path.name)
+    progress = await wait_done(client)
+    assert progress["status"] == "FAILED"
+    assert "line 102" in progress["error"] and "byte offset" in progress["error"]
+    assert progress["rowsInserted"] == 100 == await db.customers.count_documents({})
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ({"filePath": "missing.csv"}, "does not exist"),
+    ({"filePath": "."}, "not a regular file"),
+    ({"filePath": "../outside.csv"}, "outside the import folder"),
+    ({"filePath": "/etc/passwd"}, "outside the import folder"),
+    ({"filePath": "link.csv"}, "outside the import folder"),
+    ({"filePath": "noid.csv"}, "no customer id column"),
+    ({}, "CSV_FILE_PATH is not set"),
+    ({"filePath": "ok.csv", "batchSize": 0}, ""),
+    ({"filePath": "ok.csv", "batchSize": 10001}, ""),
+    ({"filePath": "ok.csv", "mode": "merge"}, ""),
+    ({"filePath": "ok.csv", "extra": 1}, ""),
+    ({"filePath": 5}, ""),
+])
+async def test_bad_import_requests_get_4xx_and_start_no_job(client: AsyncTestClient, db: AsyncDatabase,
+                                                            import_dir: Path, body: dict, fragment: str) -> None:
+    write(import_dir / "ok.csv", [HEADER, good_row(1)])
+    write(import_dir / "noid.csv", ["Index,First Name,Email", "1,Ann,a@b.c"])
+    outside = write(import_dir.parent / "outside.csv", [HEADER, good_row(1)])
+    link = import_dir / "link.csv"
+    if not link.is_symlink():
+        link.symlink_to(outside)
+    response = await client.post("/import/sync", json=body)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert fragment in response.json()["detail"] + str(response.json().get("errors", ""))
+    assert await db.import_state.count_documents({}) == 0
+
+
+async def test_malformed_json_body_is_400(client: AsyncTestClient, db: AsyncDatabase) -> None:
+    response = await client.post("/import/sync", content=b"{nope", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_errors_of_unknown_job_is_404(client: AsyncTestClient, db: AsyncDatabase) -> None:
+    response = await client.get("/import/errors", params={"jobId": "nope"})
+    assert response.status_code == 404
+
+
+async def test_resume_with_nothing_to_resume_is_404(client: AsyncTestClient, db: AsyncDatabase) -> None:
+    assert (await client.post("/import/resume")).status_code == 404
