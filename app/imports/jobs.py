@@ -32,6 +32,7 @@ class JobState(msgspec.Struct, rename="camel", kw_only=True):
     file_identity: dict[str, Any]
     mode: str
     batch_size: int
+    dry_run: bool = False
     ignored_columns: list[str] = []
     bytes_read: int = 0  # watermark: every record below it is fully accounted
     lines_read: int = 0  # physical lines below the watermark

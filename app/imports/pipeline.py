@@ -18,7 +18,7 @@ from app.imports.jobs import JobState, JobStore
 from app.imports.ledger import RECENT, Ledger
 from app.imports.model import Block, ColumnMap, Outcome, ParseSpec, Status
 from app.imports.parse import parse_block
-from app.imports.sink import Sink, WriteFailed, retry
+from app.imports.sink import DrySink, Sink, WriteFailed, retry
 from app.imports.source import RecordTooLarge, read_blocks
 from app.settings import Settings
 
@@ -50,7 +50,7 @@ class Control:
 
 class ImportRun:
     def __init__(self, state: JobState, path: Path, columns: ColumnMap, *, store: JobStore,
-                 sink: Sink, pool: Executor, settings: Settings, control: Control):
+                 sink: Sink | DrySink, pool: Executor, settings: Settings, control: Control):
         self.state, self.path, self.store, self.sink, self.pool = state, path, store, sink, pool
         self.settings, self.control = settings, control
         self.ledger = Ledger(state, max_rejects=settings.import_max_rejects)

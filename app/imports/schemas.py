@@ -17,6 +17,8 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
                                    description="CSV path, relative to IMPORT_DIR; default CSV_FILE_PATH")] | None = None
     batch_size: Annotated[int, Meta(ge=1, le=10_000, description="documents per insert_many")] | None = None
     mode: Literal["insert"] = "insert"
+    dry_run: bool = msgspec.field(default=False)
+    """Read, parse and validate the whole file and report the counters, writing no customers."""
 
 
 class Progress(msgspec.Struct, rename="camel"):
@@ -27,6 +29,7 @@ class Progress(msgspec.Struct, rename="camel"):
     file_path: str | None = None
     file_size: int = 0
     mode: str | None = None
+    dry_run: bool = False
     batch_size: int | None = None
     bytes_read: int = 0
     percent: float = 0.0
@@ -59,7 +62,7 @@ class Progress(msgspec.Struct, rename="camel"):
             eta = round(elapsed * (1 - fraction) / fraction, 1)
         return cls(
             status=state.status, job_id=state.job_id, file_path=state.file_path, file_size=state.file_size,
-            mode=state.mode, batch_size=state.batch_size, bytes_read=state.bytes_read,
+            mode=state.mode, dry_run=state.dry_run, batch_size=state.batch_size, bytes_read=state.bytes_read,
             percent=round(fraction * 100, 2), rows_processed=state.rows_processed,
             rows_inserted=state.rows_inserted, rows_duplicate=state.rows_duplicate, rows_invalid=state.rows_invalid,
             rate_rows_per_sec=round(rate, 1), elapsed_sec=round(elapsed, 1), eta_sec=eta,

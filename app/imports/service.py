@@ -27,7 +27,7 @@ from app.imports.model import ColumnMap, Status
 from app.imports.parse import HeaderError, map_header
 from app.imports.pipeline import Control, ImportRun
 from app.imports.schemas import ImportRequest
-from app.imports.sink import Sink
+from app.imports.sink import DrySink, Sink
 from app.imports.source import RecordTooLarge, file_identity, read_header
 from app.settings import Settings
 
@@ -59,7 +59,8 @@ class ImportService:
         identity = await file_identity(path)
         state = JobState(
             job_id=uuid.uuid4().hex, status=Status.RUNNING, file_path=str(path), file_size=int(identity["size"]),
-            file_identity=identity, mode=request.mode, batch_size=request.batch_size or self.settings.import_batch_size,
+            file_identity=identity, mode=request.mode, dry_run=request.dry_run,
+            batch_size=request.batch_size or self.settings.import_batch_size,
             ignored_columns=list(columns.ignored), bytes_read=header_end, lines_read=header_lines,
             owner=self.instance_id, heartbeat_at=now())
         await self.store.claim_new(state)
@@ -139,8 +140,9 @@ class ImportService:
 
     def _launch(self, state: JobState, path: Path, columns: ColumnMap) -> None:
         control = Control.new()
-        sink = Sink(self.db[CUSTOMERS], job_id=state.job_id, retry_seconds=self.settings.import_retry_seconds,
-                    writers=self.settings.import_writers)
+        sink = DrySink() if state.dry_run else Sink(
+            self.db[CUSTOMERS], job_id=state.job_id, retry_seconds=self.settings.import_retry_seconds,
+            writers=self.settings.import_writers)
         run = ImportRun(state, path, columns, store=self.store, sink=sink, pool=self.pool,
                         settings=self.settings, control=control)
         task = asyncio.create_task(self._supervise(run), name=f"import-{state.job_id}")
@@ -199,7 +201,8 @@ class ImportService:
             self.current.control.shutdown.set()
             task = self.current.task
             try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=20)
+                async with asyncio.timeout(20):
+                    await asyncio.shield(task)
             except TimeoutError:
                 task.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)

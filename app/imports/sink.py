@@ -83,3 +83,10 @@ class Sink:
         ids = list({customer_id for customer_id, _ in wanted})
         cursor = self.customers.find({"_id": {"$in": ids}, "importJobId": self.job_id}, {"importLine": 1})
         return len([doc async for doc in cursor if (doc["_id"], doc.get("importLine")) in wanted])
+
+
+class DrySink:
+    """A dry run's sink: counts what would be written, writes nothing (duplicates are not looked up)."""
+
+    async def insert(self, batch: Batch) -> tuple[int, int, list[int]]:
+        return len(batch.docs), 0, []

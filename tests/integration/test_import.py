@@ -255,3 +255,17 @@ async def test_errors_of_unknown_job_is_404(client: AsyncTestClient, db: AsyncDa
 
 async def test_resume_with_nothing_to_resume_is_404(client: AsyncTestClient, db: AsyncDatabase) -> None:
     assert (await client.post("/import/resume")).status_code == 404
+
+
+async def test_dry_run_validates_everything_and_writes_no_customer(client: AsyncTestClient, db: AsyncDatabase,
+                                                                   import_dir: Path) -> None:
+    path, counts, rejected = hostile_file(import_dir)
+    job = await start(client, path.name, dryRun=True)
+    progress = await wait_done(client)
+    assert progress["status"] == "COMPLETED" and progress["dryRun"] is True
+    assert progress["rowsInvalid"] == counts["rowsInvalid"]
+    # A dry run does not look duplicates up in the database: every valid row counts as would-be-inserted.
+    assert progress["rowsInserted"] == counts["rowsInserted"] + counts["rowsDuplicate"]
+    assert await db.customers.count_documents({}) == 0
+    errors = (await client.get("/import/errors", params={"jobId": job["jobId"], "limit": 1000})).json()
+    assert [item["line"] for item in errors["items"]] == sorted(rejected)
