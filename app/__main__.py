@@ -1,11 +1,17 @@
-"""CLI: `python -m app serve [--host H] [--port P]`. Reads Settings; starts the embedded database if needed."""
+"""CLI: `python -m app serve [--host H] [--port P]` and `python -m app import FILE [...]`.
+
+Reads Settings from the environment; starts the embedded database when MONGODB_URI is unset.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
-import signal
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 
@@ -18,37 +24,53 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP API (and the embedded database if MONGODB_URI is unset)")
     serve.add_argument("--host", default=settings.host)
     serve.add_argument("--port", type=int, default=settings.port)
+    imp = commands.add_parser("import", help="import a CSV file with a progress bar (refused while a job runs)")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--mode", choices=["insert"], default="insert")
+    imp.add_argument("--batch-size", type=int, default=None, metavar="N", choices=range(1, 10_001))
+    imp.add_argument("--dry-run", action="store_true", help="parse and validate only; write no customers")
     return parser
 
 
-def _exit(signum: int, frame: object) -> None:
-    """uvicorn shuts down on SIGTERM/SIGINT and then re-raises the signal. SIGTERM's default action would kill
-    the process right there, skipping `finally`, so the embedded database got no clean stop: exit instead."""
-    raise SystemExit(0)
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[Settings]:
+    """Settings with a reachable MONGODB_URI: the configured one, or an embedded server for the duration."""
+    if settings.mongodb_uri:
+        yield settings
+        return
+    from app.embedded import EmbeddedMongo
+
+    embedded = EmbeddedMongo(settings.data_path / "db", settings.embedded_db_port, log_level=settings.log_level)
+    try:
+        yield msgspec.structs.replace(settings, mongodb_uri=embedded.start())
+    finally:
+        embedded.stop()
 
 
 def serve(settings: Settings) -> int:
     import uvicorn
 
     from app.asgi import create_app
-    from app.embedded import EmbeddedMongo
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _exit)
-    embedded = None
-    try:
-        if not settings.mongodb_uri:
-            embedded = EmbeddedMongo(settings.data_path / "db", settings.embedded_db_port,
-                                     log_level=settings.log_level)
-            settings = msgspec.structs.replace(settings, mongodb_uri=embedded.start())
+    with database(settings) as settings:
         config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                                 log_level=settings.log_level.lower(), lifespan="on", timeout_graceful_shutdown=15)
         server = uvicorn.Server(config)
         server.run()
         return 0 if server.started else 1
-    finally:
-        if embedded is not None:
-            embedded.stop()
+
+
+def import_file(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from app.imports.cli import import_file as run
+
+    if not args.file.is_file():
+        print(f"{args.file}: not a readable file", file=sys.stderr)
+        return 2
+    with database(settings) as settings:
+        return asyncio.run(run(settings, args.file, mode=args.mode, batch_size=args.batch_size,
+                               dry_run=args.dry_run, console=Console()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         return serve(msgspec.structs.replace(settings, host=args.host, port=args.port))
-    return 2
+    return import_file(settings, args)
 
 
 if __name__ == "__main__":

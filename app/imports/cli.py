@@ -1,0 +1,65 @@
+"""`python -m app import FILE`: the same engine and import_state rules as the API, with a progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from app.db import ensure_indexes, make_client
+from app.errors import AppError
+from app.imports.model import Status
+from app.imports.schemas import ImportRequest
+from app.imports.schemas import Progress as Snapshot
+from app.imports.service import ImportService
+from app.settings import Settings
+
+EXIT = {Status.COMPLETED: 0, Status.CANCELLED: 130}
+
+
+def _counters(snap: Snapshot) -> str:
+    return (f"{snap.rows_processed:,} rows · {snap.rate_rows_per_sec:,.0f} rows/s · inserted "
+            f"{snap.rows_inserted:,} · duplicate {snap.rows_duplicate:,} · invalid {snap.rows_invalid:,}")
+
+
+async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: int | None, dry_run: bool,
+                      console: Console) -> int:
+    """Run one import to its end; exit code 0 when COMPLETED. Ctrl-C cancels it (resumable)."""
+    settings = msgspec.structs.replace(settings, csv_file_path=str(file.resolve()))
+    client = make_client(settings.mongodb_uri or "")
+    service = ImportService(client[settings.mongodb_db], settings)
+    try:
+        await ensure_indexes(client[settings.mongodb_db])
+        try:
+            state = await service.start(ImportRequest(mode=mode, batch_size=batch_size, dry_run=dry_run))
+        except AppError as exc:
+            console.print(f"[red]refused:[/red] {exc.detail}")
+            return 2
+        assert service.current is not None
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, service.current.control.cancel.set)
+        console.print(f"job {state.job_id}: {file} ({state.file_size:,} bytes){' [dry run]' if dry_run else ''}")
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                      TextColumn("{task.fields[counters]}"), console=console, transient=False) as bar:
+            task = bar.add_task("importing", total=state.file_size, counters="")
+            while service.current is not None:
+                snap = Snapshot.of(state)
+                bar.update(task, completed=state.bytes_read, counters=_counters(snap))
+                await asyncio.sleep(0.25)
+            bar.update(task, completed=state.bytes_read if state.status != Status.COMPLETED else state.file_size,
+                       counters=_counters(Snapshot.of(state)))
+        loop.remove_signal_handler(signal.SIGINT)
+        final = Snapshot.of(state)
+        console.print(f"{final.status}: {_counters(final)} in {final.elapsed_sec:,.1f}s")
+        if final.error:
+            console.print(f"[red]error:[/red] {final.error}")
+        if state.status == Status.CANCELLED:
+            console.print("cancelled; resume it with POST /import/resume")
+        return EXIT.get(state.status, 1)
+    finally:
+        await service.close()
+        await client.close()
