@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,11 +48,19 @@ def database(settings: Settings) -> Iterator[Settings]:
         embedded.stop()
 
 
+def _exit(signum: int, frame: object) -> None:
+    """uvicorn shuts down on SIGTERM/SIGINT and then re-raises the signal. SIGTERM's default action would kill
+    the process right there, skipping `finally`, so the embedded database got no clean stop: exit instead."""
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> int:
     import uvicorn
 
     from app.asgi import create_app
 
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit)
     with database(settings) as settings:
         config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                                 log_level=settings.log_level.lower(), lifespan="on", timeout_graceful_shutdown=15)

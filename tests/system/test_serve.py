@@ -1,0 +1,212 @@
+"""`python -m app serve` as a real subprocess: start, stop, crash and restart around the embedded database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from app.embedded import EmbeddedMongo, free_port
+from app.settings import Settings
+
+pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and PDEATHSIG")]
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+SETTINGS_ENV = {field.name.upper() for field in msgspec.structs.fields(Settings)}
+CUSTOMER = {"customerId": "sys-1", "firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com"}
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    url: str
+    data_dir: Path
+    log: Path
+
+    def db(self) -> dict[str, int]:
+        """The embedded database's pidfile: {"pid": ..., "port": ...}."""
+        return json.loads((self.data_dir / "db.pid").read_text())
+
+    def fail(self, message: str) -> None:
+        pytest.fail(f"{message}\n--- app log ---\n{self.log.read_text(errors='replace')[-3000:]}")
+
+
+Launch = Callable[..., Service]
+
+
+def alive(pid: int) -> bool:
+    """A zombie counts as gone: it has exited and only waits for its parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def command(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def healthy(service: Service) -> bool:
+    if service.process.poll() is not None:
+        service.fail(f"app exited with {service.process.returncode} before it was healthy")
+    try:
+        return httpx.get(f"{service.url}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def stop(service: Service, signum: int = signal.SIGTERM) -> int:
+    service.process.send_signal(signum)
+    try:
+        return service.process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        service.fail(f"app did not exit within {STOP_TIMEOUT:.0f}s of signal {signum}")
+        raise
+
+
+def kill_leftover_database(data_dir: Path) -> None:
+    try:
+        pid = json.loads((data_dir / "db.pid").read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return
+    if alive(pid) and b"secantus" in command(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    """Start `python -m app serve` (MONGODB_URI unset, free ports, DATA_DIR in tmp_path) and wait for /health."""
+    services: list[Service] = []
+
+    def run(**env: str) -> Service:
+        port = free_port()
+        environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENV}
+        environ |= {"DATA_DIR": str(tmp_path / "data"), "HOST": "127.0.0.1", "PORT": str(port),
+                    "EMBEDDED_DB_PORT": str(free_port()), **env}
+        log = tmp_path / f"app-{len(services)}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=environ, cwd=tmp_path,
+                                       stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        service = Service(process, f"http://127.0.0.1:{port}", Path(environ["DATA_DIR"]), log)
+        services.append(service)
+        if not wait_until(lambda: healthy(service), START_TIMEOUT):
+            service.fail(f"GET /health was not 200 within {START_TIMEOUT:.0f}s")
+        return service
+
+    try:
+        yield run
+    finally:
+        for service in services:
+            if service.process.poll() is None:
+                service.process.kill()
+                service.process.wait()
+            kill_leftover_database(service.data_dir)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_app_and_database_and_data_persists(launch: Launch, signum: int) -> None:
+    first = launch()
+    db_pid = first.db()["pid"]
+    assert httpx.post(f"{first.url}/customers", json=CUSTOMER, timeout=10).status_code == 201
+
+    assert stop(first, signum) == 0
+    assert not alive(db_pid)
+    assert not (first.data_dir / "db.pid").exists()
+
+    second = launch()
+    response = httpx.get(f"{second.url}/customers/sys-1", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["email"] == CUSTOMER["email"]
+    assert stop(second) == 0
+
+
+def test_next_start_works_after_kill_9(launch: Launch) -> None:
+    first = launch()
+    db_pid = first.db()["pid"]
+    assert httpx.post(f"{first.url}/customers", json=CUSTOMER, timeout=10).status_code == 201
+    first.process.kill()
+    first.process.wait()
+
+    # started at once: the old database may still be shutting down (PDEATHSIG) and hold the data's lock
+    second = launch()
+    assert second.db()["pid"] != db_pid
+    assert not alive(db_pid)
+    assert httpx.get(f"{second.url}/customers/sys-1", timeout=10).status_code == 200
+    assert stop(second) == 0
+
+
+def test_database_left_over_by_a_crashed_run_is_stopped(launch: Launch, tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    data_dir.mkdir()
+    orphan = subprocess.Popen([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+                               "--storage-path", str(data_dir / "db"), "--log-level", "WARNING"],
+                              cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    # reap it as soon as it exits: a zombie would look alive to the app's pid check
+    threading.Thread(target=orphan.wait, daemon=True).start()
+    try:
+        (data_dir / "db.pid").write_text(json.dumps({"pid": orphan.pid, "port": port}))
+        assert wait_until(lambda: listening(port), START_TIMEOUT)
+
+        service = launch(EMBEDDED_DB_PORT=str(port))
+        assert orphan.wait(STOP_TIMEOUT) is not None
+        assert service.db()["pid"] != orphan.pid
+        assert service.db()["port"] == port
+        assert stop(service) == 0
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+        orphan.wait()
+
+
+def test_busy_database_port_does_not_prevent_start(launch: Launch) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        service = launch(EMBEDDED_DB_PORT=str(port))
+        assert service.db()["port"] != port
+        assert stop(service) == 0
+
+
+def test_nothing_is_spawned_when_mongodb_uri_is_set(launch: Launch, mongo_server: EmbeddedMongo) -> None:
+    service = launch(MONGODB_URI=mongo_server.uri, MONGODB_DB="system_test")
+    children = "".join(path.read_text() for path in Path(f"/proc/{service.process.pid}/task").glob("*/children"))
+    # the import process pool may have started helpers (forkserver, resource tracker), but no database
+    assert not any(b"secantus" in command(int(pid)) for pid in children.split())
+    assert not (service.data_dir / "db.pid").exists()
+    assert not (service.data_dir / "db").exists()
+    assert stop(service) == 0
