@@ -1,0 +1,356 @@
+"""The customers API against the SecantusDB server: CRUD, listing, validation and problem+json errors."""
+
+import datetime as dt
+import random
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.customers.document import search_keys
+from app.settings import Settings
+
+Client = AsyncTestClient
+VALID = {"firstName": "Ann", "lastName": "Lee", "email": "ann.lee@example.com"}
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    return body
+
+
+async def create(client: Client, **fields: Any) -> dict[str, Any]:
+    response = await client.post("/customers", json={**VALID, **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def list_ids(client: Client, **params: Any) -> list[str]:
+    response = await client.get("/customers", params={"limit": 500, **params})
+    assert response.status_code == 200, response.text
+    return [item["customerId"] for item in response.json()["items"]]
+
+
+async def insert_imported(db: AsyncDatabase, customer_id: str, **fields: Any) -> None:
+    """A customer as the CSV import stores it: no handEdited flag."""
+    now = dt.datetime.now(dt.UTC)
+    doc = {"_id": customer_id, **VALID, **fields, "createdAt": now, "updatedAt": now, "importJobId": "job1"}
+    await db.customers.insert_one({**doc, "searchKeys": search_keys(doc)})
+
+
+# --- create / get -------------------------------------------------------------------------------------------
+
+
+async def test_create_returns_201_and_stores_a_hand_edited_customer(client: Client, db: AsyncDatabase) -> None:
+    payload = {**VALID, "customerId": "c-1", "company": "Acme", "country": "France",
+               "subscriptionDate": "2024-02-29", "about": "likes tea"}
+    response = await client.post("/customers", json=payload)
+    assert response.status_code == 201
+    body = response.json()
+    assert {k: body[k] for k in payload} == payload
+    assert body["handEdited"] is True
+    stored = await db.customers.find_one({"_id": "c-1"})
+    assert stored is not None
+    assert stored["handEdited"] is True
+    assert "customerId" not in stored
+    assert stored["subscriptionDate"] == dt.datetime(2024, 2, 29, tzinfo=dt.UTC)
+    assert stored["searchKeys"] == search_keys(stored)
+    assert {"ann", "lee", "acme", "ann.lee@example.com"} <= set(stored["searchKeys"])
+
+
+async def test_create_generates_a_customer_id_when_absent(client: Client, db: AsyncDatabase) -> None:
+    first, second = await create(client), await create(client)
+    assert first["customerId"] and second["customerId"] and first["customerId"] != second["customerId"]
+    assert await db.customers.count_documents({"_id": first["customerId"], "handEdited": True}) == 1
+
+
+async def test_create_an_existing_customer_id_is_409(client: Client, db: AsyncDatabase) -> None:
+    await create(client, customerId="dup", firstName="First")
+    problem = assert_problem(await client.post("/customers", json={**VALID, "customerId": "dup"}), 409)
+    assert problem["customerId"] == "dup"
+    assert (await db.customers.find_one({"_id": "dup"}) or {})["firstName"] == "First"
+
+
+async def test_the_created_customer_is_what_get_returns(client: Client, db: AsyncDatabase) -> None:
+    created = await create(client, customerId="same", subscriptionDate="2001-12-31")
+    response = await client.get("/customers/same")
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+@pytest.mark.parametrize("customer_id", ["ü-1", "a.b", "a+b", "a:b;c", "x" * 64, "UPPER", "0"])
+async def test_unusual_customer_ids_round_trip(client: Client, db: AsyncDatabase, customer_id: str) -> None:
+    await create(client, customerId=customer_id)
+    response = await client.get(f"/customers/{customer_id}")
+    assert response.status_code == 200
+    assert response.json()["customerId"] == customer_id
+
+
+async def test_get_an_unknown_customer_is_404(client: Client, db: AsyncDatabase) -> None:
+    assert_problem(await client.get("/customers/nobody"), 404)
+
+
+async def test_an_imported_customer_is_not_hand_edited(client: Client, db: AsyncDatabase) -> None:
+    await insert_imported(db, "imp-1")
+    body = (await client.get("/customers/imp-1")).json()
+    assert body["handEdited"] is False
+    assert "importJobId" not in body and "searchKeys" not in body
+
+
+# --- update / delete ----------------------------------------------------------------------------------------
+
+
+async def test_patch_changes_only_the_given_fields_and_marks_hand_edited(client: Client, db: AsyncDatabase) -> None:
+    await insert_imported(db, "p-1", company="Acme", city="Paris")
+    before = await db.customers.find_one({"_id": "p-1"})
+    response = await client.patch("/customers/p-1", json={"lastName": "Zed", "city": "Lyon"})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["firstName"], body["lastName"], body["company"], body["city"]) == ("Ann", "Zed", "Acme", "Lyon")
+    assert body["handEdited"] is True
+    stored = await db.customers.find_one({"_id": "p-1"})
+    assert stored is not None and before is not None
+    assert stored["handEdited"] is True
+    assert stored["createdAt"] == before["createdAt"]
+    assert stored["updatedAt"] >= before["updatedAt"]
+    assert stored["searchKeys"] == search_keys(stored)
+    assert await list_ids(client, q="zed") == ["p-1"]
+    assert await list_ids(client, q="lee") == []
+    assert (await client.get("/customers/p-1")).json() == body
+
+
+async def test_patch_null_clears_an_optional_field(client: Client, db: AsyncDatabase) -> None:
+    await create(client, customerId="p-2", company="Acme", subscriptionDate="2020-01-01")
+    response = await client.patch("/customers/p-2", json={"company": None, "subscriptionDate": None})
+    assert response.status_code == 200
+    assert "company" not in response.json() and "subscriptionDate" not in response.json()
+    stored = await db.customers.find_one({"_id": "p-2"})
+    assert stored is not None
+    assert "company" not in stored and "subscriptionDate" not in stored
+    assert "acme" not in stored["searchKeys"]
+
+
+async def test_patch_an_empty_object_only_marks_hand_edited(client: Client, db: AsyncDatabase) -> None:
+    await insert_imported(db, "p-3")
+    response = await client.patch("/customers/p-3", json={})
+    assert response.status_code == 200
+    assert response.json()["handEdited"] is True
+    assert response.json()["lastName"] == "Lee"
+
+
+@pytest.mark.parametrize("change", [
+    {"customerId": "other"}, {"handEdited": False}, {"createdAt": "2020-01-01T00:00:00Z"}, {"nickname": "Annie"},
+    {"firstName": None}, {"email": None}, {"firstName": ""}, {"email": "not-an-email"}, {"company": 42},
+    {"subscriptionDate": "2023-02-29"}, {"about": "x" * 100_001},
+])
+async def test_patch_rejects(client: Client, db: AsyncDatabase, change: dict[str, Any]) -> None:
+    created = await create(client, customerId="p-4")
+    assert_problem(await client.patch("/customers/p-4", json=change), 400)
+    assert (await client.get("/customers/p-4")).json() == created
+
+
+async def test_patch_an_unknown_customer_is_404(client: Client, db: AsyncDatabase) -> None:
+    assert_problem(await client.patch("/customers/nobody", json={"city": "Oslo"}), 404)
+    assert await db.customers.count_documents({}) == 0
+
+
+async def test_delete_returns_204_then_the_customer_is_gone(client: Client, db: AsyncDatabase) -> None:
+    await create(client, customerId="d-1")
+    response = await client.delete("/customers/d-1")
+    assert response.status_code == 204
+    assert response.content == b""
+    assert await db.customers.count_documents({}) == 0
+    assert_problem(await client.get("/customers/d-1"), 404)
+    assert_problem(await client.delete("/customers/d-1"), 404)
+
+
+# --- listing ------------------------------------------------------------------------------------------------
+
+IDS = ["10", "9", "A", "B", "Z9", "a", "a-1", "a.1", "b", "z", "é", "ü-2"] + [f"n{i:02d}" for i in range(11)]
+
+
+@pytest.fixture
+async def many(client: Client, db: AsyncDatabase) -> list[str]:
+    """23 customers created in a shuffled order; returns their ids in the order the API must list them."""
+    for customer_id in random.Random(7).sample(IDS, len(IDS)):
+        await create(client, customerId=customer_id, country="France" if customer_id < "b" else "Spain")
+    return sorted(IDS)
+
+
+async def test_pages_are_in_id_order_without_overlap(client: Client, many: list[str]) -> None:
+    seen: list[str] = []
+    for page in (1, 2, 3):
+        response = await client.get("/customers", params={"page": page, "limit": 10})
+        assert response.status_code == 200
+        body = response.json()
+        assert (body["page"], body["limit"], body["total"]) == (page, 10, len(many))
+        seen += [item["customerId"] for item in body["items"]]
+    assert seen == many
+    past_the_end = (await client.get("/customers", params={"page": 4, "limit": 10})).json()
+    assert past_the_end["items"] == [] and past_the_end["total"] == len(many)
+
+
+async def test_default_page_is_the_first_fifty(client: Client, many: list[str]) -> None:
+    body = (await client.get("/customers")).json()
+    assert (body["page"], body["limit"], body["total"]) == (1, 50, len(many))
+    assert [item["customerId"] for item in body["items"]] == many
+
+
+async def walk(client: Client, limit: int, **params: Any) -> tuple[list[str], set[int]]:
+    """Follow nextCursor from the first page to the end; return the ids seen and the totals reported."""
+    ids: list[str] = []
+    totals: set[int] = set()
+    query: dict[str, Any] = {"limit": limit, **params}
+    for _ in range(100):
+        response = await client.get("/customers", params=query)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        ids += [item["customerId"] for item in body["items"]]
+        totals.add(body["total"])
+        if not body.get("nextCursor"):
+            return ids, totals
+        query = {"limit": limit, **params, "after": body["nextCursor"]}
+    raise AssertionError("the keyset walk did not end")
+
+
+@pytest.mark.parametrize("limit", [1, 5, 7, 23, 500])
+async def test_keyset_pages_walk_the_whole_set_exactly_once(client: Client, many: list[str], limit: int) -> None:
+    ids, totals = await walk(client, limit)
+    assert ids == many
+    assert totals == {len(many)}
+
+
+async def test_keyset_walk_with_a_filter(client: Client, many: list[str]) -> None:
+    french = [customer_id for customer_id in many if customer_id < "b"]
+    ids, totals = await walk(client, 2, country="France")
+    assert ids == french
+    assert totals == {len(french)}
+
+
+async def test_a_page_cursor_continues_where_the_page_ended(client: Client, many: list[str]) -> None:
+    first = (await client.get("/customers", params={"page": 1, "limit": 5})).json()
+    following = (await client.get("/customers", params={"after": first["nextCursor"], "limit": 5})).json()
+    second = (await client.get("/customers", params={"page": 2, "limit": 5})).json()
+    assert following["items"] == second["items"]
+
+
+PEOPLE = [
+    {"customerId": "c1", "firstName": "Ann", "lastName": "Lee", "email": "ann.lee@example.com", "country": "France"},
+    {"customerId": "c2", "firstName": "Anna", "lastName": "Berg", "email": "anna@berg.se", "country": "Sweden"},
+    {"customerId": "c3", "firstName": "Bob", "lastName": "Annan", "email": "bob@x.org", "country": "France"},
+    {"customerId": "c4", "firstName": "Zoë", "lastName": "Ängström", "email": "zoe@exämple.de", "company": "Ångbåt"},
+    {"customerId": "c5", "firstName": "Carl", "lastName": "Smith", "email": "Carl.Smith@Example.com",
+     "company": "Annex Ltd", "country": "USA"},
+    {"customerId": "c6", "firstName": "Joann", "lastName": "Doe", "email": "jd@x.io", "country": "France"},
+]
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({}, ["c1", "c2", "c3", "c4", "c5", "c6"]), ({"q": "ann"}, ["c1", "c2", "c3", "c5"]),
+    ({"q": "ANN"}, ["c1", "c2", "c3", "c5"]), ({"q": "anna"}, ["c2", "c3"]), ({"q": "oann"}, []),
+    ({"q": "äng"}, ["c4"]), ({"q": "ÅNGB"}, ["c4"]), ({"q": "zoe@ex"}, ["c4"]),
+    ({"q": "carl.smith@example.com"}, ["c5"]), ({"q": "smith"}, ["c5"]), ({"q": "x.org"}, []),
+    ({"email": "Carl.Smith@Example.com"}, ["c5"]), ({"email": "carl.smith@example.com"}, []),
+    ({"email": "ann.lee@example"}, []), ({"email": "zoe@exämple.de"}, ["c4"]),
+    ({"country": "France"}, ["c1", "c3", "c6"]), ({"country": "france"}, []),
+    ({"country": "France", "q": "ann"}, ["c1", "c3"]), ({"country": "Sweden", "email": "anna@berg.se"}, ["c2"]),
+    ({"country": "France", "email": "anna@berg.se"}, []),
+])
+async def test_filters(client: Client, db: AsyncDatabase, params: dict[str, str], expected: list[str]) -> None:
+    for person in PEOPLE:
+        await create(client, **person)
+    response = await client.get("/customers", params={**params, "limit": 2})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["total"] == len(expected)
+    assert await list_ids(client, **params) == expected
+
+
+@pytest.mark.parametrize("params", [
+    {"limit": 0}, {"limit": 501}, {"limit": -1}, {"limit": "ten"}, {"limit": 1.5}, {"page": 0}, {"page": "two"},
+    {"page": 1_000_001}, {"q": ""}, {"q": "x" * 257}, {"email": "x" * 257}, {"after": "!!!"}, {"after": "é"},
+    {"after": "_w"}, {"after": "x" * 513},
+])
+async def test_bad_list_parameters_are_400(client: Client, db: AsyncDatabase, params: dict[str, Any]) -> None:
+    assert_problem(await client.get("/customers", params=params), 400)
+
+
+@pytest.mark.parametrize("params", [{"limit": 1}, {"limit": 500}, {"page": 1_000_000}, {"q": "x" * 256}])
+async def test_list_parameter_bounds_are_accepted(client: Client, db: AsyncDatabase, params: dict[str, Any]) -> None:
+    assert (await client.get("/customers", params=params)).status_code == 200
+
+
+# --- validation ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("email", "jürgen@exämple.de"), ("email", "a@b"), ("subscriptionDate", "2024-02-29"),
+    ("subscriptionDate", "0001-01-01"), ("subscriptionDate", "9999-12-31"), ("firstName", "x" * 256),
+    ("company", "x" * 256), ("company", ""), ("company", None), ("about", "x" * 100_000), ("customerId", "x" * 64),
+    ("customerId", None),
+])
+async def test_create_accepts(client: Client, db: AsyncDatabase, field: str, value: Any) -> None:
+    response = await client.post("/customers", json={**VALID, field: value})
+    assert response.status_code == 201, response.text
+    if value is not None:
+        assert response.json()[field] == value
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("firstName", None), ("firstName", ""), ("firstName", "x" * 257), ("firstName", 123), ("lastName", ["Lee"]),
+    ("email", "no-at-sign"), ("email", "a@@b"), ("email", "a@b@c"), ("email", "a b@c"), ("email", "a@b\n"),
+    ("email", "@b"), ("email", "a@"), ("email", 5), ("email", "a@" + "b" * 255), ("email", None), ("customerId", ""),
+    ("customerId", "x" * 65), ("customerId", "has space"), ("customerId", "a/b"), ("customerId", "a?b"),
+    ("customerId", "a#b"), ("customerId", "a%b"), ("customerId", 42), ("company", "x" * 257), ("company", 1),
+    ("phone1", True), ("about", "x" * 100_001), ("subscriptionDate", "2023-02-29"),
+    ("subscriptionDate", "2024-02-30"), ("subscriptionDate", "2024-13-01"), ("subscriptionDate", "24-01-01"),
+    ("subscriptionDate", "2024-01-01T00:00:00Z"), ("subscriptionDate", "today"), ("subscriptionDate", 20240101),
+    ("handEdited", True), ("createdAt", "2020-01-01T00:00:00Z"), ("_id", "x"), ("searchKeys", ["x"]),
+    ("firstname", "Ann"), ("nickname", "Annie"),
+])
+async def test_create_rejects(client: Client, db: AsyncDatabase, field: str, value: Any) -> None:
+    assert_problem(await client.post("/customers", json={**VALID, field: value}), 400)
+    assert await db.customers.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("missing", ["firstName", "lastName", "email"])
+async def test_create_requires(client: Client, db: AsyncDatabase, missing: str) -> None:
+    payload = {k: v for k, v in VALID.items() if k != missing}
+    assert_problem(await client.post("/customers", json=payload), 400)
+
+
+@pytest.mark.parametrize("body", [
+    b"{bad", b'{"firstName": }', b"", b"[]", b"null", b'"Ann"', b"42", b'{"firstName": "Ann",}',
+    b'{"firstName": "\xff", "lastName": "Lee", "email": "a@b"}', b"\xff\xfe{}",
+    b'\xef\xbb\xbf{"firstName": "Ann", "lastName": "Lee", "email": "a@b"}',
+])
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_malformed_json_is_400(client: Client, db: AsyncDatabase, body: bytes, method: str) -> None:
+    await create(client, customerId="m-1")
+    url = "/customers" if method == "POST" else "/customers/m-1"
+    response = await client.request(method, url, content=body, headers={"content-type": "application/json"})
+    assert_problem(response, 400)
+
+
+async def test_a_body_at_the_limit_is_accepted_and_one_byte_more_is_413(
+        client: Client, db: AsyncDatabase, settings: Settings) -> None:
+    body = httpx.Request("POST", "/", json=VALID).content
+    padded = body + b" " * (settings.max_body_bytes - len(body))
+    headers = {"content-type": "application/json"}
+    assert (await client.post("/customers", content=padded, headers=headers)).status_code == 201
+    assert_problem(await client.post("/customers", content=padded + b" ", headers=headers), 413)
+    assert_problem(await client.patch("/customers/x", content=padded + b" ", headers=headers), 413)
+    assert await db.customers.count_documents({}) == 1
+
+
+@pytest.mark.parametrize(("method", "url", "status"), [
+    ("GET", "/nowhere", 404), ("PUT", "/customers", 405), ("PUT", "/customers/x", 405), ("POST", "/customers/x", 405),
+])
+async def test_unknown_routes_and_methods_are_problems(client: Client, method: str, url: str, status: int) -> None:
+    assert_problem(await client.request(method, url), status)

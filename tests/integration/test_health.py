@@ -1,0 +1,67 @@
+"""GET /health, and what the app answers while its database is down."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.asgi import create_app
+from app.embedded import EmbeddedMongo, free_port
+from app.settings import Settings
+from tests.conftest import with_settings
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert (body["status"], bool(body["title"]), bool(body["detail"])) == (status, True, True)
+    return body
+
+
+async def test_health_is_ok_when_the_database_answers(client: AsyncTestClient, db: AsyncDatabase) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"status": "ok", "database": "up"}
+
+
+async def test_openapi_schema_is_served(client: AsyncTestClient) -> None:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"/health", "/customers", "/customers/{customer_id}"} <= set(paths)
+    assert {"get", "post"} <= set(paths["/customers"])
+    assert {"get", "patch", "delete"} <= set(paths["/customers/{customer_id}"])
+
+
+@pytest.fixture
+async def stoppable(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[EmbeddedMongo, AsyncTestClient]]:
+    """An app on its own SecantusDB server, which the test may stop."""
+    server = EmbeddedMongo(tmp_path / "db", free_port())
+    server.start()
+    try:
+        app = create_app(with_settings(settings, mongodb_uri=server.uri))
+        async with AsyncTestClient(app, timeout=30) as client:
+            yield server, client
+    finally:
+        server.stop()
+
+
+async def test_health_is_503_while_the_database_is_stopped_and_the_app_keeps_serving(
+        stoppable: tuple[EmbeddedMongo, AsyncTestClient]) -> None:
+    server, client = stoppable
+    created = await client.post("/customers", json={"firstName": "A", "lastName": "B", "email": "a@b"})
+    assert created.status_code == 201
+    assert (await client.get("/health")).status_code == 200
+    server.stop()
+    for _ in range(2):
+        problem = assert_problem(await client.get("/health"), 503)
+        assert problem["database"] == "down"
+    # A data endpoint waits out server selection (5 s), then answers 503, not 500.
+    assert_problem(await client.get(f"/customers/{created.json()['customerId']}"), 503)
+    assert (await client.get("/schema/openapi.json")).status_code == 200

@@ -1,0 +1,77 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings, SettingsError
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_defaults_when_the_environment_is_empty() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.mongodb_uri is None
+    assert (settings.port, settings.log_level, settings.max_body_bytes) == (8000, "INFO", 1_048_576)
+
+
+@pytest.mark.parametrize(("env", "field", "value"), [
+    ({"PORT": "8080"}, "port", 8080), ({"PORT": "0"}, "port", 0),
+    ({"MONGODB_URI": "mongodb://db:27017"}, "mongodb_uri", "mongodb://db:27017"),
+    ({"LOG_LEVEL": "DEBUG"}, "log_level", "DEBUG"), ({"MAX_BODY_BYTES": "2048"}, "max_body_bytes", 2048),
+    ({"IMPORT_BATCH_SIZE": "10000"}, "import_batch_size", 10_000),
+    ({"IMPORT_CHECKPOINT_SECONDS": "0.25"}, "import_checkpoint_seconds", 0.25),
+    ({"IMPORT_RETRY_SECONDS": "5"}, "import_retry_seconds", 5.0),
+    ({"IMPORT_MAX_REJECTS": "0"}, "import_max_rejects", 0),
+    ({"CSV_FILE_PATH": "/data/customers.csv"}, "csv_file_path", "/data/customers.csv"),
+    ({"PORT": ""}, "port", 8000),  # an empty variable means "use the default"
+    ({"port": "1"}, "port", 8000),  # names are upper case
+    ({"UNRELATED": "x"}, "port", 8000),
+])
+def test_values_are_converted_from_strings(env: dict[str, str], field: str, value: object) -> None:
+    assert getattr(Settings.from_env(env), field) == value
+
+
+@pytest.mark.parametrize(("name", "raw"), [
+    ("PORT", "abc"), ("PORT", "70000"), ("PORT", "-1"), ("PORT", "80.5"), ("LOG_LEVEL", "LOUD"),
+    ("IMPORT_BATCH_SIZE", "0"), ("IMPORT_BATCH_SIZE", "10001"), ("IMPORT_WORKERS", "0"),
+    ("IMPORT_BLOCK_BYTES", "100"), ("IMPORT_CHECKPOINT_SECONDS", "0"), ("IMPORT_LEASE_SECONDS", "soon"),
+    ("MAX_BODY_BYTES", "1MB"),
+])
+def test_a_bad_value_names_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name}="):
+        Settings.from_env({"PORT": "8000", name: raw})
+
+
+def test_serve_with_a_bad_port_exits_with_one_line_naming_it() -> None:
+    env = {"PORT": "abc", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "PORT" in lines[0] and "abc" in lines[0]
+    assert done.stdout == ""
+
+
+def test_import_path_is_import_dir_when_set(tmp_path: Path) -> None:
+    settings = Settings(import_dir=str(tmp_path / "in"), csv_file_path=str(tmp_path / "csv" / "c.csv"))
+    assert settings.import_path == (tmp_path / "in").resolve()
+
+
+def test_import_path_is_the_folder_of_csv_file_path(tmp_path: Path) -> None:
+    settings = Settings(csv_file_path=str(tmp_path / "csv" / "c.csv"), data_dir=str(tmp_path / "data"))
+    assert settings.import_path == (tmp_path / "csv").resolve()
+
+
+def test_import_path_defaults_to_data_dir_imports(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path / "data"))
+    assert settings.import_path == (tmp_path / "data" / "imports").resolve()
+    assert settings.data_path == (tmp_path / "data").resolve()
+
+
+def test_relative_paths_resolve_against_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings(data_dir="d").import_path == (tmp_path / "d" / "imports").resolve()
+    assert Settings(csv_file_path="c.csv").import_path == tmp_path.resolve()
