@@ -78,7 +78,7 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{args.file}: not a readable file", file=sys.stderr)
         return 2
     with database(settings) as settings:
-        return asyncio.run(run(settings, args.file, mode=args.mode, batch_size=args.batch_size,
+        return asyncio.run(run(settings, args.file.resolve(), mode=args.mode, batch_size=args.batch_size,
                                dry_run=args.dry_run, console=Console()))
 
 

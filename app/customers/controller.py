@@ -40,7 +40,7 @@ class CustomerController(Controller):
         = None,
         email: Annotated[str | None, QueryParameter(max_length=256, description="exact email")] = None,
         country: Annotated[str | None, QueryParameter(max_length=256)] = None,
-        q: Annotated[str | None, QueryParameter(min_length=1, max_length=256,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$",
                                            description="case-insensitive prefix of name, company or email")]
         = None,
     ) -> CustomerPage:

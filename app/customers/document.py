@@ -8,12 +8,16 @@ from typing import Any
 FIELDS = ("customerId", "firstName", "lastName", "email", "company", "city", "country",
           "phone1", "phone2", "subscriptionDate", "website", "about")
 SEARCHED = ("firstName", "lastName", "company", "email")
+# Country entries share the one multikey index, tagged with a control character no `q` can contain.
+COUNTRY_TAG = "\x1ecountry:"
+INDEXED = (*SEARCHED, "country")
 MAX_LEN = {"customerId": 64, "about": 100_000}
 DEFAULT_MAX_LEN = 256
 
 
 def search_keys(doc: dict[str, Any]) -> list[str]:
-    """Lower-cased values the `q` prefix search and the `email` filter look up (one multikey index)."""
+    """What the one secondary index holds: lower-cased name, company and email (the `q` prefix search and
+    the `email` filter) and the tagged exact country (the `country` filter)."""
     keys: list[str] = []
     for name in SEARCHED:
         value = doc.get(name)
@@ -21,7 +25,13 @@ def search_keys(doc: dict[str, Any]) -> list[str]:
             key = value.lower()[:DEFAULT_MAX_LEN]
             if key not in keys:
                 keys.append(key)
+    if country := doc.get("country"):
+        keys.append(country_key(country))
     return keys
+
+
+def country_key(country: str) -> str:
+    return COUNTRY_TAG + country[:DEFAULT_MAX_LEN]
 
 
 def is_email(value: str) -> bool:

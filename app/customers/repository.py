@@ -13,7 +13,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from app.customers.document import SEARCHED, search_keys
+from app.customers.document import INDEXED, country_key, search_keys
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
 from app.errors import Conflict, InvalidInput, NotFound
 
@@ -56,18 +56,19 @@ def _to_stored(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[str, Any]:
+    """Each filter is a condition on the one multikey index `searchKeys` (see app/db.py)."""
+    keys: list[dict[str, Any]] = []
     query: dict[str, Any] = {}
     if email is not None:
-        query["searchKeys"] = email.lower()
+        keys.append({"searchKeys": email.lower()})
         query["email"] = email
+    if country is not None:
+        keys.append({"searchKeys": country_key(country)})
     if q:
         prefix = q.lower()
-        # $elemMatch: one key must satisfy both bounds; a bare range on an array matches when one key is >= the
-        # prefix and another is below the upper bound (q=anna matched "ann" + "lee").
-        in_range = {"$gte": prefix, "$lt": prefix + "\U0010ffff"}
-        query.setdefault("$and", []).append({"searchKeys": {"$elemMatch": in_range}})
-    if country is not None:
-        query["country"] = country
+        keys.append({"searchKeys": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}})
+    if keys:
+        query["$and"] = keys
     return query
 
 
@@ -104,7 +105,7 @@ class CustomerRepository:
             {"_id": customer_id}, update, return_document=ReturnDocument.AFTER)
         if doc is None:
             raise NotFound(f"customer {customer_id!r} does not exist")
-        if any(name in changes for name in SEARCHED):
+        if any(name in changes for name in INDEXED):
             doc["searchKeys"] = search_keys(doc)
             await self.collection.update_one({"_id": customer_id}, {"$set": {"searchKeys": doc["searchKeys"]}})
         return to_customer(doc)

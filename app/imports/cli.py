@@ -29,7 +29,7 @@ def _counters(snap: Snapshot) -> str:
 async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: int | None, dry_run: bool,
                       console: Console) -> int:
     """Run one import to its end; exit code 0 when COMPLETED. Ctrl-C cancels it (resumable)."""
-    settings = msgspec.structs.replace(settings, csv_file_path=str(file.resolve()))
+    settings = msgspec.structs.replace(settings, csv_file_path=str(file))
     client = make_client(settings.mongodb_uri or "")
     service = ImportService(client[settings.mongodb_db], settings)
     try:

@@ -1,0 +1,235 @@
+"""Import benchmark: the service against the raw insert ceiling, a stdlib parse and pyimport, in one run.
+
+    .venv/bin/python scripts/bench_import.py --rows 100000            # generates the file, embedded server
+    .venv/bin/python scripts/bench_import.py --file big.csv --uri mongodb://localhost:27017
+
+All measurements use the same database server. Steps:
+  (b) the service's import (`python -m app import FILE`), timed from its import_state document, peak RSS of
+      the app process and its parser workers sampled from /proc;
+  (a) the raw insert ceiling: the documents (b) wrote, re-inserted as raw BSON by two writers with
+      insert_many(ordered=False) into a twin collection with the same indexes;
+  (c) the dry run (`--dry-run`) versus a single-process stdlib csv parse + the same validation;
+  (d) pyimport (PyPI, in its own venv) --asyncpro and --multi --poolsize 2 --splitfile, into collections
+      with as many secondary indexes as ours (on a matching column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.customers.document import is_email  # noqa: E402
+from app.db import CUSTOMERS, INDEXES  # noqa: E402
+from app.embedded import EmbeddedMongo, free_port  # noqa: E402
+from app.imports.parse import map_header, parse_date  # noqa: E402
+
+
+def tree_rss(pid: int) -> int:
+    """RSS of a process and all its descendants (bytes)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def run_sampled(cmd: list[str], env: dict[str, str], *, check: bool = True) -> tuple[float, int, list[int], str]:
+    """Run a command; return wall seconds, peak tree RSS, RSS samples, and its output."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    samples: list[int] = []
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    while proc.poll() is None:
+        samples.append(tree_rss(proc.pid))
+        time.sleep(0.2)
+    reader.join()
+    seconds = time.perf_counter() - start
+    text = b"".join(output).decode(errors="replace")
+    if check and proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
+    return seconds, max(samples, default=0), samples, text
+
+
+def service_import(uri: str, db: str, file: Path, *, dry_run: bool) -> dict[str, float]:
+    env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DB": db, "LOG_LEVEL": "WARNING", "COLUMNS": "120"}
+    cmd = [sys.executable, "-m", "app", "import", str(file), *(["--dry-run"] if dry_run else [])]
+    wall, peak, samples, _ = run_sampled(cmd, env)
+    with MongoClient(uri) as client:
+        job = client[db].import_state.find_one(sort=[("startedAt", -1)])
+    seconds = (job["finishedAt"] - job["startedAt"]).total_seconds()
+    quarter = max(1, len(samples) // 4)
+    return {"seconds": seconds, "wall": wall, "rows": job["rowsProcessed"], "inserted": job["rowsInserted"],
+            "peakRss": peak, "firstQuarterRss": max(samples[:quarter], default=0),
+            "lastQuarterRss": max(samples[-quarter:], default=0)}
+
+
+async def raw_ceiling(uri: str, db: str, sample: int, writers: int = 2) -> dict[str, float]:
+    from pymongo import AsyncMongoClient
+
+    async with AsyncMongoClient(uri, document_class=RawBSONDocument) as client:
+        source, twin = client[db][CUSTOMERS], client[db]["ceiling_twin"]
+        await twin.drop()
+        await twin.create_indexes(INDEXES[CUSTOMERS])
+        docs = [doc async for doc in source.find({}, batch_size=2000).limit(sample)]
+        batches = [docs[i:i + 1000] for i in range(0, len(docs), 1000)]
+        start = time.perf_counter()
+
+        async def writer() -> None:
+            while batches:
+                await twin.insert_many(batches.pop(), ordered=False)
+
+        await asyncio.gather(*(writer() for _ in range(writers)))
+        seconds = time.perf_counter() - start
+        await twin.drop()
+    return {"seconds": seconds, "rows": len(docs)}
+
+
+def stdlib_parse(file: Path) -> dict[str, float]:
+    """Single process: csv.reader over the whole file plus the same validation, building dicts."""
+    start = time.perf_counter()
+    rows = invalid = 0
+    dates: dict = {}
+    with file.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        reader = csv.reader(handle)
+        columns = map_header(",".join(next(reader)).encode())
+        for row in reader:
+            if not row:
+                continue
+            rows += 1
+            if len(row) != columns.width:
+                invalid += 1
+                continue
+            doc = {name: value.strip() for name, value in zip(columns.fields, row, strict=True) if name and value}
+            if (not doc.get("customerId") or ("email" in doc and not is_email(doc["email"]))
+                    or ("subscriptionDate" in doc and parse_date(doc["subscriptionDate"], dates) is None)):
+                invalid += 1
+    return {"seconds": time.perf_counter() - start, "rows": rows, "invalid": invalid}
+
+
+def pyimport_venv(folder: Path) -> Path:
+    exe = folder / "bin" / "pyimport"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        subprocess.run([str(folder / "bin" / "pip"), "install", "-q", "pyimport"], check=True)
+    return exe
+
+
+def pyimport_run(exe: Path, uri: str, file: Path, mode: list[str], collection: str) -> dict[str, float]:
+    workdir = Path(tempfile.mkdtemp(prefix="pyimport-"))
+    local = workdir / file.name
+    local.symlink_to(file)
+    fieldfile = workdir / (file.stem + ".tff")
+    common = ["--mdburi", uri, "--database", "bench_pyimport", "--hasheader"]  # --silent exits 1
+    # --genfieldfile writes the field file and exits non-zero; the file is what counts.
+    subprocess.run([str(exe), *common, "--genfieldfile", "--collection", collection, str(local)],
+                   cwd=workdir, capture_output=True)
+    if not fieldfile.exists():
+        raise SystemExit(f"pyimport did not generate {fieldfile}")
+    with MongoClient(uri) as client:
+        client.bench_pyimport[collection].drop()
+        # The same number of secondary indexes as the service's customers collection, on a matching column.
+        for index in range(len(INDEXES[CUSTOMERS])):
+            client.bench_pyimport[collection].create_index(["Email", "Customer Id"][index])
+    wall, peak, _, _ = run_sampled(
+        [str(exe), *common, "--fieldfile", str(fieldfile), "--collection", collection, *mode, str(local)],
+        {**os.environ}, check=False)  # pyimport exits 1 even after "One file processed"; count what it stored
+    with MongoClient(uri) as client:
+        rows = client.bench_pyimport[collection].count_documents({})
+        client.bench_pyimport[collection].drop()
+    return {"seconds": wall, "rows": rows, "peakRss": peak}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--file", type=Path, help="CSV to import (default: generate one with --rows)")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--uri", help="MongoDB URI (default: start an embedded SecantusDB server)")
+    parser.add_argument("--ceiling-sample", type=int, default=100_000, help="documents re-inserted for (a)")
+    parser.add_argument("--skip-pyimport", action="store_true")
+    parser.add_argument("--pyimport-venv", type=Path, default=ROOT / ".bench" / "pyimport-venv")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    file = args.file
+    if file is None:
+        file = work / f"customers-{args.rows}.csv"
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_customers.py"), "--rows", str(args.rows),
+                        "--out", str(file)], check=True, stdout=subprocess.DEVNULL)
+    file = file.resolve()
+    size = file.stat().st_size
+    embedded = None
+    uri = args.uri
+    if uri is None:
+        embedded = EmbeddedMongo(work / "db", free_port(), log_level="ERROR")
+        uri = embedded.start()
+    results: dict[str, dict[str, float]] = {}
+    try:
+        with MongoClient(uri) as client:
+            client.drop_database("bench_service")
+            client.drop_database("bench_dry")
+        results["service"] = service_import(uri, "bench_service", file, dry_run=False)
+        results["ceiling"] = asyncio.run(raw_ceiling(uri, "bench_service", args.ceiling_sample))
+        results["dryRun"] = service_import(uri, "bench_dry", file, dry_run=True)
+        results["stdlibParse"] = stdlib_parse(file)
+        if not args.skip_pyimport:
+            exe = pyimport_venv(args.pyimport_venv)
+            results["pyimportAsyncpro"] = pyimport_run(exe, uri, file, ["--asyncpro"], "asyncpro")
+            results["pyimportMulti"] = pyimport_run(
+                exe, uri, file, ["--multi", "--poolsize", "2", "--splitfile"], "multi")
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    report(results, size, file)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def report(results: dict[str, dict[str, float]], size: int, file: Path) -> None:
+    def rate(name: str) -> float:
+        return results[name]["rows"] / results[name]["seconds"]
+
+    print(f"\nfile: {file} ({size / 1e6:,.1f} MB, {results['service']['rows']:,} rows)\n")
+    print(f"{'step':<22}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'MB/s':>8}{'peak RSS MiB':>14}")
+    for name, values in results.items():
+        mbs = size / 1e6 / values["seconds"] if name not in ("ceiling",) else float("nan")
+        peak = values.get("peakRss", 0) / 2**20
+        print(f"{name:<22}{values['rows']:>12,}{values['seconds']:>10.1f}{rate(name):>10,.0f}{mbs:>8.1f}"
+              f"{peak:>14.0f}")
+    service = results["service"]
+    print(f"\nservice / raw insert ceiling: {rate('service') / rate('ceiling'):.2f}x")
+    print(f"dry run / single-process stdlib parse: {rate('dryRun') / rate('stdlibParse'):.2f}x")
+    pyimports = [name for name in results if name.startswith("pyimport")]
+    if pyimports:
+        best = max(pyimports, key=rate)
+        print(f"service / pyimport best ({best}): {rate('service') / rate(best):.2f}x "
+              f"(pyimport stored {results[best]['rows']:,} of {service['rows']:,} rows)")
+    print(f"service RSS, app + workers: peak {service['peakRss'] / 2**20:.0f} MiB; first quarter "
+          f"{service['firstQuarterRss'] / 2**20:.0f} MiB, last quarter {service['lastQuarterRss'] / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
