@@ -66,7 +66,9 @@ def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[st
         keys.append({"searchKeys": country_key(country)})
     if q:
         prefix = q.lower()
-        keys.append({"searchKeys": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}})
+        # $elemMatch: ONE key must be in the range. A bare range on an array matches when some key is >= the
+        # prefix and another (e.g. the "\x1ecountry:" one) is below the bound: q=ann matched "Joann" in France.
+        keys.append({"searchKeys": {"$elemMatch": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}}})
     if keys:
         query["$and"] = keys
     return query

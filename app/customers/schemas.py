@@ -15,7 +15,10 @@ CustomerId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[^\s/?#
 Name = Annotated[str, Meta(min_length=1, max_length=256)]
 Text = Annotated[str, Meta(max_length=256)]
 About = Annotated[str, Meta(max_length=100_000)]
-Email = Annotated[str, Meta(min_length=3, max_length=256, description="exactly one '@', no whitespace")]
+# The pattern documents the rule in the OpenAPI schema (clients and fuzzers then send real addresses);
+# is_email stays the authority (JSON Schema's `$` also matches before a final newline).
+Email = Annotated[str, Meta(min_length=3, max_length=256, pattern=r"^[^@\s]+@[^@\s]+$",
+                            description="exactly one '@' with text on both sides, no whitespace")]
 
 
 class Base(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
