@@ -24,7 +24,7 @@ KNOWN_COLUMNS = {
 SKIPPED_COLUMNS = {"index"}
 BOM = b"\xef\xbb\xbf"
 MAX_ID_CHARS = 256
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)  # \d alone matches any Unicode digit
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
@@ -89,11 +89,15 @@ class _BlockParser:
         self.dates: dict[str, dt.datetime | None] = {}
         self.batch = Batch([], [], [])
 
-    def raw(self, start: int, end: int) -> str:
-        """The record's text (physical lines start..end, relative), truncated; bad bytes shown escaped."""
+    def physical(self, start: int, end: int) -> list[str]:
+        """Physical lines start..end of the block (relative, 1-based)."""
         if self._lines is None:
             self._lines = self.text.split("\n")
-        text = "\n".join(self._lines[start - 1:end]).rstrip("\r\n")
+        return self._lines[start - 1:end]
+
+    def raw(self, start: int, end: int) -> str:
+        """The record's text (physical lines start..end, relative), truncated; bad bytes shown escaped."""
+        text = "\n".join(self.physical(start, end)).rstrip("\r\n")
         text = text[: self.spec.reject_text_chars]
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
@@ -103,8 +107,9 @@ class _BlockParser:
 
     def run(self) -> Parsed:
         csv.field_size_limit(self.spec.max_record_bytes + 1)
-        reader = csv.reader(io.StringIO(self.text, newline="\n"), strict=True)
-        end = 0
+        lines = io.StringIO(self.text, newline="\n")
+        reader = csv.reader(lines, strict=True)
+        end = skipped = 0  # skipped: lines read past the reader to finish malformed records
         while True:
             start = end + 1
             try:
@@ -112,18 +117,35 @@ class _BlockParser:
             except StopIteration:
                 break
             except csv.Error as exc:
-                end = reader.line_num
+                end = reader.line_num + skipped
                 if "field larger than field limit" in str(exc):
                     self.out.fatal = self._too_large(start)
                     return self.out
+                # The reader goes on at the next line, which may be inside this record's quotes: its tail would
+                # be read as records. Skip to where quotes balance, the record end the source cuts blocks at.
+                quotes = sum(line.count('"') for line in self.physical(start, end))
+                while quotes % 2 and (line := next(lines, None)) is not None:
+                    quotes += line.count('"')
+                    skipped += 1
+                    end += 1
                 self.reject(start, end, f"malformed CSV: {exc}")
                 continue
-            end = reader.line_num
+            end = reader.line_num + skipped
+            if self._too_long(row):
+                self.out.fatal = self._too_large(start)
+                return self.out
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank lines are not rows
             self.row(row, start, end)
         self.flush()
         return self.out
+
+    def _too_long(self, row: list[str]) -> bool:
+        """Fields and commas over the max in UTF-8 bytes (the csv field limit only catches one long field)."""
+        limit = self.spec.max_record_bytes
+        if (sum(map(len, row)) + len(row)) * 4 <= limit:
+            return False  # a character is at most 4 bytes: only a rare big record is encoded to be measured
+        return len(",".join(row).encode("utf-8", "surrogateescape")) > limit
 
     def _too_large(self, start: int) -> str:
         return (f"record at line {self.first_line + start - 1} exceeds IMPORT_MAX_RECORD_BYTES "
