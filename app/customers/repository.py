@@ -17,7 +17,9 @@ from app.customers.document import INDEXED, country_key, search_keys
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
 from app.errors import Conflict, InvalidInput, NotFound
 
-_INTERNAL = ("_id", "searchKeys", "handEdited", "importJobId", "importLine")
+# Read only the fields a Customer has: another field in a stored document (a newer version's, an operator's)
+# must not turn every read of it into a 500 (Customer forbids unknown fields).
+_READ = frozenset(field.encode_name for field in msgspec.structs.fields(Customer))
 
 
 def encode_cursor(customer_id: str) -> str:
@@ -33,7 +35,7 @@ def decode_cursor(cursor: str) -> str:
 
 
 def to_customer(doc: dict[str, Any]) -> Customer:
-    fields = {k: v for k, v in doc.items() if k not in _INTERNAL}
+    fields = {k: v for k, v in doc.items() if k in _READ}
     if isinstance(fields.get("subscriptionDate"), dt.datetime):
         fields["subscriptionDate"] = fields["subscriptionDate"].date()
     fields["customerId"] = doc["_id"]

@@ -96,6 +96,13 @@ async def test_get_an_unknown_customer_is_404(client: Client, db: AsyncDatabase)
     assert_problem(await client.get("/customers/nobody"), 404)
 
 
+async def test_fields_the_api_does_not_know_are_not_read(client: Client, db: AsyncDatabase) -> None:
+    await insert_imported(db, "x-1", legacyRef="A-17", customerId="stale")
+    body = (await client.get("/customers/x-1")).json()
+    assert body["customerId"] == "x-1" and "legacyRef" not in body
+    assert await list_ids(client) == ["x-1"]
+
+
 async def test_an_imported_customer_is_not_hand_edited(client: Client, db: AsyncDatabase) -> None:
     await insert_imported(db, "imp-1")
     body = (await client.get("/customers/imp-1")).json()
