@@ -11,10 +11,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import multiprocessing
 import os
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from app.imports.pipeline import Control, ImportRun
 from app.imports.schemas import ImportRequest
 from app.imports.sink import DrySink, Sink
 from app.imports.source import RecordTooLarge, file_identity, read_header
+from app.imports.workers import parser_pool
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ class ImportService:
         self.settings = settings
         self.store = JobStore(db)
         self.instance_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.pool = ProcessPoolExecutor(settings.import_workers, mp_context=multiprocessing.get_context("forkserver"))
+        self.pool = parser_pool(settings.import_workers)
         self.current: Running | None = None
         self._watcher: asyncio.Task[None] | None = None
 
@@ -97,6 +96,11 @@ class ImportService:
         if self.current is not None and job_id in (None, self.current.state.job_id):
             return self.current.state
         return await (self.store.get(job_id) if job_id else self.store.latest())
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the live parser processes (for memory metrics)."""
+        processes = getattr(self.pool, "_processes", None) or {}
+        return list(processes)
 
     # ---- internals ------------------------------------------------------------------------------------
 
