@@ -16,6 +16,7 @@ from app.imports.model import Status
 from app.imports.schemas import ImportRequest
 from app.imports.schemas import Progress as Snapshot
 from app.imports.service import ImportService
+from app.imports.workers import warm_up
 from app.settings import Settings
 
 EXIT = {Status.COMPLETED: 0, Status.CANCELLED: 130}
@@ -34,6 +35,7 @@ async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: 
     service = ImportService(client[settings.mongodb_db], settings)
     try:
         await ensure_indexes(client[settings.mongodb_db])
+        await warm_up(service.pool, settings.import_workers)
         try:
             state = await service.start(ImportRequest(mode=mode, batch_size=batch_size, dry_run=dry_run))
         except AppError as exc:

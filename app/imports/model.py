@@ -39,6 +39,7 @@ class ParseSpec:
     batch_size: int
     max_record_bytes: int
     reject_text_chars: int = 1000
+    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class Rejection:
 
 @dataclass(slots=True)
 class Batch:
-    """Encoded documents for one insert_many, with the id and source line of each."""
+    """Encoded documents for one insert_many, with the id and source line of each (a dry run: no docs)."""
 
     docs: list[bytes]
     ids: list[str]

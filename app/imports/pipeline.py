@@ -54,7 +54,8 @@ class ImportRun:
         self.state, self.path, self.store, self.sink, self.pool = state, path, store, sink, pool
         self.settings, self.control = settings, control
         self.ledger = Ledger(state, max_rejects=settings.import_max_rejects)
-        self.spec = ParseSpec(columns, state.job_id, state.batch_size, settings.import_max_record_bytes)
+        self.spec = ParseSpec(columns, state.job_id, state.batch_size, settings.import_max_record_bytes,
+                              dry_run=state.dry_run)
         self.in_flight = asyncio.Semaphore(settings.import_blocks_in_flight)
 
     async def run(self) -> Status:

@@ -89,4 +89,4 @@ class DrySink:
     """A dry run's sink: counts what would be written, writes nothing (duplicates are not looked up)."""
 
     async def insert(self, batch: Batch) -> tuple[int, int, list[int]]:
-        return len(batch.docs), 0, []
+        return len(batch.ids), 0, []
