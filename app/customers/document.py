@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # Fields a customer carries, in API order (camelCase, as stored). customerId is stored as _id.
@@ -34,7 +35,10 @@ def country_key(country: str) -> str:
     return COUNTRY_TAG + country[:DEFAULT_MAX_LEN]
 
 
+_WHITESPACE = re.compile(r"\s")
+
+
 def is_email(value: str) -> bool:
     """Exactly one '@' with non-empty sides and no whitespace; Unicode allowed."""
-    local, at, domain = value.partition("@")
-    return bool(at and local and domain) and "@" not in domain and not any(ch.isspace() for ch in value)
+    return (value.count("@") == 1 and not value.startswith("@") and not value.endswith("@")
+            and _WHITESPACE.search(value) is None)

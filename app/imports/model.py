@@ -29,6 +29,11 @@ class ColumnMap:
     def width(self) -> int:
         return len(self.fields)
 
+    @property
+    def mapped(self) -> list[tuple[int, str]]:
+        """(column index, field) for the columns that feed a field: the parser's inner loop."""
+        return [(index, name) for index, name in enumerate(self.fields) if name is not None]
+
 
 @dataclass(frozen=True, slots=True)
 class ParseSpec:

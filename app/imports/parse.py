@@ -86,6 +86,7 @@ class _BlockParser:
             self.text, self.bad_utf8 = data.decode("utf-8", "surrogateescape"), True
         self._lines: list[str] | None = None
         self.out = Parsed()
+        self.mapped = spec.columns.mapped
         self.now = dt.datetime.now(dt.UTC)
         self.dates: dict[str, dt.datetime | None] = {}
         self.batch = Batch([], [], [])
@@ -159,11 +160,10 @@ class _BlockParser:
         if self.bad_utf8 and any(_SURROGATE.search(value) for value in row):
             return self.reject(start, end, "not valid UTF-8")
         doc: dict[str, object] = {}
-        for name, value in zip(columns.fields, row, strict=True):
-            if name is not None:
-                value = value.strip()
-                if value:
-                    doc[name] = value
+        for index, name in self.mapped:
+            value = row[index].strip()
+            if value:
+                doc[name] = value
         customer_id = doc.pop("customerId", None)
         if customer_id is None:
             return self.reject(start, end, "customer id is empty")
