@@ -14,8 +14,10 @@ from app.customers.controller import CustomerController
 from app.db import ensure_indexes, make_client
 from app.errors import EXCEPTION_HANDLERS
 from app.health import health
+from app.imports.broadcast import Broadcaster
 from app.imports.controller import ImportController
 from app.imports.service import ImportService
+from app.metrics import LagMonitor, metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,18 +40,37 @@ def create_app(settings: Settings) -> Litestar:
             await client.close()
 
     @asynccontextmanager
+    async def lag_monitor(app: Litestar) -> AsyncIterator[None]:
+        app.state.lag = LagMonitor()
+        app.state.lag.start()
+        try:
+            yield
+        finally:
+            await app.state.lag.stop()
+
+    @asynccontextmanager
     async def imports(app: Litestar) -> AsyncIterator[None]:
         service = ImportService(app.state.db, settings)
         app.state.imports = service
-        service.open()
+        await service.open()
         try:
             yield
         finally:
             await service.close()
 
+    @asynccontextmanager
+    async def broadcast(app: Litestar) -> AsyncIterator[None]:
+        broadcaster = Broadcaster(app.state.imports.snapshot)
+        app.state.broadcast = broadcaster
+        await broadcaster.start()
+        try:
+            yield
+        finally:
+            await broadcaster.close()
+
     return Litestar(
-        route_handlers=[health, CustomerController, ImportController],
-        lifespan=[database, imports],
+        route_handlers=[health, metrics, CustomerController, ImportController],
+        lifespan=[lag_monitor, database, imports, broadcast],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

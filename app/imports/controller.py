@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from app.errors import NotFound
-from app.imports.schemas import ImportRequest, Progress, RejectedRow, RejectedRows
+from app.imports.history import recent_jobs
+from app.imports.schemas import ImportRequest, JobPage, Progress, RejectedRow, RejectedRows
 from app.imports.service import ImportService
 
 
@@ -59,3 +62,44 @@ class ImportController(Controller):
         next_after = items[-1].line if len(items) == limit else None
         return RejectedRows(job_id=state.job_id, rows_invalid=state.rows_invalid, items=items,
                             next_after_line=next_after)
+
+    @get("/progress/stream", summary="Server-sent events: snapshot, progress while a job runs, done/error/cancelled")
+    async def stream(self, state: State) -> ServerSentEvent:
+        events = state.broadcast.events()
+        return ServerSentEvent(ServerSentEventMessage(data=e.data, event=e.kind, id=e.id, retry=e.retry,
+                                                      comment=e.comment) async for e in events)
+
+    @get("/jobs", summary="Import jobs, newest first, by page or afterStartedAt cursor")
+    async def jobs(
+        self,
+        service: Service,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        page: Annotated[int | None, QueryParameter(ge=1, le=1_000_000, description="1-based page (skip)")] = None,
+        after_started_at: Annotated[dt.datetime | None, QueryParameter(
+            name="afterStartedAt", description="nextAfterStartedAt of the previous page")] = None,
+    ) -> JobPage:
+        states, total = await recent_jobs(service.store, limit=limit, page=page, before=after_started_at)
+        return JobPage.of(states, limit=limit, total=total, page=page)
+
+    @get("/jobs/{job_id:str}", summary="One job's progress snapshot")
+    async def job(self, service: Service, job_id: FromPath[str]) -> Progress:
+        state = await service.snapshot(job_id)
+        if state is None:
+            raise NotFound(f"import job {job_id!r} does not exist")
+        return Progress.of(state)
+
+    @get("/jobs/{job_id:str}/errors", summary="One job's rejected rows, by line")
+    async def job_errors(
+        self,
+        service: Service,
+        job_id: FromPath[str],
+        after_line: Annotated[int, QueryParameter(name="afterLine", ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> RejectedRows:
+        state = await service.snapshot(job_id)
+        if state is None:
+            raise NotFound(f"import job {job_id!r} does not exist")
+        rows = await service.store.rejections(state.job_id, after_line=after_line, limit=limit)
+        items = [RejectedRow(**row) for row in rows]
+        return RejectedRows(job_id=state.job_id, rows_invalid=state.rows_invalid, items=items,
+                            next_after_line=items[-1].line if len(items) == limit else None)

@@ -82,3 +82,19 @@ class RejectedRows(msgspec.Struct, rename="camel"):
     rows_invalid: int
     items: list[RejectedRow]
     next_after_line: int | None = None
+
+
+class JobPage(msgspec.Struct, rename="camel"):
+    """Import jobs newest first; pass `nextAfterStartedAt` as `afterStartedAt` for the next page."""
+
+    items: list[Progress]
+    limit: int
+    total: int
+    page: int | None = None
+    next_after_started_at: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, states: list[JobState], *, limit: int, total: int, page: int | None) -> JobPage:
+        after = states[-1].started_at if len(states) == limit else None
+        return cls(items=[Progress.of(state) for state in states], limit=limit, total=total, page=page,
+                   next_after_started_at=after)

@@ -27,7 +27,7 @@ from app.imports.pipeline import Control, ImportRun
 from app.imports.schemas import ImportRequest
 from app.imports.sink import DrySink, Sink
 from app.imports.source import RecordTooLarge, file_identity, read_header
-from app.imports.workers import parser_pool
+from app.imports.workers import parser_pool, warm_up
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,12 @@ class ImportService:
 
     def resolve(self, file_path: str | None) -> Path:
         """The file to import: inside IMPORT_DIR after resolving symlinks, or CSV_FILE_PATH itself."""
+        try:
+            return self._resolve(file_path)
+        except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system, ...
+            raise ImportFileError(f"{(file_path or '')[:200]!r} is not a usable path: {exc}") from None
+
+    def _resolve(self, file_path: str | None) -> Path:
         configured = Path(self.settings.csv_file_path).resolve() if self.settings.csv_file_path else None
         if file_path is None:
             if configured is None:
@@ -190,9 +196,13 @@ class ImportService:
                 await self.take_over()
             except Exception as exc:  # the database may be down; try again later
                 log.warning("takeover check failed: %s", exc)
+            if (task := asyncio.current_task()) and task.cancelling():
+                return  # PyMongo swallowed our cancel (asyncio.wait_for in server selection, Python 3.11)
             await asyncio.sleep(interval)
 
-    def open(self) -> None:
+    async def open(self) -> None:
+        """Start the parser processes, then watch for orphaned jobs (the first check runs at once)."""
+        await warm_up(self.pool, self.settings.import_workers)
         self._watcher = asyncio.create_task(self.watch(), name="import-watcher")
 
     async def close(self) -> None:

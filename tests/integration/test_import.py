@@ -269,3 +269,10 @@ async def test_dry_run_validates_everything_and_writes_no_customer(client: Async
     assert await db.customers.count_documents({}) == 0
     errors = (await client.get("/import/errors", params={"jobId": job["jobId"], "limit": 1000})).json()
     assert [item["line"] for item in errors["items"]] == sorted(rejected)
+
+
+@pytest.mark.parametrize("file_path", ["x" * 300 + ".csv", "bad\x00name.csv", "a/" * 3000 + "b.csv"])
+async def test_unusable_paths_are_400_not_500(client: AsyncTestClient, db: AsyncDatabase, file_path: str) -> None:
+    response = await client.post("/import/sync", json={"filePath": file_path})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"

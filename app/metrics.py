@@ -1,0 +1,85 @@
+"""Event-loop lag monitor and GET /metrics in Prometheus text format."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+from litestar import Response, get
+from litestar.datastructures import State
+
+from app.imports.model import Status
+from app.imports.schemas import Progress
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class LagMonitor:
+    """Wakes every `interval` seconds and records how late it woke: the event loop's lag."""
+
+    def __init__(self, interval: float = 0.05, window: float = 60.0):
+        self.interval = interval
+        self.samples: deque[tuple[float, float]] = deque(maxlen=int(window / interval) + 1)
+        self.window = window
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(self.interval)
+            now = time.perf_counter()
+            self.samples.append((now, max(0.0, now - before - self.interval)))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lag-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def stats(self) -> tuple[float, float]:
+        """(max, p99) lag in seconds over the window."""
+        cutoff = time.perf_counter() - self.window
+        lags = sorted(lag for at, lag in self.samples if at >= cutoff)
+        if not lags:
+            return 0.0, 0.0
+        return lags[-1], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _line(name: str, value: float, help_text: str, kind: str = "gauge") -> str:
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n"
+
+
+@get("/metrics", tags=["health"], summary="Prometheus metrics: import counters and rate, event-loop lag, RSS",
+     media_type="text/plain; version=0.0.4")
+async def metrics(state: State) -> Response[str]:
+    snap = Progress.of(await state.imports.snapshot())
+    lag_max, lag_p99 = state.lag.stats()
+    parts = [
+        _line("import_running", int(snap.status == Status.RUNNING), "1 while a job runs (on any instance)"),
+        _line("import_rows_processed", snap.rows_processed, "rows processed by the current or latest job"),
+        _line("import_rows_inserted", snap.rows_inserted, "rows inserted by the current or latest job"),
+        _line("import_rows_duplicate", snap.rows_duplicate, "duplicate rows skipped by the current or latest job"),
+        _line("import_rows_invalid", snap.rows_invalid, "invalid rows of the current or latest job"),
+        _line("import_bytes_read", snap.bytes_read, "watermark of the current or latest job"),
+        _line("import_rate_rows_per_second", snap.rate_rows_per_sec, "rows per second of the current or latest job"),
+        _line("event_loop_lag_max_seconds", round(lag_max, 6), "largest event-loop lag over the last minute"),
+        _line("event_loop_lag_p99_seconds", round(lag_p99, 6), "99th percentile event-loop lag, last minute"),
+        _line("process_resident_memory_bytes", rss_bytes(), "RSS of the app process"),
+        _line("import_workers_resident_memory_bytes", sum(rss_bytes(pid) for pid in state.imports.worker_pids()),
+              "RSS of the parser worker processes, summed"),
+    ]
+    return Response("".join(parts), media_type="text/plain; version=0.0.4")
