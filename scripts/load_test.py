@@ -37,9 +37,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def drive(client: httpx.AsyncClient, ids: list[str], rate: float, until: asyncio.Event,
-                seconds: float) -> dict[str, list[float]]:
+                seconds: float, endpoints: list[str]) -> dict[str, list[float]]:
     """Fire requests on a fixed schedule until `until` is set or `seconds` pass; latencies in ms by kind."""
-    latencies: dict[str, list[float]] = {"get": [], "list": [], "progress": []}
+    latencies: dict[str, list[float]] = {kind: [] for kind in endpoints}
     errors: list[str] = []
     kinds = list(latencies)
 
@@ -60,7 +60,7 @@ async def drive(client: httpx.AsyncClient, ids: list[str], rate: float, until: a
     deadline, step, n = time.perf_counter() + seconds, 1 / rate, 0
     start = time.perf_counter()
     while time.perf_counter() < deadline and not until.is_set():
-        task = asyncio.create_task(one(kinds[n % 3]))
+        task = asyncio.create_task(one(kinds[n % len(kinds)]))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         n += 1
@@ -113,8 +113,8 @@ async def run(args: argparse.Namespace, base: str, file: Path, proc: subprocess.
             if response.status_code in (201, 409):
                 ids.append(body["customerId"])
         never = asyncio.Event()
-        await drive(client, ids, args.rate, never, 3)  # warm-up, not reported
-        idle = await drive(client, ids, args.rate, never, args.idle_seconds)
+        await drive(client, ids, args.rate, never, 3, args.endpoints)  # warm-up, not reported
+        idle = await drive(client, ids, args.rate, never, args.idle_seconds, args.endpoints)
         report("idle", idle, await lag(client))
 
         started = await client.post("/import/sync", json={"filePath": file.name})
@@ -128,7 +128,7 @@ async def run(args: argparse.Namespace, base: str, file: Path, proc: subprocess.
             done.set()
 
         watcher = asyncio.create_task(watch())
-        busy = await drive(client, ids, args.rate, done, args.max_import_seconds)
+        busy = await drive(client, ids, args.rate, done, args.max_import_seconds, args.endpoints)
         busy_lag = await lag(client)
         progress = (await client.get("/import/progress")).json()
         report(f"during import ({progress['status']} {progress['percent']:.0f}%, "
@@ -145,6 +145,8 @@ def main() -> int:
     parser.add_argument("--max-import-seconds", type=float, default=600.0)
     parser.add_argument("--seed-customers", type=int, default=200)
     parser.add_argument("--uri", help="MongoDB URI (default: the app's embedded server)")
+    parser.add_argument("--endpoints", type=lambda text: text.split(","), default=["get", "list", "progress"],
+                        help="comma-separated subset of get,list,progress (default: all three, in turn)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="load-"))
