@@ -151,6 +151,8 @@ class Broadcaster:
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[Subscription]:
         subscription = Subscription(self.queue_size)
+        if self._closing:
+            subscription.close()  # shutting down: the stream sends its snapshot and ends
         self.subscriptions.add(subscription)
         try:
             yield subscription

@@ -1,0 +1,316 @@
+"""GET /import/progress/stream read by a real HTTP client from uvicorn serving over TCP, and the broadcaster."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from litestar import Litestar
+
+from app.asgi import create_app
+from app.embedded import free_port
+from app.imports.broadcast import Broadcaster
+from app.imports.jobs import JobState
+from app.imports.model import Status
+from app.settings import Settings
+from tests.conftest import with_settings
+from tests.integration.test_import import HEADER, good_row, write
+
+ROWS = 20_000
+COUNTERS = ("rowsProcessed", "rowsInserted", "rowsDuplicate", "rowsInvalid", "bytesRead")
+TERMINAL = {"done", "error", "cancelled"}
+
+
+@dataclass
+class Server:
+    url: str
+    app: Litestar
+    import_dir: Path
+
+
+@dataclass
+class Message:
+    event: str | None
+    id: int | None
+    data: dict[str, Any] | None
+    retry: int | None
+    comment: str | None
+    at: float
+
+
+@pytest.fixture(scope="module")
+def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """uvicorn in a thread on a free port: small blocks and one writer, so a 30k-row import takes a while."""
+    folder = tmp_path_factory.mktemp("stream")
+    app = create_app(with_settings(settings, mongodb_db=f"stream_{uuid.uuid4().hex[:8]}", import_dir=str(folder),
+                                   import_block_bytes=65536, import_writers=1))
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none",
+                            timeout_graceful_shutdown=5)
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield Server(f"http://127.0.0.1:{port}", app, folder)
+    uv.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture
+async def http(server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+def big_file(folder: Path, name: str) -> Path:
+    """ROWS rows of about 200 bytes with ids unique to this file: several seconds of 64 KiB blocks."""
+    about = "Enjoys long walks and longer CSV files"
+    return write(folder / f"{name}.csv", [HEADER, *(good_row(i, f"{name}-{i}", about) for i in range(ROWS))])
+
+
+def message(fields: dict[str, str]) -> Message:
+    data = fields.get("data")
+    return Message(fields.get("event"), int(fields["id"]) if "id" in fields else None,
+                   json.loads(data) if data else None, int(fields["retry"]) if "retry" in fields else None,
+                   fields.get(""), time.monotonic())
+
+
+async def collect(http: httpx.AsyncClient, into: list[Message], connected: asyncio.Event | None = None) -> None:
+    """Read the stream until the server ends it, parsing each SSE message into `into`."""
+    async with http.stream("GET", "/import/progress/stream") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        async for line in response.aiter_lines():
+            if line:
+                name, _, value = line.partition(":")
+                fields[name] = fields[name] + "\n" + value[1:] if name in fields else value[1:]
+                continue
+            if fields:
+                into.append(message(fields))
+                fields = {}
+                if connected is not None:
+                    connected.set()
+
+
+async def subscribe(http: httpx.AsyncClient) -> tuple[asyncio.Task[None], list[Message]]:
+    """Start reading a stream; return once its snapshot arrived (so it is subscribed)."""
+    messages: list[Message] = []
+    connected = asyncio.Event()
+    task = asyncio.create_task(collect(http, messages, connected))
+    await asyncio.wait_for(connected.wait(), 10)
+    return task, messages
+
+
+async def start(http: httpx.AsyncClient, name: str) -> str:
+    response = await http.post("/import/sync", json={"filePath": name})
+    assert response.status_code == 202, response.text
+    return response.json()["jobId"]
+
+
+async def wait_done(http: httpx.AsyncClient, seconds: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while (progress := (await http.get("/import/progress")).json())["status"] == "RUNNING":
+        assert time.monotonic() < deadline, progress
+        await asyncio.sleep(0.05)
+    return progress
+
+
+def check_followed(messages: list[Message], job_id: str, final: dict[str, Any], terminal: str) -> None:
+    """Snapshot first, then monotonic progress of the job, then exactly one terminal event, last."""
+    assert messages[0].event == "snapshot" and messages[0].data is not None
+    assert not (messages[0].data["jobId"] == job_id and messages[0].data["status"] == "RUNNING")
+    events = [m for m in messages if m.event is not None]
+    assert all(m.retry == 3000 for m in events)
+    ids = [m.id for m in events]
+    assert ids == sorted(set(ids)), ids
+    progress = [m.data for m in events if m.event == "progress"]
+    assert progress and all(p["jobId"] == job_id and p["status"] == "RUNNING" for p in progress)
+    rows = [p["rowsProcessed"] for p in progress]
+    assert rows == sorted(rows)
+    ends = [m for m in events if m.event in TERMINAL]
+    assert len(ends) == 1 and ends[0] is events[-1] and ends[0].event == terminal
+    assert ends[0].data["jobId"] == job_id
+    assert {k: ends[0].data[k] for k in (*COUNTERS, "status")} == {k: final[k] for k in (*COUNTERS, "status")}
+
+
+def kinds(messages: list[Message]) -> list[str | None]:
+    """Event types in order, repeats collapsed (a slow reader may see fewer progress events)."""
+    out: list[str | None] = []
+    for m in messages:
+        if m.event is not None and (not out or out[-1] != m.event):
+            out.append(m.event)
+    return out
+
+
+async def no_subscribers(server: Server) -> None:
+    deadline = time.monotonic() + 10
+    while server.app.state.broadcast.subscriptions:
+        assert time.monotonic() < deadline, "a closed stream stayed subscribed"
+        await asyncio.sleep(0.05)
+
+
+async def test_two_subscribers_follow_a_job_to_the_same_terminal_event(server: Server,
+                                                                      http: httpx.AsyncClient) -> None:
+    big_file(server.import_dir, "first")
+    (a, a_messages), (b, b_messages) = await subscribe(http), await subscribe(http)
+    job_id = await start(http, "first.csv")
+    await asyncio.wait_for(asyncio.gather(a, b), 180)  # returns only because the server ended both streams
+    final = (await http.get("/import/progress")).json()
+
+    assert final["status"] == "COMPLETED" and final["rowsInserted"] == ROWS
+    for messages in (a_messages, b_messages):
+        check_followed(messages, job_id, final, "done")
+        progress = [m for m in messages if m.event == "progress"]
+        assert len(progress) >= 3, [m.data["rowsProcessed"] for m in progress]
+        assert len(progress) <= 5 * (progress[-1].at - progress[0].at) + 2  # at most ~5 a second
+    assert (a_messages[-1].id, a_messages[-1].data) == (b_messages[-1].id, b_messages[-1].data)
+    assert kinds(a_messages) == kinds(b_messages) == ["snapshot", "progress", "done"]
+    await no_subscribers(server)
+
+
+async def test_late_subscriber_gets_the_terminal_snapshot_then_follows_the_next_job(
+        server: Server, http: httpx.AsyncClient, settings: Settings) -> None:
+    write(server.import_dir / "small.csv", [HEADER, *(good_row(i, f"small-{i}") for i in range(200))])
+    job_id = await start(http, "small.csv")
+    finished = await wait_done(http)
+
+    task, messages = await subscribe(http)
+    snapshot = messages[0]
+    assert snapshot.event == "snapshot" and snapshot.retry == 3000 and snapshot.id is not None
+    assert snapshot.data["jobId"] == job_id and snapshot.data.keys() == finished.keys()
+    assert {k: snapshot.data[k] for k in (*COUNTERS, "status")} == {k: finished[k] for k in (*COUNTERS, "status")}
+    # A finished job's snapshot does not end the stream: it stays open for the next job.
+    done, _ = await asyncio.wait({task}, timeout=1.0)
+    assert not done and len(messages) == 1
+
+    broken = [HEADER, *(good_row(i, f"broken-{i}") for i in range(50)),
+              '50,C-broken,Ann,Lee,"unterminated,x,y,z,a@b.c,2021-01-01,w,about',
+              *(good_row(i, f"broken-{i}") for i in range(51, 51 + settings.import_max_record_bytes // 100))]
+    write(server.import_dir / "broken.csv", broken)
+    next_id = await start(http, "broken.csv")
+    await asyncio.wait_for(task, 60)
+    final = await wait_done(http)
+    assert final["status"] == "FAILED"
+    assert kinds(messages)[0] == "snapshot" and kinds(messages)[-1] == "error"
+    error = messages[-1]
+    assert error.data["jobId"] == next_id and "line 52" in error.data["error"]
+    assert {k: error.data[k] for k in COUNTERS} == {k: final[k] for k in COUNTERS}
+
+
+async def test_cancel_ends_the_stream_with_a_cancelled_event(server: Server, http: httpx.AsyncClient) -> None:
+    big_file(server.import_dir, "cancelled")
+    task, messages = await subscribe(http)
+    job_id = await start(http, "cancelled.csv")
+    deadline = time.monotonic() + 60
+    while not any(m.event == "progress" for m in messages):
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.05)
+    assert (await http.post("/import/cancel")).status_code == 202
+    await asyncio.wait_for(task, 60)
+    final = await wait_done(http)
+    check_followed(messages, job_id, final, "cancelled")
+    assert 0 < final["rowsProcessed"] < ROWS
+
+
+async def test_a_disconnected_client_is_unsubscribed(server: Server, http: httpx.AsyncClient) -> None:
+    await no_subscribers(server)
+    async with http.stream("GET", "/import/progress/stream") as response:
+        lines = response.aiter_lines()
+        assert (await anext(lines)).startswith("id: ")
+        assert len(server.app.state.broadcast.subscriptions) == 1
+    await no_subscribers(server)
+
+
+# ---- the broadcaster alone, with a hand-driven source ---------------------------------------------------
+
+
+class Source:
+    def __init__(self) -> None:
+        self.state: JobState | None = None
+
+    async def __call__(self) -> JobState | None:
+        return self.state
+
+    def set(self, status: Status, rows: int, job_id: str = "j1") -> None:
+        self.state = JobState(job_id=job_id, status=status, file_path="f.csv", file_size=1000,
+                              file_identity={}, mode="insert", batch_size=10, bytes_read=rows,
+                              rows_processed=rows, rows_inserted=rows)
+
+
+async def test_stream_sends_keep_alives_while_idle_and_ends_at_the_terminal_event() -> None:
+    source = Source()
+    broadcaster = Broadcaster(source, interval=0.01, keepalive=0.05)
+    await broadcaster.start()
+    try:
+        events = broadcaster.events()
+        snapshot = await anext(events)
+        assert (snapshot.kind, json.loads(snapshot.data or b"")["status"]) == ("snapshot", "IDLE")
+        keepalive = await asyncio.wait_for(anext(events), 1)
+        assert (keepalive.kind, keepalive.comment, keepalive.id) == (None, "keep-alive", None)
+        source.set(Status.RUNNING, 10)
+        while (event := await asyncio.wait_for(anext(events), 1)).kind is None:
+            pass
+        assert event.kind == "progress" and json.loads(event.data or b"")["rowsProcessed"] == 10
+        source.set(Status.COMPLETED, 20)
+        while (event := await asyncio.wait_for(anext(events), 1)).kind is None:
+            pass
+        assert event.kind == "done" and json.loads(event.data or b"")["rowsProcessed"] == 20
+        with pytest.raises(StopAsyncIteration):
+            await anext(events)
+        assert not broadcaster.subscriptions
+    finally:
+        await broadcaster.close()
+
+
+async def test_only_changes_are_published_and_a_slow_subscriber_keeps_the_terminal_update() -> None:
+    source = Source()
+    broadcaster = Broadcaster(source, queue_size=3)
+    await broadcaster.poll()
+    with broadcaster.subscribe() as slow, broadcaster.subscribe() as fast:
+        fast.size = 100
+        for rows in range(10):
+            source.set(Status.RUNNING, rows)
+            await broadcaster.poll()
+            await broadcaster.poll()  # nothing visible changed: not published again
+        source.set(Status.FAILED, 10)
+        await broadcaster.poll()
+        source.set(Status.RUNNING, 0, job_id="j2")  # published, but a stream ends at the terminal update
+        await broadcaster.poll()
+        assert broadcaster.current.seq == 13
+        assert [u.status for u in fast.items] == [Status.RUNNING] * 10 + [Status.FAILED]
+        assert [u.seq for u in fast.items] == list(range(2, 13))
+        assert len(slow.items) == 3 and slow.items[-1].status == Status.FAILED and slow.dropped == 8
+        assert [json.loads(u.data)["rowsProcessed"] for u in slow.items] == [8, 9, 10]
+    assert not broadcaster.subscriptions
+
+
+async def test_a_cancelled_stream_unsubscribes() -> None:
+    broadcaster = Broadcaster(Source(), keepalive=10)
+    await broadcaster.poll()
+    events = broadcaster.events()
+    await anext(events)
+
+    async def read() -> object:
+        return await anext(events)
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0)
+    assert len(broadcaster.subscriptions) == 1
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert not broadcaster.subscriptions
