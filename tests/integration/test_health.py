@@ -1,5 +1,6 @@
 """GET /health, and what the app answers while its database is down."""
 
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,12 @@ async def stoppable(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[E
             yield server, client
     finally:
         server.stop()
+    # pymongo (4.20) drops the socket of a failed connect without closing it: collect it now, under this test's
+    # ResourceWarning filter, not at some GC in a later test where filterwarnings=error fails that test.
+    gc.collect()
 
 
+@pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
 async def test_health_is_503_while_the_database_is_stopped_and_the_app_keeps_serving(
         stoppable: tuple[EmbeddedMongo, AsyncTestClient]) -> None:
     server, client = stoppable
