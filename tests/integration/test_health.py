@@ -3,6 +3,7 @@
 import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -41,25 +42,27 @@ async def test_openapi_schema_is_served(client: AsyncTestClient) -> None:
 
 
 @pytest.fixture
-async def stoppable(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[EmbeddedMongo, AsyncTestClient]]:
-    """An app on its own SecantusDB server, which the test may stop."""
-    server = EmbeddedMongo(tmp_path / "db", free_port())
-    server.start()
+async def stoppable(settings: Settings, tmp_path: Path) -> AsyncIterator[SimpleNamespace]:
+    """An app (`.client`) on its own SecantusDB server (`.server`), which the test may stop."""
+    outage = SimpleNamespace(server=EmbeddedMongo(tmp_path / "db", free_port()), client=None)
+    outage.server.start()
     try:
-        app = create_app(with_settings(settings, mongodb_uri=server.uri))
-        async with AsyncTestClient(app, timeout=30) as client:
-            yield server, client
+        app = create_app(with_settings(settings, mongodb_uri=outage.server.uri))
+        async with AsyncTestClient(app, timeout=30) as outage.client:
+            yield outage
     finally:
-        server.stop()
-    # pymongo (4.20) drops the socket of a failed connect without closing it: collect it now, under this test's
-    # ResourceWarning filter, not at some GC in a later test where filterwarnings=error fails that test.
+        outage.server.stop()
+    # pymongo (4.20) drops the socket of a failed connect without closing it. Collect it now, with the app
+    # unreachable and under this test's ResourceWarning filter, not in a later test (filterwarnings=error).
+    del app
+    outage.client = None
     gc.collect()
 
 
 @pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
 async def test_health_is_503_while_the_database_is_stopped_and_the_app_keeps_serving(
-        stoppable: tuple[EmbeddedMongo, AsyncTestClient]) -> None:
-    server, client = stoppable
+        stoppable: SimpleNamespace) -> None:
+    server, client = stoppable.server, stoppable.client
     created = await client.post("/customers", json={"firstName": "A", "lastName": "B", "email": "a@b"})
     assert created.status_code == 201
     assert (await client.get("/health")).status_code == 200
