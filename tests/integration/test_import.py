@@ -32,14 +32,14 @@ def write(path: Path, lines: list[str | bytes], *, newline: bytes = b"\n") -> Pa
     return path
 
 
-async def wait_done(client: AsyncTestClient, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+async def wait_done(client: AsyncTestClient, within: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         progress = (await client.get("/import/progress")).json()
         if progress["status"] != "RUNNING":
             return progress
         await asyncio.sleep(0.05)
-    raise AssertionError(f"import still running after {timeout}s: {progress}")
+    raise AssertionError(f"import still running after {within}s: {progress}")
 
 
 async def start(client: AsyncTestClient, file: Path | str, **options: Any) -> dict[str, Any]:
@@ -184,7 +184,7 @@ async def test_cancel_stops_the_job_and_keeps_its_progress(slow_client: AsyncTes
     assert (await slow_client.get("/customers", params={"limit": 5})).status_code == 200
     assert (await slow_client.get("/health")).status_code == 200
     assert (await slow_client.post("/import/cancel")).status_code == 202
-    progress = await wait_done(slow_client, timeout=15)
+    progress = await wait_done(slow_client, within=15)
     assert progress["status"] == "CANCELLED"
     assert 0 < progress["rowsProcessed"] < 20000
     assert progress["rowsProcessed"] == progress["rowsInserted"]

@@ -31,7 +31,7 @@ async def test_lag_monitor_sees_a_blocked_loop() -> None:
     monitor = LagMonitor(interval=0.01)
     monitor.start()
     await asyncio.sleep(0.05)
-    time.sleep(0.2)  # block the loop on purpose: the monitor must see it
+    time.sleep(0.2)  # noqa: ASYNC251 - block the loop on purpose: the monitor must see it
     await asyncio.sleep(0.05)
     await monitor.stop()
     lag_max, lag_p99 = monitor.stats()

@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,6 @@ import msgspec
 import pytest
 from pymongo import MongoClient
 
-from app import embedded
 from app.embedded import EmbeddedMongo, free_port
 from app.settings import Settings
 
@@ -375,23 +373,9 @@ class OwnServer:
     deployment: Deployment
 
 
-def _port_is_free(host: str, port: int) -> bool:
-    """app.embedded.port_is_free binds without SO_REUSEADDR, so the TIME_WAIT sockets a stopped server leaves
-    behind make its own port look busy for a minute and start() moves to another port. SecantusDB itself binds
-    with SO_REUSEADDR; so does this check. A listening socket still makes the bind fail."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture
-def own_server(hostile: Hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OwnServer]:
+def own_server(hostile: Hostile, tmp_path: Path) -> Iterator[OwnServer]:
     """A SecantusDB server for this test alone (it may be stopped and started again on its port), and a deployment."""
-    monkeypatch.setattr(embedded, "port_is_free", _port_is_free)
     server = EmbeddedMongo(tmp_path / "secantus" / "db", free_port())
     server.start()
     try:
