@@ -12,8 +12,7 @@ SEARCHED = ("firstName", "lastName", "company", "email")
 # Country entries share the one multikey index, tagged with a control character no `q` can contain.
 COUNTRY_TAG = "\x1ecountry:"
 INDEXED = (*SEARCHED, "country")
-MAX_LEN = {"customerId": 64, "about": 100_000}
-DEFAULT_MAX_LEN = 256
+KEY_CHARS = 256  # longest value kept in the index
 
 
 def search_keys(doc: dict[str, Any]) -> list[str]:
@@ -23,7 +22,7 @@ def search_keys(doc: dict[str, Any]) -> list[str]:
     for name in SEARCHED:
         value = doc.get(name)
         if value:
-            key = value.lower()[:DEFAULT_MAX_LEN]
+            key = value.lower()[:KEY_CHARS]
             if key not in keys:
                 keys.append(key)
     if country := doc.get("country"):
@@ -32,7 +31,7 @@ def search_keys(doc: dict[str, Any]) -> list[str]:
 
 
 def country_key(country: str) -> str:
-    return COUNTRY_TAG + country[:DEFAULT_MAX_LEN]
+    return COUNTRY_TAG + country[:KEY_CHARS]
 
 
 _WHITESPACE = re.compile(r"\s")

@@ -45,7 +45,3 @@ class Ledger:
         """Rejections of applied blocks not yet stored; store them before the checkpoint that covers them."""
         taken, self.unsaved = self.unsaved, []
         return taken
-
-    @property
-    def in_order_backlog(self) -> int:
-        return len(self.pending)

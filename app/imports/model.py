@@ -14,10 +14,6 @@ class Status(StrEnum):
     CANCELLED = "CANCELLED"
 
 
-class Mode(StrEnum):
-    INSERT = "insert"
-
-
 @dataclass(frozen=True, slots=True)
 class ColumnMap:
     """What the header says: the field each CSV column feeds (None = ignored) and what was ignored."""

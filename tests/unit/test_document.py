@@ -1,6 +1,6 @@
 import pytest
 
-from app.customers.document import DEFAULT_MAX_LEN, is_email, search_keys
+from app.customers.document import KEY_CHARS, is_email, search_keys
 
 
 @pytest.mark.parametrize("value", [
@@ -25,7 +25,7 @@ def test_is_email_rejects(value: str) -> None:
     ({"firstName": "Lee", "lastName": "LEE", "company": "lee"}, ["lee"]),
     ({"firstName": "Ann", "lastName": "", "company": None}, ["ann"]),
     ({"city": "Paris", "phone1": "+33 1", "website": "https://x.fr"}, []), ({}, []),
-    ({"company": "X" * (DEFAULT_MAX_LEN + 10)}, ["x" * DEFAULT_MAX_LEN]),
+    ({"company": "X" * (KEY_CHARS + 10)}, ["x" * KEY_CHARS]),
 ])
 def test_search_keys(doc: dict[str, str | None], keys: list[str]) -> None:
     assert search_keys(doc) == keys
