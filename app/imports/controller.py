@@ -25,6 +25,17 @@ def provide_service(state: State) -> ImportService:
 Service = NamedDependency[ImportService]
 
 
+async def _rejected_rows(service: ImportService, job_id: str | None, *, after_line: int, limit: int) -> RejectedRows:
+    """A job's rejected rows (default: the latest job), one page by line."""
+    state = await service.snapshot(job_id)
+    if state is None:
+        raise NotFound(f"import job {job_id!r} does not exist" if job_id else "no import has run yet")
+    rows = await service.store.rejections(state.job_id, after_line=after_line, limit=limit)
+    items = [RejectedRow(**row) for row in rows]
+    return RejectedRows(job_id=state.job_id, rows_invalid=state.rows_invalid, items=items,
+                        next_after_line=items[-1].line if len(items) == limit else None)
+
+
 class ImportController(Controller):
     path = "/import"
     tags = ["import"]
@@ -54,14 +65,7 @@ class ImportController(Controller):
         after_line: Annotated[int, QueryParameter(name="afterLine", ge=0)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> RejectedRows:
-        state = await service.snapshot(job_id)
-        if state is None:
-            raise NotFound(f"import job {job_id!r} does not exist" if job_id else "no import has run yet")
-        rows = await service.store.rejections(state.job_id, after_line=after_line, limit=limit)
-        items = [RejectedRow(**row) for row in rows]
-        next_after = items[-1].line if len(items) == limit else None
-        return RejectedRows(job_id=state.job_id, rows_invalid=state.rows_invalid, items=items,
-                            next_after_line=next_after)
+        return await _rejected_rows(service, job_id, after_line=after_line, limit=limit)
 
     @get("/progress/stream", summary="Server-sent events: snapshot, progress while a job runs, done/error/cancelled")
     async def stream(self, state: State) -> ServerSentEvent:
@@ -96,10 +100,4 @@ class ImportController(Controller):
         after_line: Annotated[int, QueryParameter(name="afterLine", ge=0)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> RejectedRows:
-        state = await service.snapshot(job_id)
-        if state is None:
-            raise NotFound(f"import job {job_id!r} does not exist")
-        rows = await service.store.rejections(state.job_id, after_line=after_line, limit=limit)
-        items = [RejectedRow(**row) for row in rows]
-        return RejectedRows(job_id=state.job_id, rows_invalid=state.rows_invalid, items=items,
-                            next_after_line=items[-1].line if len(items) == limit else None)
+        return await _rejected_rows(service, job_id, after_line=after_line, limit=limit)
