@@ -27,7 +27,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=settings.port)
     imp = commands.add_parser("import", help="import a CSV file with a progress bar (refused while a job runs)")
     imp.add_argument("file", type=Path)
-    imp.add_argument("--mode", choices=["insert"], default="insert")
+    imp.add_argument("--mode", choices=["insert", "upsert"], default="insert")
     imp.add_argument("--batch-size", type=int, default=None, metavar="N", choices=range(1, 10_001))
     imp.add_argument("--dry-run", action="store_true", help="parse and validate only; write no customers")
     return parser

@@ -57,7 +57,8 @@ def visible(state: JobState | None) -> tuple[object, ...]:
     if state is None:
         return ()
     return (state.job_id, state.status, state.attempts, state.error, state.bytes_read, state.rows_processed,
-            state.rows_inserted, state.rows_duplicate, state.rows_invalid)
+            state.rows_inserted, state.rows_duplicate, state.rows_updated, state.rows_unchanged, state.rows_protected,
+            state.rows_invalid)
 
 
 class Subscription:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from app.db import ensure_indexes, make_client
 from app.errors import AppError
-from app.imports.model import Status
+from app.imports.model import Mode, Status
 from app.imports.schemas import ImportRequest
 from app.imports.schemas import Progress as Snapshot
 from app.imports.service import ImportService
@@ -23,8 +23,13 @@ EXIT = {Status.COMPLETED: 0, Status.CANCELLED: 130}
 
 
 def _counters(snap: Snapshot) -> str:
-    return (f"{snap.rows_processed:,} rows · {snap.rate_rows_per_sec:,.0f} rows/s · inserted "
-            f"{snap.rows_inserted:,} · duplicate {snap.rows_duplicate:,} · invalid {snap.rows_invalid:,}")
+    text = f"{snap.rows_processed:,} rows · {snap.rate_rows_per_sec:,.0f} rows/s · inserted {snap.rows_inserted:,}"
+    if snap.mode == "upsert":
+        text += (f" · updated {snap.rows_updated:,} · unchanged {snap.rows_unchanged:,}"
+                 f" · protected {snap.rows_protected:,}")
+    else:
+        text += f" · duplicate {snap.rows_duplicate:,}"
+    return text + f" · invalid {snap.rows_invalid:,}"
 
 
 async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: int | None, dry_run: bool,
@@ -37,7 +42,7 @@ async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: 
         await ensure_indexes(client[settings.mongodb_db])
         await warm_up(service.pool, settings.import_workers)
         try:
-            state = await service.start(ImportRequest(mode=mode, batch_size=batch_size, dry_run=dry_run))
+            state = await service.start(ImportRequest(mode=Mode(mode), batch_size=batch_size, dry_run=dry_run))
         except AppError as exc:
             console.print(f"[red]refused:[/red] {exc.detail}")
             return 2

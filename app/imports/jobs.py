@@ -39,6 +39,9 @@ class JobState(msgspec.Struct, rename="camel", kw_only=True):
     rows_processed: int = 0
     rows_inserted: int = 0
     rows_duplicate: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    rows_protected: int = 0
     rows_invalid: int = 0
     started_at: dt.datetime = msgspec.field(default_factory=now)
     updated_at: dt.datetime = msgspec.field(default_factory=now)
@@ -61,7 +64,9 @@ class JobState(msgspec.Struct, rename="camel", kw_only=True):
         """What a checkpoint writes: the watermark and the counters it describes, in one update."""
         return {"bytesRead": self.bytes_read, "linesRead": self.lines_read, "rowsProcessed": self.rows_processed,
                 "rowsInserted": self.rows_inserted, "rowsDuplicate": self.rows_duplicate,
-                "rowsInvalid": self.rows_invalid, "recentCustomers": self.recent_customers}
+                "rowsUpdated": self.rows_updated, "rowsUnchanged": self.rows_unchanged,
+                "rowsProtected": self.rows_protected, "rowsInvalid": self.rows_invalid,
+                "recentCustomers": self.recent_customers}
 
 
 class JobStore:

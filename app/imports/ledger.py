@@ -36,8 +36,12 @@ class Ledger:
         state.lines_read += outcome.block.lines
         state.rows_inserted += outcome.inserted
         state.rows_duplicate += outcome.duplicate
+        state.rows_updated += outcome.updated
+        state.rows_unchanged += outcome.unchanged
+        state.rows_protected += outcome.protected
         state.rows_invalid += outcome.invalid
-        state.rows_processed += outcome.inserted + outcome.duplicate + outcome.invalid
+        state.rows_processed += (outcome.inserted + outcome.duplicate + outcome.updated + outcome.unchanged
+                                 + outcome.protected + outcome.invalid)
         if outcome.recent:
             state.recent_customers = (outcome.recent[::-1] + state.recent_customers)[:RECENT]
 

@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
+class Mode(StrEnum):
+    INSERT = "insert"  # new ids are written, an id already stored is a skipped duplicate
+    UPSERT = "upsert"  # re-sync: new ids inserted, changed ones updated, hand-edited ones never touched
+
+
 class Status(StrEnum):
     IDLE = "IDLE"
     RUNNING = "RUNNING"
@@ -41,6 +46,7 @@ class ParseSpec:
     max_record_bytes: int
     reject_text_chars: int = 1000
     dry_run: bool = False
+    mode: Mode = Mode.INSERT
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +70,27 @@ class Rejection:
 
 @dataclass(slots=True)
 class Batch:
-    """Encoded documents for one insert_many, with the id and source line of each (a dry run: no docs)."""
+    """One bulk write, encoded, with the id and source line of each row (a dry run: no docs).
+
+    Insert mode: `docs` are whole documents. Upsert mode: `docs` are update documents and `filters` the
+    matching filters, one per row."""
 
     docs: list[bytes]
     ids: list[str]
     lines: list[int]
+    filters: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Written:
+    """What one batch did to `customers`; `skipped` are the rows (batch indexes) that changed nothing."""
+
+    inserted: int = 0
+    duplicate: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    protected: int = 0
+    skipped: set[int] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -88,6 +110,16 @@ class Outcome:
     block: Block
     inserted: int = 0
     duplicate: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    protected: int = 0
     invalid: int = 0
     rejections: list[Rejection] = field(default_factory=list)
     recent: list[str] = field(default_factory=list)
+
+    def add(self, written: Written) -> None:
+        self.inserted += written.inserted
+        self.duplicate += written.duplicate
+        self.updated += written.updated
+        self.unchanged += written.unchanged
+        self.protected += written.protected

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from app.imports.jobs import JobState, JobStore
 from app.imports.ledger import RECENT, Ledger
-from app.imports.model import Block, ColumnMap, Outcome, ParseSpec, Status
+from app.imports.model import Block, ColumnMap, Mode, Outcome, ParseSpec, Status
 from app.imports.parse import parse_block
 from app.imports.sink import DrySink, Sink, WriteFailed, retry
 from app.imports.source import RecordTooLarge, read_blocks
@@ -55,7 +55,7 @@ class ImportRun:
         self.settings, self.control = settings, control
         self.ledger = Ledger(state, max_rejects=settings.import_max_rejects)
         self.spec = ParseSpec(columns, state.job_id, state.batch_size, settings.import_max_record_bytes,
-                              dry_run=state.dry_run)
+                              dry_run=state.dry_run, mode=Mode(state.mode))
         self.in_flight = asyncio.Semaphore(settings.import_blocks_in_flight)
 
     async def run(self) -> Status:
@@ -100,13 +100,11 @@ class ImportRun:
                 raise ImportFailed(parsed.fatal)
             outcome = Outcome(block, invalid=len(parsed.rejections), rejections=parsed.rejections)
             for batch in parsed.batches:
-                inserted, duplicate, refused = await self.sink.insert(batch)
-                outcome.inserted += inserted
-                outcome.duplicate += duplicate
-                refused_at = set(refused)
-                tail = range(max(0, len(batch.ids) - RECENT - len(refused)), len(batch.ids))
-                written = [batch.ids[i] for i in tail if i not in refused_at]
-                outcome.recent = (outcome.recent + written)[-RECENT:]
+                written = await self.sink.write(batch)
+                outcome.add(written)
+                tail = range(max(0, len(batch.ids) - RECENT - len(written.skipped)), len(batch.ids))
+                recent = [batch.ids[i] for i in tail if i not in written.skipped]
+                outcome.recent = (outcome.recent + recent)[-RECENT:]
             self.ledger.complete(outcome)
         finally:
             self.in_flight.release()

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
 from app.imports.jobs import JobState
-from app.imports.model import Status
+from app.imports.model import Mode, Status
 
 
 class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     file_path: Annotated[str, Meta(min_length=1, max_length=4096,
                                    description="CSV path, relative to IMPORT_DIR; default CSV_FILE_PATH")] | None = None
     batch_size: Annotated[int, Meta(ge=1, le=10_000, description="documents per insert_many")] | None = None
-    mode: Literal["insert"] = "insert"
+    mode: Mode = msgspec.field(default=Mode.INSERT)
+    """insert: a stored id is a skipped duplicate. upsert (re-sync): new ids are inserted, changed customers
+    updated, unchanged ones left alone, and customers created or edited through the API never overwritten."""
     dry_run: bool = msgspec.field(default=False)
     """Read, parse and validate the whole file and report the counters, writing no customers."""
 
@@ -36,6 +38,9 @@ class Progress(msgspec.Struct, rename="camel"):
     rows_processed: int = 0
     rows_inserted: int = 0
     rows_duplicate: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    rows_protected: int = 0
     rows_invalid: int = 0
     rate_rows_per_sec: float = 0.0
     elapsed_sec: float = 0.0
@@ -64,7 +69,8 @@ class Progress(msgspec.Struct, rename="camel"):
             status=state.status, job_id=state.job_id, file_path=state.file_path, file_size=state.file_size,
             mode=state.mode, dry_run=state.dry_run, batch_size=state.batch_size, bytes_read=state.bytes_read,
             percent=round(fraction * 100, 2), rows_processed=state.rows_processed,
-            rows_inserted=state.rows_inserted, rows_duplicate=state.rows_duplicate, rows_invalid=state.rows_invalid,
+            rows_inserted=state.rows_inserted, rows_duplicate=state.rows_duplicate, rows_updated=state.rows_updated,
+            rows_unchanged=state.rows_unchanged, rows_protected=state.rows_protected, rows_invalid=state.rows_invalid,
             rate_rows_per_sec=round(rate, 1), elapsed_sec=round(elapsed, 1), eta_sec=eta,
             started_at=state.started_at, updated_at=state.updated_at, finished_at=state.finished_at,
             error=state.error, attempts=state.attempts, recent_customers=state.recent_customers,

@@ -21,7 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from app.db import CUSTOMERS
 from app.errors import Conflict, ImportFileError, NotFound
 from app.imports.jobs import JobState, JobStore, now
-from app.imports.model import ColumnMap, Status
+from app.imports.model import ColumnMap, Mode, Status
 from app.imports.parse import HeaderError, map_header
 from app.imports.pipeline import Control, ImportRun
 from app.imports.schemas import ImportRequest
@@ -152,7 +152,7 @@ class ImportService:
         control = Control.new()
         sink = DrySink() if state.dry_run else Sink(
             self.db[CUSTOMERS], job_id=state.job_id, retry_seconds=self.settings.import_retry_seconds,
-            writers=self.settings.import_writers)
+            writers=self.settings.import_writers, mode=Mode(state.mode))
         run = ImportRun(state, path, columns, store=self.store, sink=sink, pool=self.pool,
                         settings=self.settings, control=control)
         task = asyncio.create_task(self._supervise(run), name=f"import-{state.job_id}")
@@ -161,9 +161,10 @@ class ImportService:
     async def _supervise(self, run: ImportRun) -> None:
         try:
             status = await run.run()
-            log.info("import %s ended %s: %d rows (%d inserted, %d duplicate, %d invalid)", run.state.job_id,
-                     status, run.state.rows_processed, run.state.rows_inserted, run.state.rows_duplicate,
-                     run.state.rows_invalid)
+            s = run.state
+            log.info("import %s ended %s: %d rows (%d inserted, %d duplicate, %d updated, %d unchanged, "
+                     "%d protected, %d invalid)", s.job_id, status, s.rows_processed, s.rows_inserted,
+                     s.rows_duplicate, s.rows_updated, s.rows_unchanged, s.rows_protected, s.rows_invalid)
         except Exception:
             log.exception("import %s stopped; another instance (or the next start) takes it over",
                           run.state.job_id)

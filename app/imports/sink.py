@@ -1,9 +1,17 @@
 """Bulk writes of encoded customer documents and their outcome counts. Knows no CSV.
 
-insert_many(ordered=False) writes every document it can; E11000 duplicate-key errors are the skipped
-duplicates. A duplicate whose stored document carries this job's id and this row's line was written by
-this very job before a crash or a retried write: it counts as inserted, so re-processing never inflates
-the duplicate count. Transient database errors are retried with backoff for a bounded time.
+Insert mode: insert_many(ordered=False) writes every document it can; E11000 duplicate-key errors are the
+skipped duplicates. A duplicate whose stored document carries this job's id and this row's line
+(`importJobId`, `importLine`) was written by this very job before a crash or a retried write: it counts as
+inserted, so re-processing never inflates the duplicate count.
+
+Upsert mode: one unordered bulk_write of UpdateOne(filter, update, upsert=True) per batch. The filter
+matches only a customer that was not edited through the API and whose CSV values differ; upserted rows are
+inserted, matched rows updated, and a row refused with E11000 is looked up (one find per batch): stamped
+`lastImport` = (this job, this line) means this job already wrote it (before a crash or a retried write),
+otherwise `handEdited` makes it protected, else it is unchanged.
+
+Transient database errors are retried with backoff for a bounded time.
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from bson.raw_bson import RawBSONDocument
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, NetworkTimeout, PyMongoError
 
-from app.imports.model import Batch
+from app.imports.model import Batch, Mode, Written
 
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
@@ -45,48 +54,105 @@ async def retry(operation: Callable[[], Awaitable[T]], *, seconds: float, what: 
 
 
 class Sink:
-    def __init__(self, customers: AsyncCollection, *, job_id: str, retry_seconds: float, writers: int):
+    def __init__(self, customers: AsyncCollection, *, job_id: str, retry_seconds: float, writers: int,
+                 mode: Mode = Mode.INSERT):
         self.customers = customers
         self.job_id = job_id
         self.retry_seconds = retry_seconds
         self.writers = asyncio.Semaphore(writers)
+        self.mode = mode
 
-    async def insert(self, batch: Batch) -> tuple[int, int, list[int]]:
-        """Write one batch; return (inserted, duplicate, indexes of the documents refused as duplicates)."""
+    async def write(self, batch: Batch) -> Written:
+        if self.mode is Mode.UPSERT:
+            return await self.upsert(batch)
+        return await self.insert(batch)
+
+    async def insert(self, batch: Batch) -> Written:
         async with self.writers:
-            duplicates = await retry(lambda: self._insert(batch), seconds=self.retry_seconds, what="insert_many")
-        if not duplicates:
-            return len(batch.docs), 0, duplicates
-        mine = await retry(lambda: self._written_by_this_job(batch, duplicates),
+            refused = await retry(lambda: self._insert(batch), seconds=self.retry_seconds, what="insert_many")
+        if not refused:
+            return Written(inserted=len(batch.docs))
+        mine = await retry(lambda: self._written_by_this_job(batch, refused),
                            seconds=self.retry_seconds, what="duplicate check")
-        return len(batch.docs) - len(duplicates) + mine, len(duplicates) - mine, duplicates
+        skipped = set(refused) - mine
+        return Written(inserted=len(batch.docs) - len(skipped), duplicate=len(skipped), skipped=skipped)
 
     async def _insert(self, batch: Batch) -> list[int]:
         """Indexes (into the batch) of documents refused as duplicates."""
         try:
             await self.customers.insert_many([RawBSONDocument(doc) for doc in batch.docs], ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-            if other:
-                raise WriteFailed(f"insert_many: {other[0].get('errmsg', other[0])}") from exc
-            return [e["index"] for e in errors]
+            return _duplicates(exc, "insert_many")
         except PyMongoError as exc:
             if isinstance(exc, TRANSIENT):
                 raise
             raise WriteFailed(f"insert_many: {exc}") from exc
         return []
 
-    async def _written_by_this_job(self, batch: Batch, duplicates: list[int]) -> int:
+    async def _written_by_this_job(self, batch: Batch, refused: list[int]) -> set[int]:
         # (id, line) pairs: one id can be refused twice in a batch, and only its own row is "mine".
-        wanted = {(batch.ids[i], batch.lines[i]) for i in duplicates}
-        ids = list({customer_id for customer_id, _ in wanted})
+        ids = list({batch.ids[i] for i in refused})
         cursor = self.customers.find({"_id": {"$in": ids}, "importJobId": self.job_id}, {"importLine": 1})
-        return len([doc async for doc in cursor if (doc["_id"], doc.get("importLine")) in wanted])
+        stored = {(doc["_id"], doc.get("importLine")) async for doc in cursor}
+        return {i for i in refused if (batch.ids[i], batch.lines[i]) in stored}
+
+    async def upsert(self, batch: Batch) -> Written:
+        async with self.writers:
+            upserted, refused = await retry(lambda: self._upsert(batch), seconds=self.retry_seconds,
+                                            what="bulk_write")
+        written = Written(inserted=len(upserted))
+        written.updated = len(batch.docs) - len(upserted) - len(refused)
+        if refused:
+            stored = await retry(lambda: self._stamps(batch, refused), seconds=self.retry_seconds,
+                                 what="re-sync check")
+            for i in refused:
+                doc = stored.get(batch.ids[i])
+                if doc is not None and doc.get("lastImport") == {"jobId": self.job_id, "line": batch.lines[i]}:
+                    if doc.get("importJobId") == self.job_id and doc.get("importLine") == batch.lines[i]:
+                        written.inserted += 1  # this job inserted it before a crash or a retried write
+                    else:
+                        written.updated += 1
+                elif doc is not None and doc.get("handEdited"):
+                    written.protected += 1
+                    written.skipped.add(i)
+                else:  # same values (or deleted since the write was refused: nothing was written either way)
+                    written.unchanged += 1
+                    written.skipped.add(i)
+        return written
+
+    async def _upsert(self, batch: Batch) -> tuple[set[int], list[int]]:
+        """(indexes of rows inserted, indexes of rows refused with E11000); the rest were updated."""
+        ops = [UpdateOne(RawBSONDocument(flt), RawBSONDocument(update), upsert=True)
+               for flt, update in zip(batch.filters, batch.docs, strict=True)]
+        try:
+            result = (await self.customers.bulk_write(ops, ordered=False)).bulk_api_result
+            refused: list[int] = []
+        except BulkWriteError as exc:
+            refused = _duplicates(exc, "bulk_write")
+            result = exc.details
+        except PyMongoError as exc:
+            if isinstance(exc, TRANSIENT):
+                raise
+            raise WriteFailed(f"bulk_write: {exc}") from exc
+        return {entry["index"] for entry in result.get("upserted", [])}, refused
+
+    async def _stamps(self, batch: Batch, refused: list[int]) -> dict[str, dict]:
+        ids = list({batch.ids[i] for i in refused})
+        projection = {"handEdited": 1, "lastImport": 1, "importJobId": 1, "importLine": 1}
+        return {doc["_id"]: doc async for doc in self.customers.find({"_id": {"$in": ids}}, projection)}
+
+
+def _duplicates(exc: BulkWriteError, what: str) -> list[int]:
+    """Indexes of the E11000 write errors; any other write error fails the write."""
+    errors = exc.details.get("writeErrors", [])
+    other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+    if other:
+        raise WriteFailed(f"{what}: {other[0].get('errmsg', other[0])}") from exc
+    return [e["index"] for e in errors]
 
 
 class DrySink:
-    """A dry run's sink: counts what would be written, writes nothing (duplicates are not looked up)."""
+    """A dry run's sink: counts what would be written, writes nothing (the database is not read either)."""
 
-    async def insert(self, batch: Batch) -> tuple[int, int, list[int]]:
-        return len(batch.ids), 0, []
+    async def write(self, batch: Batch) -> Written:
+        return Written(inserted=len(batch.ids))

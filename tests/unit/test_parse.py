@@ -15,13 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.imports.model import Parsed, ParseSpec
-from app.imports.parse import HeaderError, map_header, parse_block
+from app.imports.parse import HeaderError, content_hash, map_header, parse_block
 from app.imports.source import first_record_end, read_blocks, read_header
 
 DATA = Path(__file__).parents[1] / "data"
 JOB = "job-1"
 MIB = 1_048_576
-BOOKKEEPING = ("createdAt", "updatedAt", "searchKeys", "importJobId", "importLine")
+BOOKKEEPING = ("createdAt", "updatedAt", "searchKeys", "importJobId", "importLine", "importHash")
 
 
 def csv_bytes(*rows: list[str]) -> bytes:
@@ -171,12 +171,26 @@ def test_values_are_trimmed_and_empty_optional_values_omitted() -> None:
 def test_every_known_column_and_no_column_can_set_the_importers_fields() -> None:
     parsed = parse_file("aliases.csv")
     [doc] = documents(parsed)
-    assert {k: v for k, v in doc.items() if k not in ("createdAt", "updatedAt", "searchKeys")} == {
+    assert {k: v for k, v in doc.items() if k not in ("createdAt", "updatedAt", "searchKeys", "importHash")} == {
         "_id": "C1", "firstName": "Ann", "lastName": "Lee", "company": "Acme", "city": "Paris", "country": "France",
         "phone1": "+33 1", "phone2": "+33 2", "email": "ann@example.com",
         "subscriptionDate": dt.datetime(2024, 2, 29, tzinfo=dt.UTC), "website": "https://acme.example",
         "about": "Likes tea", "importJobId": JOB, "importLine": 2,
     }
+    # The digest is of the CSV text (the date as written), so a re-sync compares what the file says.
+    assert doc["importHash"] == content_hash({
+        "firstName": "Ann", "lastName": "Lee", "company": "Acme", "city": "Paris", "country": "France",
+        "phone1": "+33 1", "phone2": "+33 2", "email": "ann@example.com", "subscriptionDate": "2024-02-29",
+        "website": "https://acme.example", "about": "Likes tea"})
+
+
+def test_content_hash_depends_on_every_value_and_field_but_not_their_order() -> None:
+    base = content_hash({"firstName": "Ann", "city": "Paris"})
+    assert base == content_hash({"city": "Paris", "firstName": "Ann"})
+    assert base != content_hash({"firstName": "Ann", "city": "Pari"})
+    assert base != content_hash({"firstName": "Ann", "country": "Paris"})
+    assert base != content_hash({"firstName": "Ann"})
+    assert content_hash({"a": "b\x1ec"}) != content_hash({"a": "b", "c": ""})
 
 
 # ---- rejected rows ------------------------------------------------------------------------------------

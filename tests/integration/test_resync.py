@@ -1,0 +1,154 @@
+"""Re-sync (`mode: upsert`) through the HTTP API into the real SecantusDB server: what changed is updated, what
+did not is left alone, and customers created or edited through the API are never overwritten."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.imports.model import Batch, Mode, ParseSpec
+from app.imports.parse import map_header, parse_block
+from app.imports.sink import Sink
+from tests.integration.test_import import HEADER, start, wait_done, write
+
+ROWS = 240
+
+
+def row(i: int, *, first: str | None = None, phone: str = "+33 1", about: str = "Likes tea",
+        customer_id: str | None = None) -> str:
+    cid = customer_id or f"R{i:05d}"
+    return (f"{i},{cid},{first or f'Ann{i}'},Lee,Acme,Paris,France,{phone},,ann{i}@example.com,"
+            f"2021-03-{1 + i % 28:02d},https://acme.example,{about}")
+
+
+def csv_lines(rows: dict[int, str]) -> list[str]:
+    return [HEADER, *rows.values()]
+
+
+async def import_and_wait(client: AsyncTestClient, path: Path, **options: Any) -> dict[str, Any]:
+    await start(client, path.name, batchSize=50, **options)
+    progress = await wait_done(client)
+    assert progress["status"] == "COMPLETED", progress
+    return progress
+
+
+def counters(progress: dict[str, Any]) -> dict[str, int]:
+    names = ("rowsInserted", "rowsUpdated", "rowsUnchanged", "rowsProtected", "rowsDuplicate", "rowsInvalid")
+    found = {name: progress[name] for name in names}
+    assert progress["rowsProcessed"] == sum(found.values()), progress
+    return found
+
+
+async def test_resync_updates_what_changed_and_never_overwrites_hand_edits(
+        client: AsyncTestClient, db: AsyncDatabase, import_dir: Path) -> None:
+    first = {i: row(i) for i in range(1, ROWS + 1)}
+    await import_and_wait(client, write(import_dir / "v1.csv", csv_lines(first)))
+    before = {doc["_id"]: doc async for doc in db.customers.find({})}
+    assert len(before) == ROWS
+
+    # Hand edits through the API: a PATCH of an imported customer, and a customer created by hand that the
+    # next file also carries.
+    patched = await client.patch("/customers/R00007", json={"firstName": "Edited", "phone1": None})
+    assert patched.status_code == 200, patched.text
+    created = await client.post("/customers", json={"customerId": "HAND-1", "firstName": "Hand", "lastName": "Made",
+                                                   "email": "hand@example.com"})
+    assert created.status_code == 201, created.text
+
+    second = dict(first)
+    changed = {i for i in range(10, ROWS + 1, 10)}  # 24 rows with a new value
+    for i in changed:
+        second[i] = row(i, about="Prefers coffee")
+    second[3] = row(3, first="Renamed")  # a searched field changes: the search keys must follow
+    second[5] = row(5, phone="")  # an emptied value removes the field
+    second[7] = row(7, first="FromFile")  # hand-edited: protected
+    second[ROWS + 1] = row(ROWS + 1, customer_id="HAND-1", first="FromFile")  # hand-created: protected
+    second.update({i: row(i) for i in range(ROWS + 2, ROWS + 32)})  # 30 new customers
+    second[ROWS + 40] = f"{ROWS + 40},R99999,too,few"  # invalid
+    path = write(import_dir / "v2.csv", csv_lines(second))
+
+    progress = await import_and_wait(client, path, mode="upsert")
+
+    updated = len(changed) + 2  # + the renamed and the emptied row
+    assert counters(progress) == {"rowsInserted": 30, "rowsUpdated": updated,
+                                  "rowsUnchanged": ROWS - updated - 1, "rowsProtected": 2, "rowsDuplicate": 0,
+                                  "rowsInvalid": 1}
+    assert progress["mode"] == "upsert"
+    after = {doc["_id"]: doc async for doc in db.customers.find({})}
+    assert len(after) == ROWS + 1 + 30
+
+    # Hand edits survived, field by field.
+    assert after["R00007"]["firstName"] == "Edited" and "phone1" not in after["R00007"]
+    assert after["R00007"]["handEdited"] is True
+    assert after["HAND-1"]["firstName"] == "Hand" and after["HAND-1"]["email"] == "hand@example.com"
+    assert "city" not in after["HAND-1"]
+    # Changed rows carry the file's values and a new updatedAt; creation stays.
+    assert after["R00010"]["about"] == "Prefers coffee"
+    assert after["R00010"]["createdAt"] == before["R00010"]["createdAt"]
+    assert after["R00010"]["updatedAt"] > before["R00010"]["updatedAt"]
+    assert "phone1" not in after["R00005"] and after["R00005"]["firstName"] == "Ann5"
+    assert "renamed" in after["R00003"]["searchKeys"] and "ann3" not in after["R00003"]["searchKeys"]
+    found = (await client.get("/customers", params={"q": "renam"})).json()
+    assert [item["customerId"] for item in found["items"]] == ["R00003"]
+    # Unchanged rows were not written at all.
+    assert after["R00011"] == before["R00011"]
+    # New rows are ordinary imported customers.
+    new = after[f"R{ROWS + 2:05d}"]
+    assert new["firstName"] == f"Ann{ROWS + 2}" and new["importJobId"] == progress["jobId"]
+    assert new["subscriptionDate"] == dt.datetime(2021, 3, 1 + (ROWS + 2) % 28, tzinfo=dt.UTC)
+    assert not new.get("handEdited")
+    errors = (await client.get("/import/errors", params={"jobId": progress["jobId"]})).json()
+    assert [item["line"] for item in errors["items"]] == [len(second) + 1]
+
+    # The same file again changes nothing.
+    again = await import_and_wait(client, path, mode="upsert")
+    assert counters(again) == {"rowsInserted": 0, "rowsUpdated": 0, "rowsUnchanged": ROWS + 30 - 1,
+                               "rowsProtected": 2, "rowsDuplicate": 0, "rowsInvalid": 1}
+    assert {doc["_id"]: doc async for doc in db.customers.find({})} == after
+
+
+async def test_resync_dry_run_writes_nothing(client: AsyncTestClient, db: AsyncDatabase, import_dir: Path) -> None:
+    path = write(import_dir / "dry.csv", csv_lines({i: row(i) for i in range(1, 21)}))
+    progress = await import_and_wait(client, path, mode="upsert", dryRun=True)
+    assert progress["mode"] == "upsert" and progress["dryRun"] is True
+    assert progress["rowsProcessed"] == 20
+    assert await db.customers.count_documents({}) == 0
+
+
+async def test_an_unknown_mode_is_a_400_problem(client: AsyncTestClient, db: AsyncDatabase,
+                                                import_dir: Path) -> None:
+    path = write(import_dir / "mode.csv", csv_lines({1: row(1)}))
+    response = await client.post("/import/sync", json={"filePath": path.name, "mode": "merge"})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await db.import_state.count_documents({}) == 0
+
+
+def batch_of(text: str, job_id: str, mode: Mode) -> Batch:
+    header, _, body = text.partition("\n")
+    spec = ParseSpec(map_header(header.encode()), job_id, batch_size=1000, max_record_bytes=65536, mode=mode)
+    [batch] = parse_block(body.encode(), 2, spec).batches
+    return batch
+
+
+async def test_a_batch_written_again_by_the_same_job_counts_the_same(db: AsyncDatabase) -> None:
+    """What a resumed job meets: rows it already wrote before a crash (or a retried bulk_write) are counted as
+    what they were then (inserted or updated), never as unchanged; another job's stamp does not count."""
+    await db.customers.insert_one({"_id": "R00002", "firstName": "Old", "importHash": "stale"})
+    await db.customers.insert_one({"_id": "R00003", "firstName": "Mine", "handEdited": True})
+    text = "\n".join([HEADER, row(1), row(2), row(3), row(4)]) + "\n"
+    sink = Sink(db.customers, job_id="job-a", retry_seconds=5, writers=1, mode=Mode.UPSERT)
+    batch = batch_of(text, "job-a", Mode.UPSERT)
+
+    first = await sink.write(batch)
+    again = await sink.write(batch)
+
+    assert (first.inserted, first.updated, first.unchanged, first.protected) == (2, 1, 0, 1)
+    assert (again.inserted, again.updated, again.unchanged, again.protected) == (2, 1, 0, 1)
+    assert again.skipped == first.skipped == {2}
+    other = Sink(db.customers, job_id="job-b", retry_seconds=5, writers=1, mode=Mode.UPSERT)
+    later = await other.write(batch_of(text, "job-b", Mode.UPSERT))
+    assert (later.inserted, later.updated, later.unchanged, later.protected) == (0, 0, 3, 1)
