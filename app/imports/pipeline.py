@@ -1,7 +1,8 @@
 """One import run: source -> process pool -> sink -> ledger, with bounded work in flight.
 
-The event loop only moves bytes: reading a block is one await, parsing and BSON encoding happen in
-worker processes, writing is insert_many of already-encoded documents. At most `blocks_in_flight`
+The event loop only moves bytes: reading a block is one await (to find where its records end), a worker
+reads the same bytes again from the page cache and parses and BSON-encodes them (offsets cross the process
+boundary, not megabytes), writing is insert_many of already-encoded documents. At most `blocks_in_flight`
 blocks exist at once (read, parsing or being written), so memory does not grow with the file.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -17,9 +19,9 @@ from pathlib import Path
 from app.imports.jobs import JobState, JobStore
 from app.imports.ledger import RECENT, Ledger
 from app.imports.model import Block, ColumnMap, Mode, Outcome, ParseSpec, Status
-from app.imports.parse import parse_block
 from app.imports.sink import DrySink, Sink, WriteFailed, retry
 from app.imports.source import RecordTooLarge, read_blocks
+from app.imports.workers import TAIL, parse_range
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,9 @@ class ImportRun:
                     if self.control.stopping():
                         self.in_flight.release()
                         break
-                    task = group.create_task(self._process(block))
+                    # the block's bytes stay here: a worker reads them again from the page cache
+                    tail = block.data[-TAIL:]
+                    task = group.create_task(self._process(dataclasses.replace(block, data=b""), tail))
                     workers.add(task)
                     task.add_done_callback(workers.discard)
             except RecordTooLarge as exc:
@@ -92,10 +96,11 @@ class ImportRun:
         if failure is not None:
             raise failure
 
-    async def _process(self, block: Block) -> None:
+    async def _process(self, block: Block, tail: bytes) -> None:
         try:
             loop = asyncio.get_running_loop()
-            parsed = await loop.run_in_executor(self.pool, parse_block, block.data, block.first_line, self.spec)
+            parsed = await loop.run_in_executor(self.pool, parse_range, str(self.path), block.start, block.end,
+                                                block.first_line, tail, self.spec)
             if parsed.fatal:
                 raise ImportFailed(parsed.fatal)
             outcome = Outcome(block, invalid=len(parsed.rejections), rejections=parsed.rejections)

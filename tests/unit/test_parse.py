@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from app.imports.model import Parsed, ParseSpec
 from app.imports.parse import HeaderError, content_hash, map_header, parse_block
 from app.imports.source import first_record_end, read_blocks, read_header
+from app.imports.workers import TAIL, parse_range
 
 DATA = Path(__file__).parents[1] / "data"
 JOB = "job-1"
@@ -411,3 +412,18 @@ async def test_rows_written_by_csv_writer_come_back_identical(
     assert all(part.rejections == [] and part.fatal is None for part in parsed)
     assert all(len(batch.docs) <= batch_size for part in parsed for batch in part.batches)
     assert sum(part.rows for part in parsed) == len(rows)
+
+
+def test_a_worker_reads_its_block_by_offsets_and_notices_a_rewritten_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    body = b"C1,Ann\nC2,Bob\n"
+    path.write_bytes(b"customer id,first name\n" + body)
+    spec = ParseSpec(map_header(b"customer id,first name\n"), JOB, 10, 1 << 20)
+    start, end = 23, 23 + len(body)
+    parsed = parse_range(str(path), start, end, 2, body[-TAIL:], spec)
+    assert parsed.fatal is None and parsed.batches[0].ids == ["C1", "C2"]
+    path.write_bytes(b"customer id,first name\n" + body.replace(b"Bob", b"Bea"))
+    assert "changed while it was being imported" in (parse_range(str(path), start, end, 2, body[-TAIL:], spec).fatal
+                                                      or "")
+    path.write_bytes(b"customer id,first name\nC1")
+    assert parse_range(str(path), start, end, 2, body[-TAIL:], spec).fatal is not None
