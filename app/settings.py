@@ -46,6 +46,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest CSV record; a longer one (an unterminated quote) fails the job."""
     import_workers: Positive = 2
     """Parser processes."""
+    import_worker_nice: Annotated[int, Meta(ge=0, le=19)] = 10
+    """Nice increment of the parser processes: parsing yields the CPU to the API's event loop and the database."""
     import_blocks_in_flight: Positive = 4
     """Blocks being parsed or written at once (backpressure bound)."""
     import_writers: Positive = 2

@@ -46,7 +46,7 @@ class ImportService:
         self.settings = settings
         self.store = JobStore(db)
         self.instance_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.pool = parser_pool(settings.import_workers)
+        self.pool = parser_pool(settings.import_workers, settings.import_worker_nice)
         self.current: Running | None = None
         self._watcher: asyncio.Task[None] | None = None
 

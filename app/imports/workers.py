@@ -19,7 +19,12 @@ from app.imports.model import Parsed, ParseSpec
 TAIL = 64  # bytes of a block's end the app sends along, to notice a file rewritten under the import
 
 
-def _exit_with_owner(owner: int, interval: float = 1.0) -> None:
+def _init_worker(owner: int, nice: int, interval: float = 1.0) -> None:
+    """Lower this worker's CPU priority (parsing is background work: on a 2-core machine the app's event loop
+    and the database must not wait for it), and exit when the owner is gone."""
+    if nice:
+        os.nice(nice)
+
     def watch() -> None:
         while True:
             time.sleep(interval)
@@ -43,10 +48,10 @@ def parse_range(path: str, start: int, end: int, first_line: int, tail: bytes, s
     return parse.parse_block(data, first_line, spec)
 
 
-def parser_pool(workers: int) -> ProcessPoolExecutor:
+def parser_pool(workers: int, nice: int = 0) -> ProcessPoolExecutor:
     """Worker processes from a forkserver (PyMongo is not fork-safe, so never plain fork)."""
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=_exit_with_owner, initargs=(os.getpid(),))
+                               initializer=_init_worker, initargs=(os.getpid(), nice))
 
 
 async def warm_up(pool: ProcessPoolExecutor, workers: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -276,3 +277,14 @@ async def test_unusable_paths_are_400_not_500(client: AsyncTestClient, db: Async
     response = await client.post("/import/sync", json={"filePath": file_path})
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_parser_workers_run_at_a_lower_cpu_priority(client: AsyncTestClient, db: AsyncDatabase,
+                                                          import_dir: Path, settings: Settings) -> None:
+    path = write(import_dir / "nice.csv", [HEADER, *(good_row(i) for i in range(50))])
+    await start(client, path.name)
+    assert (await wait_done(client))["status"] == "COMPLETED"
+    pids = client.app.state.imports.worker_pids()
+    assert 1 <= len(pids) <= settings.import_workers  # the pool starts a second process only when it needs one
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in pids} == {min(19, mine + settings.import_worker_nice)}
