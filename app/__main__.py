@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import multiprocessing.forkserver
 import signal
 import sys
 from collections.abc import Iterator
@@ -54,11 +55,24 @@ def _exit(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+def _start_forkserver_ignoring_sigint() -> None:
+    """Ctrl-C in a terminal sends SIGINT to the whole foreground process group, parser workers included: they
+    died with a KeyboardInterrupt, breaking the pool, so a cancelled (or shut down) import ended FAILED or
+    crashed. The workers are forked by the forkserver and inherit its SIGINT disposition; started with SIGINT
+    ignored, it keeps ignoring it and so do they. Only the app handles Ctrl-C."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def serve(settings: Settings) -> int:
     import uvicorn
 
     from app.asgi import create_app
 
+    _start_forkserver_ignoring_sigint()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit)
     with database(settings) as settings:
@@ -77,9 +91,14 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"{args.file}: not a readable file", file=sys.stderr)
         return 2
-    with database(settings) as settings:
-        return asyncio.run(run(settings, args.file.resolve(), mode=args.mode, batch_size=args.batch_size,
-                               dry_run=args.dry_run, console=Console()))
+    try:
+        _start_forkserver_ignoring_sigint()
+        with database(settings) as settings:
+            return asyncio.run(run(settings, args.file.resolve(), mode=args.mode, batch_size=args.batch_size,
+                                   dry_run=args.dry_run, console=Console()))
+    except KeyboardInterrupt:  # Ctrl-C while the embedded database starts, before any job exists
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from app.db import ensure_indexes, make_client
@@ -36,20 +37,36 @@ async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: 
                       console: Console) -> int:
     """Run one import to its end; exit code 0 when COMPLETED. Ctrl-C cancels it (resumable)."""
     settings = msgspec.structs.replace(settings, csv_file_path=str(file))
+    errors = Console(stderr=True, soft_wrap=True)  # a reason is one line, whatever the terminal's width
     client = make_client(settings.mongodb_uri or "")
     service = ImportService(client[settings.mongodb_db], settings)
+    interrupted = False
+
+    def interrupt() -> None:
+        # Installed before the job exists: a Ctrl-C between claiming the job and watching it must cancel it too.
+        nonlocal interrupted
+        interrupted = True
+        if service.current is not None:
+            service.current.control.cancel.set()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, interrupt)
     try:
         await ensure_indexes(client[settings.mongodb_db])
         await warm_up(service.pool, settings.import_workers)
+        if interrupted:
+            errors.print("interrupted before the import started")
+            return EXIT[Status.CANCELLED]
         try:
             state = await service.start(ImportRequest(mode=Mode(mode), batch_size=batch_size, dry_run=dry_run))
         except AppError as exc:
-            console.print(f"[red]refused:[/red] {exc.detail}")
+            errors.print(f"[red]refused:[/red] {escape(exc.detail)}")
             return 2
         assert service.current is not None
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, service.current.control.cancel.set)
-        console.print(f"job {state.job_id}: {file} ({state.file_size:,} bytes){' [dry run]' if dry_run else ''}")
+        if interrupted:
+            service.current.control.cancel.set()
+        console.print(f"job {state.job_id}: {escape(str(file))} ({state.file_size:,} bytes)"
+                      f"{escape(' [dry run]') if dry_run else ''}", soft_wrap=True)
         with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
                       TextColumn("{task.fields[counters]}"), console=console, transient=False) as bar:
             task = bar.add_task("importing", total=state.file_size, counters="")
@@ -59,14 +76,14 @@ async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: 
                 await asyncio.sleep(0.25)
             bar.update(task, completed=state.bytes_read if state.status != Status.COMPLETED else state.file_size,
                        counters=_counters(Snapshot.of(state)))
-        loop.remove_signal_handler(signal.SIGINT)
         final = Snapshot.of(state)
-        console.print(f"{final.status}: {_counters(final)} in {final.elapsed_sec:,.1f}s")
+        console.print(f"{final.status}: {_counters(final)} in {final.elapsed_sec:,.1f}s", soft_wrap=True)
         if final.error:
-            console.print(f"[red]error:[/red] {final.error}")
+            errors.print(f"[red]error:[/red] {escape(final.error)}")
         if state.status == Status.CANCELLED:
-            console.print("cancelled; resume it with POST /import/resume")
+            console.print("cancelled; resume it with POST /import/resume", soft_wrap=True)
         return EXIT.get(state.status, 1)
     finally:
+        loop.remove_signal_handler(signal.SIGINT)
         await service.close()
         await client.close()
