@@ -111,9 +111,11 @@ class EmbeddedMongo:
             log.warning("port %d is busy; embedded database uses port %d", busy, self.port)
         cmd = [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(self.port),
                "--storage-path", str(self.storage), "--log-level", self.log_level]
+        # A session of its own: a terminal's Ctrl-C (sent to the whole foreground group) is the app's to handle;
+        # the database must stay up while the app cancels and checkpoints. PDEATHSIG still covers a dead app.
         with self._logfile.open("ab") as out:
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            preexec_fn=_die_with_parent)
+                                            preexec_fn=_die_with_parent, start_new_session=True)
         self._pidfile.write_text(json.dumps({"pid": self.process.pid, "port": self.port}))
         self._wait_ready()
         log.info("embedded SecantusDB ready: %s (data in %s; mongosh: npx mongosh '%s')",

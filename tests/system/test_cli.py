@@ -384,10 +384,6 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "app/embedded.py starts SecantusDB in the CLI's process group, so the Ctrl-C meant for the import stops the "
-    "database too: the job cannot be finished (exit 1 after IMPORT_RETRY_SECONDS, job left RUNNING). Fix: "
-    "subprocess.Popen(..., start_new_session=True) in EmbeddedMongo.start (PDEATHSIG still covers a dead app)"))
 def test_ctrl_c_with_the_embedded_database_cancels_the_job(cli: Cli) -> None:
     file = cli.folder / "imports" / "big.csv"
     write_big(file)
