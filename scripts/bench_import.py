@@ -166,7 +166,9 @@ def main() -> int:
     parser.add_argument("--file", type=Path, help="CSV to import (default: generate one with --rows)")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--uri", help="MongoDB URI (default: start an embedded SecantusDB server)")
-    parser.add_argument("--ceiling-sample", type=int, default=100_000, help="documents re-inserted for (a)")
+    parser.add_argument("--ceiling-sample", type=int, default=0,
+                        help="documents re-inserted for (a); 0 (default) = all of them, so the twin collection grows "
+                             "to the same size as the service's (insert cost grows with the collection)")
     parser.add_argument("--skip-pyimport", action="store_true")
     parser.add_argument("--pyimport-venv", type=Path, default=ROOT / ".bench" / "pyimport-venv")
     parser.add_argument("--json", type=Path, help="also write the results here")
