@@ -40,7 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest accepted request body."""
     import_batch_size: Annotated[int, Meta(ge=1, le=10_000)] = 1000
     """Default documents per insert_many."""
-    import_block_bytes: Annotated[int, Meta(ge=4096)] = 2 * 1_048_576
+    import_block_bytes: Annotated[int, Meta(ge=4096)] = 4 * 1_048_576
     """Bytes read from the CSV per block handed to a worker."""
     import_max_record_bytes: Annotated[int, Meta(ge=1024)] = 1_048_576
     """Largest CSV record; a longer one (an unterminated quote) fails the job."""
