@@ -16,9 +16,10 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     file_path: Annotated[str, Meta(min_length=1, max_length=4096,
                                    description="CSV path, relative to IMPORT_DIR; default CSV_FILE_PATH")] | None = None
     batch_size: Annotated[int, Meta(ge=1, le=10_000, description="documents per insert_many")] | None = None
-    mode: Mode = msgspec.field(default=Mode.INSERT)
-    """insert: a stored id is a skipped duplicate. upsert (re-sync): new ids are inserted, changed customers
-    updated, unchanged ones left alone, and customers created or edited through the API never overwritten."""
+    mode: Annotated[Mode, Meta(description=(
+        "insert: a customer id already stored is a skipped duplicate. upsert (re-sync): new ids are inserted, "
+        "customers whose CSV values changed are updated, unchanged ones are not written, and customers created or "
+        "edited through the API (handEdited) are never overwritten"))] = Mode.INSERT
     dry_run: bool = msgspec.field(default=False)
     """Read, parse and validate the whole file and report the counters, writing no customers."""
 
