@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,12 +9,9 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from pymongo.asynchronous.database import AsyncDatabase
 
 from app.customers.controller import CustomerController
-from app.customers.listing import Listing, WindowedListing, listing_for
-from app.customers.repository import CustomerRepository
-from app.db import CUSTOMERS, ensure_indexes, make_client, mark_search_keys_current, search_keys_current
+from app.db import ensure_indexes, make_client
 from app.errors import EXCEPTION_HANDLERS
 from app.health import health
 from app.imports.broadcast import Broadcaster
@@ -26,21 +21,6 @@ from app.metrics import LagMonitor, metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-async def refresh_search_keys(db: AsyncDatabase, listing: Listing) -> None:
-    """A database written by an older version: rewrite the customers' search keys in the background; until then
-    the list endpoint reads `q` without the prefix keys (slower on SecantusDB, same results)."""
-    log.info("customers have search keys of an older version: rewriting them in the background")
-    try:
-        rewritten = await CustomerRepository(db[CUSTOMERS], listing).refresh_search_keys()
-    except Exception:
-        log.exception("rewriting the customers' search keys failed; the next start retries")
-        return
-    await mark_search_keys_current(db)
-    if isinstance(listing, WindowedListing):
-        listing.prefix_keys = True
-    log.info("customers' search keys are current (%d rewritten)", rewritten)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -54,17 +34,9 @@ def create_app(settings: Settings) -> Litestar:
         app.state.client = client
         app.state.db = client[settings.mongodb_db]
         await ensure_indexes(app.state.db)
-        listing = app.state.customer_listing = await listing_for(app.state.db[CUSTOMERS])
-        refresh = None
-        if not await search_keys_current(app.state.db):
-            refresh = asyncio.create_task(refresh_search_keys(app.state.db, listing))
         try:
             yield
         finally:
-            if refresh is not None:
-                refresh.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await refresh
             await client.close()
 
     @asynccontextmanager

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.customers.document import is_email  # noqa: E402
-from app.db import CUSTOMERS, INDEXES, SECANTUS_INDEXES  # noqa: E402
+from app.db import CUSTOMERS, INDEXES  # noqa: E402
 from app.embedded import EmbeddedMongo, free_port  # noqa: E402
 from app.imports.parse import map_header, parse_date  # noqa: E402
 
@@ -91,8 +91,7 @@ async def raw_ceiling(uri: str, db: str, sample: int, writers: int = 2) -> dict[
     async with AsyncMongoClient(uri, document_class=RawBSONDocument) as client:
         source, twin = client[db][CUSTOMERS], client[db]["ceiling_twin"]
         await twin.drop()
-        secantus = "secantusVersion" in await client.admin.command("buildInfo")
-        await twin.create_indexes([*INDEXES[CUSTOMERS], *(SECANTUS_INDEXES[CUSTOMERS] if secantus else [])])
+        await twin.create_indexes(INDEXES[CUSTOMERS])
         docs = [doc async for doc in source.find({}, batch_size=2000).limit(sample)]
         batches = [docs[i:i + 1000] for i in range(0, len(docs), 1000)]
         start = time.perf_counter()
@@ -151,8 +150,7 @@ def pyimport_run(exe: Path, uri: str, file: Path, mode: list[str], collection: s
     with MongoClient(uri) as client:
         client.bench_pyimport[collection].drop()
         # The same number of secondary indexes as the service's customers collection, on a matching column.
-        extra = SECANTUS_INDEXES[CUSTOMERS] if "secantusVersion" in client.admin.command("buildInfo") else []
-        for index in range(len(INDEXES[CUSTOMERS]) + len(extra)):
+        for index in range(len(INDEXES[CUSTOMERS])):
             client.bench_pyimport[collection].create_index(["Email", "Customer Id"][index])
     wall, peak, _, _ = run_sampled(
         [str(exe), *common, "--fieldfile", str(fieldfile), "--collection", collection, *mode, str(local)],

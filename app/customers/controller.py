@@ -18,7 +18,7 @@ Repo = NamedDependency[CustomerRepository]
 
 
 def provide_repository(state: State) -> CustomerRepository:
-    return CustomerRepository(state.db[CUSTOMERS], state.customer_listing)
+    return CustomerRepository(state.db[CUSTOMERS])
 
 
 class CustomerController(Controller):

@@ -9,12 +9,11 @@ import uuid
 from typing import Any
 
 import msgspec
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from app.customers.document import INDEXED, search_keys
-from app.customers.listing import DirectListing, Filters, Listing
+from app.customers.document import INDEXED, country_key, search_keys
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
 from app.errors import Conflict, InvalidInput, NotFound
 
@@ -58,10 +57,28 @@ def _to_stored(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[str, Any]:
+    """Each filter is a condition on the one multikey index `searchKeys` (see app/db.py)."""
+    keys: list[dict[str, Any]] = []
+    query: dict[str, Any] = {}
+    if email is not None:
+        keys.append({"searchKeys": email.lower()})
+        query["email"] = email
+    if country is not None:
+        keys.append({"searchKeys": country_key(country)})
+    if q:
+        prefix = q.lower()
+        # $elemMatch: ONE key must be in the range. A bare range on an array matches when some key is >= the
+        # prefix and another (e.g. the "\x1ecountry:" one) is below the bound: q=ann matched "Joann" in France.
+        keys.append({"searchKeys": {"$elemMatch": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}}})
+    if keys:
+        query["$and"] = keys
+    return query
+
+
 class CustomerRepository:
-    def __init__(self, collection: AsyncCollection, listing: Listing | None = None):
+    def __init__(self, collection: AsyncCollection):
         self.collection = collection
-        self.listing = listing or DirectListing()
 
     async def get(self, customer_id: str) -> Customer:
         doc = await self.collection.find_one({"_id": customer_id})
@@ -102,36 +119,20 @@ class CustomerRepository:
         if result.deleted_count == 0:
             raise NotFound(f"customer {customer_id!r} does not exist")
 
-    async def refresh_search_keys(self, batch: int = 1000) -> int:
-        """Rewrite the searchKeys of every customer whose keys are not what search_keys() gives now (a database
-        written by an older version); returns how many. Pages through the collection as the list endpoint does;
-        a customer changed meanwhile keeps its new keys (the rewrite is conditional on the old ones)."""
-        rewritten = 0
-        after: str | None = None
-        while True:
-            result = await self.listing.page(self.collection, Filters(), limit=batch, skip=0, after=after)
-            writes = []
-            for doc in result.docs:
-                old, new = doc.get("searchKeys"), search_keys(doc)
-                if old != new and (old is not None or new):
-                    unchanged = {"_id": doc["_id"], "searchKeys": old if old is not None else {"$exists": False}}
-                    writes.append(UpdateOne(unchanged, {"$set": {"searchKeys": new}} if new
-                                            else {"$unset": {"searchKeys": ""}}))
-            if writes:
-                rewritten += (await self.collection.bulk_write(writes, ordered=False)).modified_count
-            if not result.more or not result.docs:
-                return rewritten
-            after = result.docs[-1]["_id"]
-
     async def list(self, *, limit: int, page: int | None, after: str | None, email: str | None = None,
                    country: str | None = None, q: str | None = None) -> CustomerPage:
-        """A page in _id order: by page number (skip) or, faster on big collections, after a cursor. nextCursor is
-        set only when another customer follows, so a keyset walk never ends on an empty page."""
-        after_id = decode_cursor(after) if after is not None else None
+        """A page in _id order: by page number (skip) or, faster on big collections, after a cursor."""
+        query = _filter(email=email, country=country, q=q)
+        counted = dict(query)
+        if after is not None:
+            query["_id"] = {"$gt": decode_cursor(after)}
         skip = 0 if after is not None else ((page or 1) - 1) * limit
-        result = await self.listing.page(self.collection, Filters(email=email, country=country, q=q or None),
-                                         limit=limit, skip=skip, after=after_id)
-        items = [to_customer(doc) for doc in result.docs]
-        next_cursor = encode_cursor(items[-1].customer_id) if result.more and items else None
-        return CustomerPage(items=items, limit=limit, total=result.total, total_exact=result.exact,
+        cursor = self.collection.find(query).sort("_id", ASCENDING).skip(skip).limit(limit)
+        items = [to_customer(doc) async for doc in cursor]
+        # An unfiltered total comes from collection metadata: counting 2 M documents per request is slow.
+        total = (await self.collection.count_documents(counted) if counted
+                 else await self.collection.estimated_document_count())
+        next_cursor = encode_cursor(items[-1].customer_id) if len(items) == limit else None
+        return CustomerPage(items=items, limit=limit, total=total,
                             page=None if after is not None else (page or 1), next_cursor=next_cursor)
+

@@ -88,8 +88,6 @@ class Customer(Base):
 class CustomerPage(Base):
     items: list[Customer]
     limit: int
-    total: Annotated[int, Meta(description="customers matching; an estimate when totalExact is false")]
-    total_exact: Annotated[bool, Meta(description="false on SecantusDB when counting would read the whole set: "
-                                                  "total is then an estimate, rounded to two significant digits")]
+    total: int
     page: int | None = None
-    next_cursor: Annotated[str | None, Meta(description="set when more customers follow: pass it as `after`")] = None
+    next_cursor: str | None = None
