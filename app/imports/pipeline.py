@@ -84,7 +84,8 @@ class ImportRun:
                     if self.control.stopping():
                         self.in_flight.release()
                         break
-                    # the block's bytes stay here: a worker reads them again from the page cache
+                    # the app drops the block's bytes (a worker reads them again from the page cache), keeping its tail
+                    # to notice a file rewritten under the import
                     tail = block.data[-TAIL:]
                     task = group.create_task(self._process(dataclasses.replace(block, data=b""), tail))
                     workers.add(task)
