@@ -172,6 +172,8 @@ def main() -> int:
     parser.add_argument("--skip-pyimport", action="store_true")
     parser.add_argument("--dry-run-only", action="store_true",
                         help="only (c): the dry run against the stdlib parse (minutes instead of hours on 2 GB)")
+    parser.add_argument("--import-only", action="store_true",
+                        help="only (b): the service's import, its time and memory (the 2 GB end-to-end run)")
     parser.add_argument("--pyimport-venv", type=Path, default=ROOT / ".bench" / "pyimport-venv")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -196,10 +198,12 @@ def main() -> int:
             client.drop_database("bench_dry")
         if not args.dry_run_only:
             results["service"] = service_import(uri, "bench_service", file, dry_run=False)
+        if not args.dry_run_only and not args.import_only:
             results["ceiling"] = asyncio.run(raw_ceiling(uri, "bench_service", args.ceiling_sample))
-        results["dryRun"] = service_import(uri, "bench_dry", file, dry_run=True)
-        results["stdlibParse"] = stdlib_parse(file)
-        if not args.skip_pyimport and not args.dry_run_only:
+        if not args.import_only:
+            results["dryRun"] = service_import(uri, "bench_dry", file, dry_run=True)
+            results["stdlibParse"] = stdlib_parse(file)
+        if not args.skip_pyimport and not args.dry_run_only and not args.import_only:
             exe = pyimport_venv(args.pyimport_venv)
             results["pyimportAsyncpro"] = pyimport_run(exe, uri, file, ["--asyncpro"], "asyncpro")
             results["pyimportMulti"] = pyimport_run(
@@ -217,18 +221,21 @@ def report(results: dict[str, dict[str, float]], size: int, file: Path) -> None:
     def rate(name: str) -> float:
         return results[name]["rows"] / results[name]["seconds"]
 
-    print(f"\nfile: {file} ({size / 1e6:,.1f} MB, {results['dryRun']['rows']:,} rows)\n")
+    rows = next(iter(results.values()))["rows"]
+    print(f"\nfile: {file} ({size / 1e6:,.1f} MB, {rows:,} rows)\n")
     print(f"{'step':<22}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'MB/s':>8}{'peak RSS MiB':>14}")
     for name, values in results.items():
         mbs = size / 1e6 / values["seconds"] if name not in ("ceiling",) else float("nan")
         peak = values.get("peakRss", 0) / 2**20
         print(f"{name:<22}{values['rows']:>12,}{values['seconds']:>10.1f}{rate(name):>10,.0f}{mbs:>8.1f}"
               f"{peak:>14.0f}")
-    print(f"\ndry run / single-process stdlib parse: {rate('dryRun') / rate('stdlibParse'):.2f}x")
+    if "dryRun" in results:
+        print(f"\ndry run / single-process stdlib parse: {rate('dryRun') / rate('stdlibParse'):.2f}x")
     if "service" not in results:
         return
     service = results["service"]
-    print(f"service / raw insert ceiling: {rate('service') / rate('ceiling'):.2f}x")
+    if "ceiling" in results:
+        print(f"service / raw insert ceiling: {rate('service') / rate('ceiling'):.2f}x")
     pyimports = [name for name in results if name.startswith("pyimport")]
     if pyimports:
         best = max(pyimports, key=rate)
