@@ -11,7 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from app.customers.controller import CustomerController
-from app.db import ensure_indexes, make_client
+from app.db import ensure_indexes, make_client, query_planner
 from app.errors import EXCEPTION_HANDLERS
 from app.health import health
 from app.imports.broadcast import Broadcaster
@@ -34,6 +34,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.client = client
         app.state.db = client[settings.mongodb_db]
         await ensure_indexes(app.state.db)
+        app.state.planner = await query_planner(app.state.db)
         try:
             yield
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from importlib.metadata import version
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -50,6 +51,23 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     """Create all indexes; idempotent (an existing identical index is a no-op)."""
     for collection, models in INDEXES.items():
         await db[collection].create_indexes(models)
+
+
+class Planner(enum.Enum):
+    """How the server plans a `find`, which decides the query shapes that stay on an index.
+
+    MONGODB: any MongoDB server. SECANTUS: SecantusDB 0.7's Python server, which uses an index only for a filter
+    whose single top-level clause is an equality, a range or an `$in` on an indexed field (`$and`, `$or` and
+    `$elemMatch` scan the collection), and whose `count` decodes every document whatever the filter."""
+
+    MONGODB = "mongodb"
+    SECANTUS = "secantus"
+
+
+async def query_planner(db: AsyncDatabase) -> Planner:
+    """SecantusDB says who it is in buildInfo (`secantusVersion`); every other server is planned as MongoDB."""
+    info = await db.client.admin.command("buildInfo")
+    return Planner.SECANTUS if "secantusVersion" in info else Planner.MONGODB
 
 
 async def ping(client: AsyncMongoClient) -> bool:

@@ -3,7 +3,8 @@
     .venv/bin/python scripts/load_test.py --rows 200000 --rate 60 --idle-seconds 20
 
 Starts `python -m app serve` (embedded database unless --uri), seeds customers, then drives
-GET /customers/{id}, GET /customers?limit=50 and GET /import/progress at a fixed total rate (open loop:
+GET /customers/{id}, GET /customers?limit=50 and GET /import/progress (and, with --endpoints, the email,
+country and q filters of GET /customers) at a fixed total rate (open loop:
 requests are sent on schedule whether or not earlier ones finished). Phase 1 is idle; phase 2 runs while
 an import of the file is RUNNING. Prints p50/p95/p99/max per phase and the event-loop lag from /metrics.
 """
@@ -44,8 +45,12 @@ async def drive(client: httpx.AsyncClient, ids: list[str], rate: float, until: a
     kinds = list(latencies)
 
     async def one(kind: str) -> None:
-        path = {"get": f"/customers/{random.choice(ids)}", "list": "/customers?limit=50",
-                "progress": "/import/progress"}[kind]
+        customer_id = random.choice(ids)
+        path = {"get": f"/customers/{customer_id}", "list": "/customers?limit=50", "progress": "/import/progress",
+                # The filters, each one index range on SecantusDB: a seeded customer's email, the seeded
+                # customers' country (plus the imported ones there), a name prefix that matches 111 of 200.
+                "email": f"/customers?limit=50&email={customer_id.replace('load-', 'load')}@example.com",
+                "country": "/customers?limit=50&country=France", "q": "/customers?limit=50&q=test1"}[kind]
         start = time.perf_counter()
         try:
             response = await client.get(path)
@@ -146,7 +151,8 @@ def main() -> int:
     parser.add_argument("--seed-customers", type=int, default=200)
     parser.add_argument("--uri", help="MongoDB URI (default: the app's embedded server)")
     parser.add_argument("--endpoints", type=lambda text: text.split(","), default=["get", "list", "progress"],
-                        help="comma-separated subset of get,list,progress (default: all three, in turn)")
+                        help="comma-separated subset of get,list,progress,email,country,q (default: the first "
+                             "three, in turn)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="load-"))

@@ -18,7 +18,7 @@ Repo = NamedDependency[CustomerRepository]
 
 
 def provide_repository(state: State) -> CustomerRepository:
-    return CustomerRepository(state.db[CUSTOMERS])
+    return CustomerRepository(state.db[CUSTOMERS], state.planner)
 
 
 class CustomerController(Controller):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import datetime as dt
 import uuid
 from typing import Any
@@ -15,6 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from app.customers.document import INDEXED, country_key, search_keys
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
+from app.db import Planner
 from app.errors import Conflict, InvalidInput, NotFound
 
 # Read only the fields a Customer has: another field in a stored document (a newer version's, an operator's)
@@ -57,6 +59,11 @@ def _to_stored(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _prefix_range(q: str) -> tuple[str, str]:
+    prefix = q.lower()
+    return prefix, prefix + "\U0010ffff"
+
+
 def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[str, Any]:
     """Each filter is a condition on the one multikey index `searchKeys` (see app/db.py)."""
     keys: list[dict[str, Any]] = []
@@ -67,18 +74,56 @@ def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[st
     if country is not None:
         keys.append({"searchKeys": country_key(country)})
     if q:
-        prefix = q.lower()
+        low, high = _prefix_range(q)
         # $elemMatch: ONE key must be in the range. A bare range on an array matches when some key is >= the
         # prefix and another (e.g. the "\x1ecountry:" one) is below the bound: q=ann matched "Joann" in France.
-        keys.append({"searchKeys": {"$elemMatch": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}}})
+        keys.append({"searchKeys": {"$elemMatch": {"$gte": low, "$lt": high}}})
     if keys:
         query["$and"] = keys
     return query
 
 
+def _one_clause_filter(*, email: str | None, country: str | None, q: str | None) -> dict[str, Any]:
+    """For SecantusDB (Planner.SECANTUS): the filter's most selective condition alone, as the single top-level
+    clause it runs on the `searchKeys` index. `_matches` then applies all of `_filter`'s meaning in Python."""
+    if email is not None:
+        return {"searchKeys": email.lower()}
+    if q:
+        # A bare range: the index hands over only documents with one key inside it; `_matches` re-checks.
+        low, high = _prefix_range(q)
+        return {"searchKeys": {"$gte": low, "$lt": high}}
+    assert country is not None
+    return {"searchKeys": country_key(country)}
+
+
+def _matches(doc: dict[str, Any], *, email: str | None, country: str | None, q: str | None) -> bool:
+    """What `_filter` means, for one document with its `_id`, `email` and `searchKeys`."""
+    keys = doc.get("searchKeys")
+    keys = [key for key in keys if isinstance(key, str)] if isinstance(keys, list) else []
+    if email is not None and not (doc.get("email") == email and email.lower() in keys):
+        return False
+    if country is not None and country_key(country) not in keys:
+        return False
+    if q:
+        low, high = _prefix_range(q)
+        return any(low <= key < high for key in keys)
+    return True
+
+
+def _id_order(value: Any) -> tuple[int, Any]:
+    """Sorts `_id`s as MongoDB does (numbers, then strings by UTF-8 bytes, i.e. by code points); customer ids are
+    strings, this only keeps an operator's odd document from breaking the sort."""
+    if isinstance(value, str):
+        return 1, value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return 0, value
+    return 2, repr(value)
+
+
 class CustomerRepository:
-    def __init__(self, collection: AsyncCollection):
+    def __init__(self, collection: AsyncCollection, planner: Planner = Planner.MONGODB):
         self.collection = collection
+        self.planner = planner
 
     async def get(self, customer_id: str) -> Customer:
         doc = await self.collection.find_one({"_id": customer_id})
@@ -122,6 +167,8 @@ class CustomerRepository:
     async def list(self, *, limit: int, page: int | None, after: str | None, email: str | None = None,
                    country: str | None = None, q: str | None = None) -> CustomerPage:
         """A page in _id order: by page number (skip) or, faster on big collections, after a cursor."""
+        if self.planner is Planner.SECANTUS and (email is not None or country is not None or q):
+            return await self._list_one_clause(limit=limit, page=page, after=after, email=email, country=country, q=q)
         query = _filter(email=email, country=country, q=q)
         counted = dict(query)
         if after is not None:
@@ -136,3 +183,27 @@ class CustomerRepository:
         return CustomerPage(items=items, limit=limit, total=total,
                             page=None if after is not None else (page or 1), next_cursor=next_cursor)
 
+
+    async def _list_one_clause(self, *, limit: int, page: int | None, after: str | None, email: str | None,
+                               country: str | None, q: str | None) -> CustomerPage:
+        """A filtered page on SecantusDB, where `_filter`'s `$and` would decode the whole collection, and so would a
+        `count` of any filter. One indexed clause reads the matching ids (it costs what it matches, as any query
+        there does: no limit stops a scan early), which gives the total; then the page is read by `_id`."""
+        after_id = decode_cursor(after) if after is not None else None
+        flags = {"email": email, "country": country, "q": q}
+        projection = {"_id": 1, "email": 1, "searchKeys": 1}
+        ids = [doc["_id"] async for doc in self.collection.find(_one_clause_filter(**flags), projection)
+               if _matches(doc, **flags)]
+        ids.sort(key=_id_order)
+        if after_id is not None:
+            start = bisect.bisect_right(ids, _id_order(after_id), key=_id_order)
+        else:
+            start = ((page or 1) - 1) * limit
+        wanted = ids[start:start + limit]
+        found = {doc["_id"]: doc async for doc in self.collection.find({"_id": {"$in": wanted}})} if wanted else {}
+        # A customer deleted between the two reads is left out; the page is then short by one.
+        items = [to_customer(found[customer_id]) for customer_id in wanted if customer_id in found]
+        # The ids say whether another customer follows, so a keyset walk never ends on an empty page here.
+        next_cursor = encode_cursor(wanted[-1]) if wanted and start + limit < len(ids) else None
+        return CustomerPage(items=items, limit=limit, total=len(ids),
+                            page=None if after is not None else (page or 1), next_cursor=next_cursor)
