@@ -82,6 +82,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raw = environ.get(field.name.upper())
             if raw is None or raw == "":
                 continue
+            if field.name == "log_level":
+                raw = raw.upper()  # logging's names; `info` means INFO, as it does to uvicorn
             try:
                 values[field.name] = msgspec.convert(raw, field.type, strict=False)
             except msgspec.ValidationError as exc:

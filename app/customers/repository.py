@@ -174,12 +174,15 @@ class CustomerRepository:
         if after is not None:
             query["_id"] = {"$gt": decode_cursor(after)}
         skip = 0 if after is not None else ((page or 1) - 1) * limit
-        cursor = self.collection.find(query).sort("_id", ASCENDING).skip(skip).limit(limit)
+        # One more than the page: whether another customer follows, so a keyset walk never ends on an empty page.
+        cursor = self.collection.find(query).sort("_id", ASCENDING).skip(skip).limit(limit + 1)
         items = [to_customer(doc) async for doc in cursor]
+        more = len(items) > limit
+        del items[limit:]
         # An unfiltered total comes from collection metadata: counting 2 M documents per request is slow.
         total = (await self.collection.count_documents(counted) if counted
                  else await self.collection.estimated_document_count())
-        next_cursor = encode_cursor(items[-1].customer_id) if len(items) == limit else None
+        next_cursor = encode_cursor(items[-1].customer_id) if more else None
         return CustomerPage(items=items, limit=limit, total=total,
                             page=None if after is not None else (page or 1), next_cursor=next_cursor)
 

@@ -233,6 +233,19 @@ async def test_keyset_pages_walk_the_whole_set_exactly_once(client: Client, many
     assert totals == {len(many)}
 
 
+@pytest.mark.parametrize("params", [{}, {"country": "Spain"}])
+async def test_next_cursor_only_when_another_customer_follows(client: Client, many: list[str],
+                                                             params: dict[str, str]) -> None:
+    total = (await client.get("/customers", params=params)).json()["total"]
+    assert 1 < total < 50
+    exact = (await client.get("/customers", params={**params, "limit": total})).json()
+    assert len(exact["items"]) == total and "nextCursor" not in exact
+    short = (await client.get("/customers", params={**params, "limit": total - 1})).json()
+    assert short["nextCursor"]
+    rest = (await client.get("/customers", params={**params, "limit": total, "after": short["nextCursor"]})).json()
+    assert len(rest["items"]) == 1 and "nextCursor" not in rest
+
+
 async def test_keyset_walk_with_a_filter(client: Client, many: list[str]) -> None:
     french = [customer_id for customer_id in many if customer_id < "b"]
     ids, totals = await walk(client, 2, country="France")

@@ -86,7 +86,7 @@ async def test_one_clause_listing_means_what_the_mongodb_query_means(
     for page_number in (1, 2, 3):
         by_page = await secantus.list(limit=4, page=page_number, after=None, **filters)
         reference = await mongodb.list(limit=4, page=page_number, after=None, **filters)
-        assert (by_page.items, by_page.total, by_page.page) == (reference.items, reference.total, page_number)
+        assert by_page == reference
         assert [item.customer_id for item in by_page.items] == expected[(page_number - 1) * 4:page_number * 4]
 
 

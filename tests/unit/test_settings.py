@@ -19,7 +19,8 @@ def test_defaults_when_the_environment_is_empty() -> None:
 @pytest.mark.parametrize(("env", "field", "value"), [
     ({"PORT": "8080"}, "port", 8080), ({"PORT": "0"}, "port", 0),
     ({"MONGODB_URI": "mongodb://db:27017"}, "mongodb_uri", "mongodb://db:27017"),
-    ({"LOG_LEVEL": "DEBUG"}, "log_level", "DEBUG"), ({"MAX_BODY_BYTES": "2048"}, "max_body_bytes", 2048),
+    ({"LOG_LEVEL": "DEBUG"}, "log_level", "DEBUG"), ({"LOG_LEVEL": "warning"}, "log_level", "WARNING"),
+    ({"MAX_BODY_BYTES": "2048"}, "max_body_bytes", 2048),
     ({"IMPORT_BATCH_SIZE": "10000"}, "import_batch_size", 10_000),
     ({"IMPORT_CHECKPOINT_SECONDS": "0.25"}, "import_checkpoint_seconds", 0.25),
     ({"IMPORT_RETRY_SECONDS": "5"}, "import_retry_seconds", 5.0),
