@@ -24,6 +24,9 @@ from app.errors import Conflict, InvalidInput, NotFound
 _READ = frozenset(field.encode_name for field in msgspec.structs.fields(Customer))
 
 
+UPDATE_ATTEMPTS = 5  # compare-and-set rounds of a PATCH before 409
+
+
 def encode_cursor(customer_id: str) -> str:
     return base64.urlsafe_b64encode(customer_id.encode()).decode().rstrip("=")
 
@@ -144,20 +147,39 @@ class CustomerRepository:
         return to_customer(doc)
 
     async def update(self, customer_id: str, data: CustomerUpdate) -> Customer:
+        """One write with the fields and the search keys they give. When an indexed field changes, the keys are
+        computed from the stored document and written only if its indexed fields are still the ones read
+        (compare-and-set); a concurrent change to them makes this read again."""
         changes = _to_stored(msgspec.to_builtins(data, builtin_types=(dt.date,)))
         to_set = {k: v for k, v in changes.items() if v is not None}
         to_unset = {k: "" for k, v in changes.items() if v is None}
-        update: dict[str, Any] = {"$set": {**to_set, "updatedAt": dt.datetime.now(dt.UTC), "handEdited": True}}
-        if to_unset:
-            update["$unset"] = to_unset
-        doc = await self.collection.find_one_and_update(
-            {"_id": customer_id}, update, return_document=ReturnDocument.AFTER)
-        if doc is None:
-            raise NotFound(f"customer {customer_id!r} does not exist")
-        if any(name in changes for name in INDEXED):
-            doc["searchKeys"] = search_keys(doc)
-            await self.collection.update_one({"_id": customer_id}, {"$set": {"searchKeys": doc["searchKeys"]}})
-        return to_customer(doc)
+        guard: dict[str, Any] = {"_id": customer_id}
+        for _ in range(UPDATE_ATTEMPTS):
+            update: dict[str, Any] = {"$set": {**to_set, "updatedAt": _now(), "handEdited": True}}
+            unset = dict(to_unset)
+            if any(name in changes for name in INDEXED):
+                current = await self.collection.find_one({"_id": customer_id}, {name: 1 for name in INDEXED})
+                if current is None:
+                    break
+                # {field: None} also matches a missing field, which is how an absent optional field is stored.
+                guard = {"_id": customer_id, **{name: current.get(name) for name in INDEXED}}
+                merged = {**current, **to_set}
+                for name in to_unset:
+                    merged.pop(name, None)
+                if keys := search_keys(merged):
+                    update["$set"]["searchKeys"] = keys
+                else:
+                    unset["searchKeys"] = ""
+            if unset:
+                update["$unset"] = unset
+            doc = await self.collection.find_one_and_update(guard, update, return_document=ReturnDocument.AFTER)
+            if doc is not None:
+                return to_customer(doc)
+            if len(guard) == 1:
+                break
+        else:
+            raise Conflict(f"customer {customer_id!r} kept changing during the update; retry", customerId=customer_id)
+        raise NotFound(f"customer {customer_id!r} does not exist")
 
     async def delete(self, customer_id: str) -> None:
         result = await self.collection.delete_one({"_id": customer_id})

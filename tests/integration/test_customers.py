@@ -10,6 +10,9 @@ from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.customers.document import search_keys
+from app.customers.repository import CustomerRepository
+from app.customers.schemas import CustomerUpdate
+from app.errors import Conflict
 from app.settings import Settings
 
 Client = AsyncTestClient
@@ -130,6 +133,60 @@ async def test_patch_changes_only_the_given_fields_and_marks_hand_edited(client:
     assert await list_ids(client, q="zed") == ["p-1"]
     assert await list_ids(client, q="lee") == []
     assert (await client.get("/customers/p-1")).json() == body
+
+
+class Interleaved:
+    """The customers collection, with a real concurrent write (another client's change of lastName, keys and
+    all) landing right after the repository's first `find_one` and after its first `find_one_and_update`."""
+
+    def __init__(self, collection: Any, customer_id: str):
+        self.collection, self.customer_id, self.done = collection, customer_id, set()
+
+    async def _interleave(self, point: str, last_name: str) -> None:
+        if point not in self.done:
+            self.done.add(point)
+            doc = await self.collection.find_one({"_id": self.customer_id})
+            doc["lastName"] = last_name
+            await self.collection.replace_one({"_id": self.customer_id}, {**doc, "searchKeys": search_keys(doc)})
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        found = await self.collection.find_one(*args, **kwargs)
+        await self._interleave("find_one", "Zed")
+        return found
+
+    async def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+        found = await self.collection.find_one_and_update(*args, **kwargs)
+        await self._interleave("find_one_and_update", "Yon")
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collection, name)
+
+
+async def test_a_patch_racing_another_write_leaves_search_keys_matching_the_fields(db: AsyncDatabase) -> None:
+    await insert_imported(db, "p-9", company="Acme")
+    repository = CustomerRepository(Interleaved(db.customers, "p-9"))  # type: ignore[arg-type]
+    customer = await repository.update("p-9", CustomerUpdate(first_name="Bea"))
+    stored = await db.customers.find_one({"_id": "p-9"})
+    assert stored is not None
+    assert (stored["firstName"], stored["lastName"]) == ("Bea", "Yon")  # both writes kept
+    assert stored["searchKeys"] == search_keys(stored)
+    assert customer.first_name == "Bea"
+
+
+async def test_a_patch_that_keeps_losing_the_race_is_409(db: AsyncDatabase) -> None:
+    await insert_imported(db, "p-8")
+
+    class Busy(Interleaved):
+        async def _interleave(self, point: str, last_name: str) -> None:
+            self.done.clear()
+            await super()._interleave(point, f"{last_name}{len(point)}")
+
+    repository = CustomerRepository(Busy(db.customers, "p-8"))  # type: ignore[arg-type]
+    with pytest.raises(Conflict):
+        await repository.update("p-8", CustomerUpdate(company="Acme"))
+    stored = await db.customers.find_one({"_id": "p-8"})
+    assert stored is not None and "company" not in stored and stored["searchKeys"] == search_keys(stored)
 
 
 async def test_patch_null_clears_an_optional_field(client: Client, db: AsyncDatabase) -> None:
