@@ -13,6 +13,7 @@ from pymongo.errors import PyMongoError
 CUSTOMERS = "customers"
 IMPORT_STATE = "import_state"
 IMPORT_ERRORS = "import_errors"
+SERVICE_META = "service_meta"  # small documents about the data, by _id (app/customers/census.py)
 
 # Every secondary index costs ingest throughput (each insert updates each index; on SecantusDB a second
 # index roughly halves the insert rate, see the README's Performance section), so customers carry ONE:

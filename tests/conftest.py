@@ -13,7 +13,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.asgi import create_app
-from app.db import make_client
+from app.customers.repository import CustomerRepository
+from app.db import CUSTOMERS, SERVICE_META, Planner, make_client
 from app.embedded import EmbeddedMongo, free_port
 from app.settings import Settings
 
@@ -54,6 +55,9 @@ async def db(mongo: AsyncMongoClient, settings: Settings) -> AsyncDatabase:
     database = mongo[settings.mongodb_db]
     for name in await database.list_collection_names():
         await database[name].delete_many({})
+    # As at the app's start on SecantusDB: the census says every customer has its id entry (there are none),
+    # so the unfiltered list reads id ranges (CustomerRepository._list_windows).
+    await CustomerRepository(database[CUSTOMERS], Planner.SECANTUS, database[SERVICE_META]).prepare_listing()
     return database
 
 

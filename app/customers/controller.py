@@ -12,13 +12,13 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.customers.repository import CustomerRepository
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
-from app.db import CUSTOMERS
+from app.db import CUSTOMERS, SERVICE_META
 
 Repo = NamedDependency[CustomerRepository]
 
 
 def provide_repository(state: State) -> CustomerRepository:
-    return CustomerRepository(state.db[CUSTOMERS], state.planner)
+    return CustomerRepository(state.db[CUSTOMERS], state.planner, state.db[SERVICE_META])
 
 
 class CustomerController(Controller):

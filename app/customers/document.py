@@ -11,13 +11,17 @@ FIELDS = ("customerId", "firstName", "lastName", "email", "company", "city", "co
 SEARCHED = ("firstName", "lastName", "company", "email")
 # Country entries share the one multikey index, tagged with a control character no `q` can contain.
 COUNTRY_TAG = "\x1ecountry:"
+# So do id entries: the list's customerId order as index ranges, for SecantusDB (see repository.py).
+ID_TAG = "\x1did:"
+ID_TAG_END = "\x1did;"  # the first string after every id entry
 INDEXED = (*SEARCHED, "country")
 KEY_CHARS = 256  # longest value kept in the index
 
 
-def search_keys(doc: dict[str, Any]) -> list[str]:
+def search_keys(doc: dict[str, Any], customer_id: str | None = None) -> list[str]:
     """What the one secondary index holds: lower-cased name, company and email (the `q` prefix search and
-    the `email` filter) and the tagged exact country (the `country` filter)."""
+    the `email` filter), the tagged exact country (the `country` filter) and the tagged customer id (`_id`,
+    or `customer_id` for a document that does not carry it yet: the unfiltered list on SecantusDB)."""
     keys: list[str] = []
     for name in SEARCHED:
         value = doc.get(name)
@@ -27,6 +31,8 @@ def search_keys(doc: dict[str, Any]) -> list[str]:
                 keys.append(key)
     if country := doc.get("country"):
         keys.append(country_key(country))
+    if isinstance(customer_id := doc.get("_id", customer_id), str):
+        keys.append(ID_TAG + customer_id)  # not truncated: ids are bounded, and the order must be exact
     return keys
 
 

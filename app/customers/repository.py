@@ -6,6 +6,7 @@ import base64
 import binascii
 import bisect
 import datetime as dt
+import logging
 import uuid
 from typing import Any
 
@@ -14,10 +15,13 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from app.customers.document import INDEXED, country_key, search_keys
+from app.customers import census
+from app.customers.document import ID_TAG, ID_TAG_END, INDEXED, country_key, search_keys
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
 from app.db import Planner
 from app.errors import Conflict, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
 
 # Read only the fields a Customer has: another field in a stored document (a newer version's, an operator's)
 # must not turn every read of it into a 500 (Customer forbids unknown fields).
@@ -124,9 +128,25 @@ def _id_order(value: Any) -> tuple[int, Any]:
 
 
 class CustomerRepository:
-    def __init__(self, collection: AsyncCollection, planner: Planner = Planner.MONGODB):
+    def __init__(self, collection: AsyncCollection, planner: Planner = Planner.MONGODB,
+                 meta: AsyncCollection | None = None):
         self.collection = collection
         self.planner = planner
+        self.meta = meta  # service_meta, for the census (SecantusDB's unfiltered total)
+
+    async def prepare_listing(self) -> None:
+        """Give every stored customer its id entry in `searchKeys` (documents written before it existed), then
+        record that they all have one, with their exact number (app/customers/census.py). One server-side
+        update: instant on a new database, one pass over an old one. Done once; the service's writes keep it."""
+        if self.meta is None or await census.read(self.meta) is not None:
+            return
+        own_entries = {"$ne": [{"$substrCP": ["$$this", 0, len(ID_TAG)]}, ID_TAG]}
+        result = await self.collection.update_many({}, [{"$set": {"searchKeys": {"$concatArrays": [
+            {"$filter": {"input": {"$ifNull": ["$searchKeys", []]}, "cond": own_entries}},
+            {"$cond": [{"$eq": [{"$type": "$_id"}, "string"]}, [{"$concat": [ID_TAG, "$_id"]}], []]}]}}}])
+        await self.meta.update_one({"_id": census.CUSTOMERS_ID},
+                                   {"$set": {"idKeys": True, "count": result.matched_count}}, upsert=True)
+        log.info("customers: id entries written for %d customers", result.matched_count)
 
     async def get(self, customer_id: str) -> Customer:
         doc = await self.collection.find_one({"_id": customer_id})
@@ -144,6 +164,8 @@ class CustomerRepository:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:
             raise Conflict(f"customer {customer_id!r} already exists", customerId=customer_id) from None
+        if self.meta is not None:
+            await census.add(self.meta, 1)
         return to_customer(doc)
 
     async def update(self, customer_id: str, data: CustomerUpdate) -> Customer:
@@ -185,12 +207,16 @@ class CustomerRepository:
         result = await self.collection.delete_one({"_id": customer_id})
         if result.deleted_count == 0:
             raise NotFound(f"customer {customer_id!r} does not exist")
+        if self.meta is not None:
+            await census.add(self.meta, -1)
 
     async def list(self, *, limit: int, page: int | None, after: str | None, email: str | None = None,
                    country: str | None = None, q: str | None = None) -> CustomerPage:
         """A page in _id order: by page number (skip) or, faster on big collections, after a cursor."""
         if self.planner is Planner.SECANTUS and (email is not None or country is not None or q):
             return await self._list_one_clause(limit=limit, page=page, after=after, email=email, country=country, q=q)
+        if self.planner is Planner.SECANTUS and self.meta is not None and (known := await census.read(self.meta)):
+            return await self._list_windows(limit=limit, page=page, after=after, count=known.get("count", 0))
         query = _filter(email=email, country=country, q=q)
         counted = dict(query)
         if after is not None:
@@ -232,3 +258,91 @@ class CustomerRepository:
         next_cursor = encode_cursor(wanted[-1]) if wanted and start + limit < len(ids) else None
         return CustomerPage(items=items, limit=limit, total=len(ids),
                             page=None if after is not None else (page or 1), next_cursor=next_cursor)
+
+    async def _list_windows(self, *, limit: int, page: int | None, after: str | None, count: int) -> CustomerPage:
+        """An unfiltered page on SecantusDB, where `find().sort(_id).limit(n)` decodes the whole collection: the
+        ids that follow are read as successive ranges of id entries in `searchKeys`, each an index range that
+        costs what it holds, sized to hold about what is still needed (`IdWindows`)."""
+        after_id = decode_cursor(after) if after is not None else None
+        skip = 0 if after is not None else ((page or 1) - 1) * limit
+        need = skip + limit + 1  # +1: whether another customer follows
+        windows = IdWindows.of(self.collection, count)
+        low, inclusive = after_id or "", after_id is None
+        docs: list[dict[str, Any]] = []
+        while len(docs) < need:
+            high = windows.next_bound(low, need - len(docs))
+            keys = {"$gte" if inclusive else "$gt": ID_TAG + low, "$lt": ID_TAG + high if high else ID_TAG_END}
+            found = [doc async for doc in self.collection.find({"searchKeys": keys})]
+            windows.saw(low, high, len(found))
+            docs += sorted(found, key=lambda doc: doc["_id"])  # string ids only: only they have id entries
+            if high is None:
+                break
+            low, inclusive = high, True
+        items = [to_customer(doc) for doc in docs[skip:skip + limit]]
+        more = len(docs) > skip + limit
+        next_cursor = encode_cursor(items[-1].customer_id) if more and items else None
+        if after_id is None and len(docs) < need:
+            total = len(docs)  # read to the end from the first id: exact
+        else:
+            total = max(count, skip + len(items) + more)  # the census, but never fewer than were seen
+        return CustomerPage(items=items, limit=limit, total=total,
+                            page=None if after is not None else (page or 1), next_cursor=next_cursor)
+
+
+class IdWindows:
+    """Picks the upper bound of the next id range so that it holds about the ids still needed.
+
+    An id's position in the id space is its first DIGITS characters read as base-127 digits (code points
+    1..127; others count as 127); the density (ids per unit of position) is learnt from every range read
+    and kept per collection, so a page usually takes one or two ranges. Any bound is correct: the ranges
+    are contiguous and the last is open; a bad guess only costs a range that holds too much or too little."""
+
+    DIGITS = 8
+    SPACE = 127 ** DIGITS
+    _density: dict[str, float] = {}  # shared on purpose: one estimate per collection, for every request
+
+    def __init__(self, name: str, count: int):
+        self.name = name
+        # Before any range was read: the census spread over the printable ASCII part of the space.
+        self.density = self._density.get(name) or max(count, 1) / (self.SPACE * 95 / 127)
+
+    @classmethod
+    def of(cls, collection: AsyncCollection, count: int) -> IdWindows:
+        return cls(collection.full_name, count)
+
+    @classmethod
+    def position(cls, customer_id: str) -> int:
+        digits = [min(max(ord(char), 1), 127) - 1 for char in customer_id[:cls.DIGITS]]
+        digits += [0] * (cls.DIGITS - len(digits))
+        value = 0
+        for digit in digits:
+            value = value * 127 + digit
+        return value
+
+    @classmethod
+    def at(cls, position: int) -> str:
+        chars = []
+        for _ in range(cls.DIGITS):
+            position, digit = divmod(position, 127)
+            chars.append(chr(digit + 1))
+        return "".join(reversed(chars)).rstrip("\x01")
+
+    def next_bound(self, low: str, wanted: int) -> str | None:
+        """The bound of a range starting at `low` meant to hold `wanted` ids (1.25x for luck), None when it
+        reaches the end of the space."""
+        width = max(1, int(wanted * 1.25 / self.density))
+        end = self.position(low) + width
+        if end >= self.SPACE:
+            return None
+        high = self.at(end)
+        return high if high > low else None  # `low` beyond the digits' reach (non-ASCII): read to the end
+
+    def saw(self, low: str, high: str | None, found: int) -> None:
+        width = (self.SPACE if high is None else self.position(high)) - self.position(low)
+        if width <= 0:
+            return
+        if found:
+            self.density = found / width
+        else:  # an empty range: the ids are sparser here than assumed; widen the next one 8x
+            self.density /= 8
+        self._density[self.name] = self.density

@@ -207,7 +207,7 @@ class _BlockParser:
         return None
 
     def insert(self, customer_id: str, doc: dict[str, object], digest: str, line: int) -> None:
-        keys = search_keys(doc)
+        keys = search_keys(doc, customer_id)
         doc = {"_id": customer_id, **doc, "createdAt": self.now, "updatedAt": self.now,
                "importJobId": self.spec.job_id, "importLine": line, "importHash": digest}
         if keys:
@@ -219,7 +219,7 @@ class _BlockParser:
         the API and its CSV values differ; when it does not match, the upsert's insert of the same _id fails
         with E11000, which the sink classifies as unchanged or protected. Fields of the file's columns that
         are empty in this row are removed; fields of columns the file does not have are left alone."""
-        keys = search_keys(doc)
+        keys = search_keys(doc, customer_id)
         to_set = {**doc, "updatedAt": self.now, "importHash": digest,
                   "lastImport": {"jobId": self.spec.job_id, "line": line}}
         to_unset = {name: "" for name in self.file_fields if name not in doc}

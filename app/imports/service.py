@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.db import CUSTOMERS
+from app.db import CUSTOMERS, SERVICE_META
 from app.errors import Conflict, ImportFileError, NotFound
 from app.imports.jobs import JobState, JobStore, now
 from app.imports.model import ColumnMap, Mode, Status
@@ -152,7 +152,7 @@ class ImportService:
         control = Control.new()
         sink = DrySink() if state.dry_run else Sink(
             self.db[CUSTOMERS], job_id=state.job_id, retry_seconds=self.settings.import_retry_seconds,
-            writers=self.settings.import_writers, mode=Mode(state.mode))
+            writers=self.settings.import_writers, mode=Mode(state.mode), meta=self.db[SERVICE_META])
         run = ImportRun(state, path, columns, store=self.store, sink=sink, pool=self.pool,
                         settings=self.settings, control=control)
         task = asyncio.create_task(self._supervise(run), name=f"import-{state.job_id}")

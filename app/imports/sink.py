@@ -27,6 +27,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, NetworkTimeout, PyMongoError
 
+from app.customers import census
 from app.imports.model import Batch, Mode, Written
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,9 @@ async def retry(operation: Callable[[], Awaitable[T]], *, seconds: float, what: 
 
 class Sink:
     def __init__(self, customers: AsyncCollection, *, job_id: str, retry_seconds: float, writers: int,
-                 mode: Mode = Mode.INSERT):
+                 mode: Mode = Mode.INSERT, meta: AsyncCollection | None = None):
         self.customers = customers
+        self.meta = meta  # service_meta: the census of customers (app/customers/census.py)
         self.job_id = job_id
         self.retry_seconds = retry_seconds
         self.writers = asyncio.Semaphore(writers)
@@ -70,12 +72,20 @@ class Sink:
     async def insert(self, batch: Batch) -> Written:
         async with self.writers:
             refused = await retry(lambda: self._insert(batch), seconds=self.retry_seconds, what="insert_many")
+        await self._count(len(batch.docs) - len(refused))
         if not refused:
             return Written(inserted=len(batch.docs))
         mine = await retry(lambda: self._written_by_this_job(batch, refused),
                            seconds=self.retry_seconds, what="duplicate check")
         skipped = set(refused) - mine
         return Written(inserted=len(batch.docs) - len(skipped), duplicate=len(skipped), skipped=skipped)
+
+    async def _count(self, added: int) -> None:
+        """Customers this write added, for the census (only those: a row this job wrote before a crash and
+        finds again was counted then, or lost with the crash, and is not counted twice)."""
+        if self.meta is not None and added:
+            meta = self.meta
+            await retry(lambda: census.add(meta, added), seconds=self.retry_seconds, what="census")
 
     async def _insert(self, batch: Batch) -> list[int]:
         """Indexes (into the batch) of documents refused as duplicates."""
@@ -100,6 +110,7 @@ class Sink:
         async with self.writers:
             upserted, refused = await retry(lambda: self._upsert(batch), seconds=self.retry_seconds,
                                             what="bulk_write")
+        await self._count(len(upserted))
         written = Written(inserted=len(upserted))
         written.updated = len(batch.docs) - len(upserted) - len(refused)
         if refused:

@@ -7,12 +7,18 @@ import datetime as dt
 import random
 from typing import Any
 
+import bson
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.customers.document import search_keys
-from app.customers.repository import CustomerRepository, _filter, _one_clause_filter
+from app.customers import census
+from app.customers.document import ID_TAG, search_keys
+from app.customers.repository import CustomerRepository, IdWindows, _filter, _one_clause_filter
+from app.customers.schemas import CustomerCreate
 from app.db import Planner, ensure_indexes, query_planner
+from app.errors import NotFound
+from app.imports.model import Batch
+from app.imports.sink import Sink
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 FIRST = ["Ann", "Anna", "Joann", "Bob", "Zoë", "Åsa", "Ängel", "carl", "ANNIKA", "Lee"]
@@ -58,7 +64,7 @@ async def walk(repository: CustomerRepository, limit: int, **filters: str) -> tu
     ids: list[str] = []
     totals: set[int] = set()
     after = None
-    for _ in range(200):
+    for _ in range(1000):
         page = await repository.list(limit=limit, page=None, after=after, **filters)
         ids += [item.customer_id for item in page.items]
         totals.add(page.total)
@@ -108,3 +114,91 @@ async def test_a_cursor_past_every_match_gives_an_empty_last_page(db: AsyncDatab
     secantus = CustomerRepository(db.customers, Planner.SECANTUS)
     page = await secantus.list(limit=10, page=None, after="eg", q="ann")  # "eg": base64 of "z"
     assert page.items == [] and page.next_cursor is None and page.total > 0
+
+
+# --- the unfiltered list on SecantusDB: id ranges ----------------------------------------------------------
+
+ODD_IDS = ["-", ".5", "0", "00", "000000000", "0000000001", "9", "A", "Z", "_", "a", "a" * 64, "ab", "b-1", "z",
+           "zzzzzzzzzz", "~", "é", "éa", "ü-2", "中文", "\U0001f600"]
+
+
+def imported(customer_id: str) -> dict[str, Any]:
+    doc = {"_id": customer_id, "firstName": "Ann", "lastName": "Lee", "email": "a@b.c", "createdAt": NOW,
+           "updatedAt": NOW}
+    return {**doc, "searchKeys": search_keys(doc)}
+
+
+def id_sets() -> list[list[str]]:
+    rng = random.Random(3)
+    hex15 = ["".join(rng.choices("0123456789abcdefABCDEF", k=15)) for _ in range(300)]
+    dense = [f"load-{i}" for i in range(150)]
+    return [ODD_IDS, hex15, dense + hex15[:100], ["only"], []]
+
+
+@pytest.mark.parametrize("ids", id_sets(), ids=["odd", "hex", "mixed", "one", "none"])
+@pytest.mark.parametrize("density", [None, 1e-30, 1e30], ids=["learnt", "too-sparse", "too-dense"])
+async def test_id_ranges_give_the_pages_of_the_id_order(db: AsyncDatabase, ids: list[str],
+                                                        density: float | None) -> None:
+    if ids:
+        await db.customers.insert_many([imported(customer_id) for customer_id in ids])
+    meta = db.service_meta
+    await meta.update_one({"_id": "customers"}, {"$set": {"count": len(ids)}})
+    windows = CustomerRepository(db.customers, Planner.SECANTUS, meta)
+    scan = CustomerRepository(db.customers, Planner.MONGODB)
+    IdWindows._density.pop(db.customers.full_name, None)
+    if density is not None:
+        IdWindows._density[db.customers.full_name] = density
+    for limit in (1, 3, 50):
+        assert await walk(windows, limit) == (sorted(ids), {len(ids)})
+    for page_number in (1, 2, 5):
+        assert (await windows.list(limit=3, page=page_number, after=None)
+                == await scan.list(limit=3, page=page_number, after=None))
+
+
+async def test_the_id_range_runs_on_the_index(db: AsyncDatabase) -> None:
+    await db.customers.insert_many([imported(f"c{i}") for i in range(20)])
+    explained = await db.command("explain", {"find": "customers", "filter": {
+        "searchKeys": {"$gte": ID_TAG + "c1", "$lt": ID_TAG + "c3"}}})
+    assert explained["queryPlanner"]["winningPlan"]["inputStage"]["stage"] == "IXSCAN"
+
+
+async def test_the_census_follows_the_service_s_writes(db: AsyncDatabase) -> None:
+    """prepare_listing on documents written before id entries existed, then POST, DELETE and the sink."""
+    await db.service_meta.delete_many({})
+    no_keys = {name: value for name, value in imported("o2").items() if name != "searchKeys"}
+    old = [{**imported("o1"), "searchKeys": ["ann", "\x1did:stale"]}, no_keys, {"_id": 7, "searchKeys": ["x"]}]
+    await db.customers.insert_many(old)
+    repository = CustomerRepository(db.customers, Planner.SECANTUS, db.service_meta)
+    assert await census.read(db.service_meta) is None
+    await repository.prepare_listing()
+    assert await census.read(db.service_meta) == {"_id": "customers", "idKeys": True, "count": 3}
+    stored = {doc["_id"]: doc["searchKeys"] async for doc in db.customers.find()}
+    assert stored == {"o1": ["ann", ID_TAG + "o1"], "o2": [ID_TAG + "o2"], 7: ["x"]}
+    await repository.prepare_listing()  # once only
+    assert (await census.read(db.service_meta) or {})["count"] == 3
+
+    await repository.create(CustomerCreate(customer_id="n1", first_name="N", last_name="One", email="n@o.p"))
+    await repository.delete("o2")
+    with pytest.raises(NotFound):
+        await repository.delete("o2")
+    assert (await census.read(db.service_meta) or {})["count"] == 3
+
+    sink = Sink(db.customers, job_id="j1", retry_seconds=5, writers=1, meta=db.service_meta)
+    docs = [imported(customer_id) for customer_id in ("n1", "s1", "s2")]  # n1 exists: a duplicate
+    batch = Batch(ids=[doc["_id"] for doc in docs], lines=[2, 3, 4], docs=[bson.encode(doc) for doc in docs])
+    written = await sink.write(batch)
+    assert (written.inserted, written.duplicate) == (2, 1)
+    assert (await census.read(db.service_meta) or {})["count"] == 5
+    page = await repository.list(limit=2, page=1, after=None)
+    assert [item.customer_id for item in page.items] == ["n1", "o1"] and page.total == 5
+
+
+async def test_no_census_before_the_id_entries_means_the_scan(db: AsyncDatabase) -> None:
+    await db.service_meta.delete_many({})
+    await db.customers.insert_many([{"_id": f"x{i}", "firstName": "A", "lastName": "B", "email": "a@b",
+                                     "createdAt": NOW, "updatedAt": NOW} for i in range(3)])  # no id entries
+    await census.add(db.service_meta, 5)  # an $inc before the census exists creates nothing
+    assert await db.service_meta.count_documents({}) == 0
+    page = await CustomerRepository(db.customers, Planner.SECANTUS, db.service_meta).list(
+        limit=10, page=None, after=None)
+    assert [item.customer_id for item in page.items] == ["x0", "x1", "x2"] and page.total == 3
