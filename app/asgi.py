@@ -11,8 +11,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from app.customers.controller import CustomerController
-from app.customers.repository import CustomerRepository
-from app.db import CUSTOMERS, SERVICE_META, Planner, ensure_indexes, make_client, query_planner
+from app.customers.repository import prepare_customers
+from app.db import ensure_indexes, make_client, query_planner
 from app.errors import EXCEPTION_HANDLERS
 from app.health import health
 from app.imports.broadcast import Broadcaster
@@ -36,9 +36,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.db = client[settings.mongodb_db]
         await ensure_indexes(app.state.db)
         app.state.planner = await query_planner(app.state.db)
-        if app.state.planner is Planner.SECANTUS:
-            await CustomerRepository(app.state.db[CUSTOMERS], Planner.SECANTUS,
-                                     app.state.db[SERVICE_META]).prepare_listing()
+        await prepare_customers(app.state.db, app.state.planner)
         try:
             yield
         finally:

@@ -13,8 +13,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.asgi import create_app
-from app.customers.repository import CustomerRepository
-from app.db import CUSTOMERS, SERVICE_META, Planner, make_client
+from app.customers.repository import prepare_customers
+from app.db import Planner, make_client
 from app.embedded import EmbeddedMongo, free_port
 from app.settings import Settings
 
@@ -57,7 +57,7 @@ async def db(mongo: AsyncMongoClient, settings: Settings) -> AsyncDatabase:
         await database[name].delete_many({})
     # As at the app's start on SecantusDB: the census says every customer has its id entry (there are none),
     # so the unfiltered list reads id ranges (CustomerRepository._list_windows).
-    await CustomerRepository(database[CUSTOMERS], Planner.SECANTUS, database[SERVICE_META]).prepare_listing()
+    await prepare_customers(database, Planner.SECANTUS)
     return database
 
 

@@ -13,12 +13,13 @@ from typing import Any
 import msgspec
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from app.customers import census
 from app.customers.document import ID_TAG, ID_TAG_END, INDEXED, country_key, search_keys
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
-from app.db import Planner
+from app.db import CUSTOMERS, SERVICE_META, Planner
 from app.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,12 @@ def _id_order(value: Any) -> tuple[int, Any]:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return 0, value
     return 2, repr(value)
+
+
+async def prepare_customers(db: AsyncDatabase, planner: Planner) -> None:
+    """At start, after the indexes: what the list needs from the stored customers on this server."""
+    if planner is Planner.SECANTUS:
+        await CustomerRepository(db[CUSTOMERS], planner, db[SERVICE_META]).prepare_listing()
 
 
 class CustomerRepository:
@@ -281,10 +288,9 @@ class CustomerRepository:
         items = [to_customer(doc) for doc in docs[skip:skip + limit]]
         more = len(docs) > skip + limit
         next_cursor = encode_cursor(items[-1].customer_id) if more and items else None
-        if after_id is None and len(docs) < need:
-            total = len(docs)  # read to the end from the first id: exact
-        else:
-            total = max(count, skip + len(items) + more)  # the census, but never fewer than were seen
+        # Read to the end from the first id: exact; else the census, but never fewer than were seen.
+        exact = after_id is None and len(docs) < need
+        total = len(docs) if exact else max(count, skip + len(items) + more)
         return CustomerPage(items=items, limit=limit, total=total,
                             page=None if after is not None else (page or 1), next_cursor=next_cursor)
 

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from app.db import ensure_indexes, make_client
+from app.customers.repository import prepare_customers
+from app.db import ensure_indexes, make_client, query_planner
 from app.errors import AppError
 from app.imports.model import Mode, Status
 from app.imports.schemas import ImportRequest
@@ -52,7 +53,9 @@ async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, interrupt)
     try:
-        await ensure_indexes(client[settings.mongodb_db])
+        db = client[settings.mongodb_db]
+        await ensure_indexes(db)
+        await prepare_customers(db, await query_planner(db))
         await warm_up(service.pool, settings.import_workers)
         if interrupted:
             errors.print("interrupted before the import started")
