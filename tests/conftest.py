@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.asgi import create_app
 from app.customers.repository import prepare_customers
-from app.db import Planner, make_client
+from app.db import Planner, ensure_indexes, make_client
 from app.embedded import EmbeddedMongo, free_port
 from app.settings import Settings
 
@@ -55,8 +55,9 @@ async def db(mongo: AsyncMongoClient, settings: Settings) -> AsyncDatabase:
     database = mongo[settings.mongodb_db]
     for name in await database.list_collection_names():
         await database[name].delete_many({})
-    # As at the app's start on SecantusDB: the census says every customer has its id entry (there are none),
-    # so the unfiltered list reads id ranges (CustomerRepository._list_windows).
+    # As at the app's start on SecantusDB: the indexes, and the census saying every customer has its id entry
+    # (there are none), so the unfiltered list reads id ranges (CustomerRepository._list_windows).
+    await ensure_indexes(database)
     await prepare_customers(database, Planner.SECANTUS)
     return database
 

@@ -16,6 +16,7 @@ ID_TAG = "\x1did:"
 ID_TAG_END = "\x1did;"  # the first string after every id entry
 INDEXED = (*SEARCHED, "country")
 KEY_CHARS = 256  # longest value kept in the index
+CONTROL = "".join(map(chr, range(32)))
 
 
 def search_keys(doc: dict[str, Any], customer_id: str | None = None) -> list[str]:
@@ -25,15 +26,19 @@ def search_keys(doc: dict[str, Any], customer_id: str | None = None) -> list[str
     keys: list[str] = []
     for name in SEARCHED:
         value = doc.get(name)
-        if value:
-            key = value.lower()[:KEY_CHARS]
-            if key not in keys:
-                keys.append(key)
+        if value and (key := text_key(value)) and key not in keys:
+            keys.append(key)
     if country := doc.get("country"):
         keys.append(country_key(country))
     if isinstance(customer_id := doc.get("_id", customer_id), str):
         keys.append(ID_TAG + customer_id)  # not truncated: ids are bounded, and the order must be exact
     return keys
+
+
+def text_key(value: str) -> str:
+    """A name's, company's or email's entry: lower case, without leading control characters (the tags start
+    with one: a name must not pass for a tag)."""
+    return value.lower().lstrip(CONTROL)[:KEY_CHARS]
 
 
 def country_key(country: str) -> str:

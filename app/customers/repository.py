@@ -7,6 +7,7 @@ import binascii
 import bisect
 import datetime as dt
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -17,7 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from app.customers import census
-from app.customers.document import ID_TAG, ID_TAG_END, INDEXED, country_key, search_keys
+from app.customers.document import ID_TAG, ID_TAG_END, INDEXED, country_key, search_keys, text_key
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
 from app.db import CUSTOMERS, SERVICE_META, Planner
 from app.errors import Conflict, InvalidInput, NotFound
@@ -77,7 +78,7 @@ def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[st
     keys: list[dict[str, Any]] = []
     query: dict[str, Any] = {}
     if email is not None:
-        keys.append({"searchKeys": email.lower()})
+        keys.append({"searchKeys": text_key(email)})
         query["email"] = email
     if country is not None:
         keys.append({"searchKeys": country_key(country)})
@@ -95,7 +96,7 @@ def _one_clause_filter(*, email: str | None, country: str | None, q: str | None)
     """For SecantusDB (Planner.SECANTUS): the filter's most selective condition alone, as the single top-level
     clause it runs on the `searchKeys` index. `_matches` then applies all of `_filter`'s meaning in Python."""
     if email is not None:
-        return {"searchKeys": email.lower()}
+        return {"searchKeys": text_key(email)}
     if q:
         # A bare range: the index hands over only documents with one key inside it; `_matches` re-checks.
         low, high = _prefix_range(q)
@@ -108,7 +109,7 @@ def _matches(doc: dict[str, Any], *, email: str | None, country: str | None, q: 
     """What `_filter` means, for one document with its `_id`, `email` and `searchKeys`."""
     keys = doc.get("searchKeys")
     keys = [key for key in keys if isinstance(key, str)] if isinstance(keys, list) else []
-    if email is not None and not (doc.get("email") == email and email.lower() in keys):
+    if email is not None and not (doc.get("email") == email and text_key(email) in keys):
         return False
     if country is not None and country_key(country) not in keys:
         return False
@@ -142,18 +143,28 @@ class CustomerRepository:
         self.meta = meta  # service_meta, for the census (SecantusDB's unfiltered total)
 
     async def prepare_listing(self) -> None:
-        """Give every stored customer its id entry in `searchKeys` (documents written before it existed), then
-        record that they all have one, with their exact number (app/customers/census.py). One server-side
-        update: instant on a new database, one pass over an old one. Done once; the service's writes keep it."""
+        """Give every stored customer its id entry in `searchKeys` (documents written before it existed, in one
+        server-side update), read every id once for the exact count and the sample, then record the census
+        (app/customers/census.py). Instant on a new database, one pass over an old one; done once, the
+        service's writes keep it."""
         if self.meta is None or await census.read(self.meta) is not None:
             return
-        own_entries = {"$ne": [{"$substrCP": ["$$this", 0, len(ID_TAG)]}, ID_TAG]}
-        result = await self.collection.update_many({}, [{"$set": {"searchKeys": {"$concatArrays": [
-            {"$filter": {"input": {"$ifNull": ["$searchKeys", []]}, "cond": own_entries}},
-            {"$cond": [{"$eq": [{"$type": "$_id"}, "string"]}, [{"$concat": [ID_TAG, "$_id"]}], []]}]}}}])
-        await self.meta.update_one({"_id": census.CUSTOMERS_ID},
-                                   {"$set": {"idKeys": True, "count": result.matched_count}}, upsert=True)
-        log.info("customers: id entries written for %d customers", result.matched_count)
+        stored = {"$cond": [{"$isArray": "$searchKeys"}, "$searchKeys",
+                            {"$cond": [{"$in": [{"$type": "$searchKeys"}, ["missing", "null"]]}, [], ["$searchKeys"]]}]}
+        not_an_id_entry = {"$ne": [{"$substrCP": ["$$this", 0, len(ID_TAG)]}, ID_TAG]}
+        own_entry = {"$cond": [{"$eq": [{"$type": "$_id"}, "string"]}, [{"$concat": [ID_TAG, "$_id"]}], []]}
+        await self.collection.update_many({}, [{"$set": {"searchKeys": {"$concatArrays": [
+            {"$filter": {"input": stored, "cond": not_an_id_entry}}, own_entry]}}}])
+        count, chosen = 0, []
+        async for doc in self.collection.find({"searchKeys": {"$gte": ID_TAG, "$lt": ID_TAG_END}}, {"_id": 1},
+                                              batch_size=10_000):
+            if isinstance(doc["_id"], str):
+                count += 1
+                if census.sampled(doc["_id"]):
+                    chosen.append(doc["_id"])
+        await self.meta.replace_one({"_id": census.SAMPLE_ID}, {"ids": chosen}, upsert=True)
+        await self.meta.replace_one({"_id": census.CUSTOMERS_ID}, {"idKeys": True, "count": count}, upsert=True)
+        log.info("customers: id entries and census written for %d customers", count)
 
     async def get(self, customer_id: str) -> Customer:
         doc = await self.collection.find_one({"_id": customer_id})
@@ -172,7 +183,7 @@ class CustomerRepository:
         except DuplicateKeyError:
             raise Conflict(f"customer {customer_id!r} already exists", customerId=customer_id) from None
         if self.meta is not None:
-            await census.add(self.meta, 1)
+            await census.add_quietly(self.meta, 1, [customer_id])
         return to_customer(doc)
 
     async def update(self, customer_id: str, data: CustomerUpdate) -> Customer:
@@ -215,7 +226,7 @@ class CustomerRepository:
         if result.deleted_count == 0:
             raise NotFound(f"customer {customer_id!r} does not exist")
         if self.meta is not None:
-            await census.add(self.meta, -1)
+            await census.add_quietly(self.meta, -1, [customer_id])
 
     async def list(self, *, limit: int, page: int | None, after: str | None, email: str | None = None,
                    country: str | None = None, q: str | None = None) -> CustomerPage:
@@ -269,86 +280,111 @@ class CustomerRepository:
     async def _list_windows(self, *, limit: int, page: int | None, after: str | None, count: int) -> CustomerPage:
         """An unfiltered page on SecantusDB, where `find().sort(_id).limit(n)` decodes the whole collection: the
         ids that follow are read as successive ranges of id entries in `searchKeys`, each an index range that
-        costs what it holds, sized to hold about what is still needed (`IdWindows`)."""
+        costs what it holds, ended where the sample of ids says it holds about what is still needed
+        (`IdRanges`). The ranges are contiguous and the last is open, so any bound is correct; a bad one only
+        costs a range that holds too much (at most about one bucket of the sample) or too little."""
         after_id = decode_cursor(after) if after is not None else None
         skip = 0 if after is not None else ((page or 1) - 1) * limit
         need = skip + limit + 1  # +1: whether another customer follows
-        windows = IdWindows.of(self.collection, count)
+        ranges = IdRanges(await _id_sample(self.meta)) if self.meta is not None else IdRanges([])
         low, inclusive = after_id or "", after_id is None
-        docs: list[dict[str, Any]] = []
-        while len(docs) < need:
-            high = windows.next_bound(low, need - len(docs))
+        seen, docs = 0, []
+        while seen < need:
+            high = ranges.bound(low, min(need - seen, RANGE_IDS))
             keys = {"$gte" if inclusive else "$gt": ID_TAG + low, "$lt": ID_TAG + high if high else ID_TAG_END}
-            found = [doc async for doc in self.collection.find({"searchKeys": keys})]
-            windows.saw(low, high, len(found))
-            docs += sorted(found, key=lambda doc: doc["_id"])  # string ids only: only they have id entries
+            # A document is listed at its own id entry only (a forged one in a name would list it twice).
+            found = sorted([doc async for doc in self.collection.find({"searchKeys": keys})
+                            if isinstance(doc["_id"], str) and ID_TAG + doc["_id"] in doc.get("searchKeys", ())
+                            and (doc["_id"] >= low if inclusive else doc["_id"] > low)
+                            and (high is None or doc["_id"] < high)], key=lambda doc: doc["_id"])
+            for doc in found[:need - seen]:  # keep only the page's part: a deep page= holds little memory
+                if seen >= skip:
+                    docs.append(doc)
+                seen += 1
             if high is None:
                 break
             low, inclusive = high, True
-        items = [to_customer(doc) for doc in docs[skip:skip + limit]]
-        more = len(docs) > skip + limit
+        items = [to_customer(doc) for doc in docs[:limit]]
+        more = len(docs) > limit
         next_cursor = encode_cursor(items[-1].customer_id) if more and items else None
         # Read to the end from the first id: exact; else the census, but never fewer than were seen.
-        exact = after_id is None and len(docs) < need
-        total = len(docs) if exact else max(count, skip + len(items) + more)
+        exact = after_id is None and seen < need
+        total = seen if exact else max(count, skip + len(items) + more)
         return CustomerPage(items=items, limit=limit, total=total,
                             page=None if after is not None else (page or 1), next_cursor=next_cursor)
 
 
-class IdWindows:
-    """Picks the upper bound of the next id range so that it holds about the ids still needed.
+RANGE_IDS = 2000  # most ids one range is planned to hold, so a deep page= is read in bounded steps
+SAMPLE_SECONDS = 10.0  # how long a process reuses the sample of ids
+_samples: dict[str, tuple[float, list[str]]] = {}
 
-    An id's position in the id space is its first DIGITS characters read as base-127 digits (code points
-    1..127; others count as 127); the density (ids per unit of position) is learnt from every range read
-    and kept per collection, so a page usually takes one or two ranges. Any bound is correct: the ranges
-    are contiguous and the last is open; a bad guess only costs a range that holds too much or too little."""
 
-    DIGITS = 8
-    SPACE = 127 ** DIGITS
-    _density: dict[str, float] = {}  # shared on purpose: one estimate per collection, for every request
+async def _id_sample(meta: AsyncCollection) -> list[str]:
+    key = meta.full_name
+    cached = _samples.get(key)
+    if cached is None or cached[0] < time.monotonic():
+        cached = time.monotonic() + SAMPLE_SECONDS, await census.sample(meta)
+        _samples[key] = cached
+    return cached[1]
 
-    def __init__(self, name: str, count: int):
-        self.name = name
-        # Before any range was read: the census spread over the printable ASCII part of the space.
-        self.density = self._density.get(name) or max(count, 1) / (self.SPACE * 95 / 127)
 
-    @classmethod
-    def of(cls, collection: AsyncCollection, count: int) -> IdWindows:
-        return cls(collection.full_name, count)
+class IdRanges:
+    """Where to end the next id range so that it holds about the ids still needed.
 
-    @classmethod
-    def position(cls, customer_id: str) -> int:
-        digits = [min(max(ord(char), 1), 127) - 1 for char in customer_id[:cls.DIGITS]]
-        digits += [0] * (cls.DIGITS - len(digits))
+    The sorted sample (census.py: 1 id in SAMPLE_RATE) splits the id order into buckets of about SAMPLE_RATE
+    ids each. Inside a bucket, ids are assumed spread evenly over positions: an id's first DIGITS characters
+    read as digits in the alphabet of the sampled ids (a character's digit is how many of the alphabet's are
+    <= it), so hex, base-62 or numeric ids all spread evenly. With no sample (a small or new collection) the
+    range is left open."""
+
+    DIGITS = 12
+    PER_BUCKET = census.SAMPLE_RATE
+
+    def __init__(self, sample: list[str]):
+        self.sample = sample
+        chars = {char for customer_id in sample for char in customer_id[:self.DIGITS]}
+        self.alphabet = sorted(chars - {"\x00", "\x01"})
+        self.base = len(self.alphabet) + 1
+
+    def position(self, customer_id: str) -> int:
         value = 0
-        for digit in digits:
-            value = value * 127 + digit
+        for index in range(self.DIGITS):
+            digit = bisect.bisect_right(self.alphabet, customer_id[index]) if index < len(customer_id) else 0
+            value = value * self.base + digit
         return value
 
-    @classmethod
-    def at(cls, position: int) -> str:
+    def at(self, position: int) -> str:
+        """A string at `position`. Digit 0 (below the alphabet) is written as \\x01 and dropped at the end; no
+        \\x00 in a bound. Only an id alphabet reaching \\x01 makes it inexact, which `bound` checks."""
         chars = []
-        for _ in range(cls.DIGITS):
-            position, digit = divmod(position, 127)
-            chars.append(chr(digit + 1))
+        for _ in range(self.DIGITS):
+            position, digit = divmod(position, self.base)
+            chars.append(self.alphabet[digit - 1] if digit else "\x01")
         return "".join(reversed(chars)).rstrip("\x01")
 
-    def next_bound(self, low: str, wanted: int) -> str | None:
-        """The bound of a range starting at `low` meant to hold `wanted` ids (1.25x for luck), None when it
-        reaches the end of the space."""
-        width = max(1, int(wanted * 1.25 / self.density))
-        end = self.position(low) + width
-        if end >= self.SPACE:
+    def bound(self, low: str, wanted: int) -> str | None:
+        """The end of a range from `low` meant to hold `wanted` ids (1.25x and 4 more, for luck); None: open."""
+        sample, remaining = self.sample, wanted * 1.25 + 4
+        bucket = bisect.bisect_right(sample, low)  # low lies in [sample[bucket - 1], sample[bucket])
+        if bucket >= len(sample):
             return None
-        high = self.at(end)
-        return high if high > low else None  # `low` beyond the digits' reach (non-ASCII): read to the end
+        if bucket == 0:  # before the first sampled id: no lower edge to interpolate from; about one bucket
+            start, here = None, float(self.PER_BUCKET)
+        else:
+            start, here = low, self.PER_BUCKET * self._fraction(sample[bucket - 1], low, sample[bucket])
+        while here < remaining:  # whole buckets until the one where the range should end
+            remaining -= here
+            bucket += 1
+            if bucket >= len(sample):
+                return None
+            start, here = sample[bucket - 1], float(self.PER_BUCKET)
+        if start is None:
+            return sample[bucket]
+        left, right = self.position(start), self.position(sample[bucket])
+        end = self.at(left + int((right - left) * remaining / here))
+        return end if start < end < sample[bucket] else sample[bucket]
 
-    def saw(self, low: str, high: str | None, found: int) -> None:
-        width = (self.SPACE if high is None else self.position(high)) - self.position(low)
-        if width <= 0:
-            return
-        if found:
-            self.density = found / width
-        else:  # an empty range: the ids are sparser here than assumed; widen the next one 8x
-            self.density /= 8
-        self._density[self.name] = self.density
+    def _fraction(self, left: str, low: str, right: str) -> float:
+        """The share of bucket [left, right) that lies after `low`."""
+        span = self.position(right) - self.position(left)
+        return (self.position(right) - self.position(low)) / span if span > 0 else 1.0

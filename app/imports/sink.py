@@ -72,20 +72,24 @@ class Sink:
     async def insert(self, batch: Batch) -> Written:
         async with self.writers:
             refused = await retry(lambda: self._insert(batch), seconds=self.retry_seconds, what="insert_many")
-        await self._count(len(batch.docs) - len(refused))
         if not refused:
+            await self._count(len(batch.docs), batch.ids)
             return Written(inserted=len(batch.docs))
         mine = await retry(lambda: self._written_by_this_job(batch, refused),
                            seconds=self.retry_seconds, what="duplicate check")
         skipped = set(refused) - mine
+        refused_now = set(refused)
+        await self._count(len(batch.docs) - len(skipped),
+                          [customer_id for i, customer_id in enumerate(batch.ids) if i not in refused_now])
         return Written(inserted=len(batch.docs) - len(skipped), duplicate=len(skipped), skipped=skipped)
 
-    async def _count(self, added: int) -> None:
-        """Customers this write added, for the census (only those: a row this job wrote before a crash and
-        finds again was counted then, or lost with the crash, and is not counted twice)."""
+    async def _count(self, added: int, ids: list[str]) -> None:
+        """For the census: the customers this batch added, as the job counts them (a row this job wrote before a
+        retried write or a crash and finds again counts: after a crash it may have been counted already), and
+        the ids it inserted now, for the sample."""
         if self.meta is not None and added:
             meta = self.meta
-            await retry(lambda: census.add(meta, added), seconds=self.retry_seconds, what="census")
+            await retry(lambda: census.add(meta, added, ids), seconds=self.retry_seconds, what="census")
 
     async def _insert(self, batch: Batch) -> list[int]:
         """Indexes (into the batch) of documents refused as duplicates."""
@@ -110,7 +114,6 @@ class Sink:
         async with self.writers:
             upserted, refused = await retry(lambda: self._upsert(batch), seconds=self.retry_seconds,
                                             what="bulk_write")
-        await self._count(len(upserted))
         written = Written(inserted=len(upserted))
         written.updated = len(batch.docs) - len(upserted) - len(refused)
         if refused:
@@ -129,6 +132,7 @@ class Sink:
                 else:  # same values (or deleted since the write was refused: nothing was written either way)
                     written.unchanged += 1
                     written.skipped.add(i)
+        await self._count(written.inserted, [batch.ids[i] for i in upserted])
         return written
 
     async def _upsert(self, batch: Batch) -> tuple[set[int], list[int]]:
