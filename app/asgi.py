@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from app.metrics import LagMonitor, metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+LIST_READS = 2  # GET /customers reads in flight at once on SecantusDB (see CustomerRepository.lists)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -36,6 +38,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.db = client[settings.mongodb_db]
         await ensure_indexes(app.state.db)
         app.state.planner = await query_planner(app.state.db)
+        app.state.lists = asyncio.Semaphore(LIST_READS)
         await prepare_customers(app.state.db, app.state.planner)
         try:
             yield

@@ -18,7 +18,7 @@ Repo = NamedDependency[CustomerRepository]
 
 
 def provide_repository(state: State) -> CustomerRepository:
-    return CustomerRepository(state.db[CUSTOMERS], state.planner, state.db[SERVICE_META])
+    return CustomerRepository(state.db[CUSTOMERS], state.planner, state.db[SERVICE_META], state.lists)
 
 
 class CustomerController(Controller):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import bisect
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -137,10 +139,14 @@ async def prepare_customers(db: AsyncDatabase, planner: Planner) -> None:
 
 class CustomerRepository:
     def __init__(self, collection: AsyncCollection, planner: Planner = Planner.MONGODB,
-                 meta: AsyncCollection | None = None):
+                 meta: AsyncCollection | None = None, lists: asyncio.Semaphore | None = None):
         self.collection = collection
         self.planner = planner
         self.meta = meta  # service_meta, for the census (SecantusDB's unfiltered total)
+        # SecantusDB: how many list reads may run at once. Its reads and writes share one lock that readers
+        # win: with tens of list reads in flight an import's writes starved (60 concurrent range readers: 5
+        # batches in a minute), its pace fell, requests piled up. Excess lists wait here instead.
+        self.lists = lists or contextlib.nullcontext()
 
     async def prepare_listing(self) -> None:
         """Give every stored customer its id entry in `searchKeys` (documents written before it existed, in one
@@ -231,10 +237,13 @@ class CustomerRepository:
     async def list(self, *, limit: int, page: int | None, after: str | None, email: str | None = None,
                    country: str | None = None, q: str | None = None) -> CustomerPage:
         """A page in _id order: by page number (skip) or, faster on big collections, after a cursor."""
-        if self.planner is Planner.SECANTUS and (email is not None or country is not None or q):
-            return await self._list_one_clause(limit=limit, page=page, after=after, email=email, country=country, q=q)
-        if self.planner is Planner.SECANTUS and self.meta is not None and (known := await census.read(self.meta)):
-            return await self._list_windows(limit=limit, page=page, after=after, count=known.get("count", 0))
+        if self.planner is Planner.SECANTUS:
+            async with self.lists:
+                if email is not None or country is not None or q:
+                    return await self._list_one_clause(limit=limit, page=page, after=after, email=email,
+                                                       country=country, q=q)
+                if self.meta is not None and (known := await census.read(self.meta)):
+                    return await self._list_windows(limit=limit, page=page, after=after, count=known.get("count", 0))
         query = _filter(email=email, country=country, q=q)
         counted = dict(query)
         if after is not None:

@@ -3,6 +3,7 @@ means. Both query shapes run against the same SecantusDB server and must return 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 from typing import Any
@@ -273,3 +274,42 @@ async def test_a_name_cannot_pass_for_an_id_entry(db: AsyncDatabase) -> None:
     assert await walk(repository, 1) == (["aaa", "bbb", "zzz"], {3})
     assert [item.customer_id for item in (await repository.list(limit=9, page=None, after=None,
                                                                  country="X")).items] == []
+
+
+async def test_list_reads_on_secantus_wait_their_turn(db: AsyncDatabase) -> None:
+    """At most `lists` list reads run at once (SecantusDB's readers otherwise starve an import's writes)."""
+    await db.customers.insert_many([imported(f"c{i:03d}") for i in range(300)])
+    await db.service_meta.update_one({"_id": "customers"}, {"$set": {"count": 300}})
+
+    class Gauge(Counting):
+        running = peak = 0
+
+        def find(self, *args: Any, **kwargs: Any) -> Any:
+            cursor = self.collection.find(*args, **kwargs)
+            gauge = self
+
+            class Measured:
+                def __aiter__(self) -> Any:
+                    gauge.running += 1
+                    gauge.peak = max(gauge.peak, gauge.running)
+                    return self
+
+                async def __anext__(self) -> Any:
+                    try:
+                        return await cursor.__anext__()
+                    except StopAsyncIteration:
+                        gauge.running -= 1
+                        raise
+
+            return Measured()
+
+    gauge = Gauge(db.customers)
+    repository = CustomerRepository(gauge, Planner.SECANTUS, db.service_meta, asyncio.Semaphore(1))  # type: ignore[arg-type]
+    pages = await asyncio.gather(*(repository.list(limit=5, page=None, after=None, **params)
+                                   for params in ({}, {"q": "ann"}, {}, {"country": "X"}, {"email": "a@b.c"})))
+    assert [page.total for page in pages] == [300, 300, 300, 0, 300]
+    assert gauge.peak == 1
+    unbounded = Gauge(db.customers)
+    repository = CustomerRepository(unbounded, Planner.SECANTUS, db.service_meta)  # type: ignore[arg-type]
+    await asyncio.gather(*(repository.list(limit=5, page=None, after=None, q="ann") for _ in range(5)))
+    assert unbounded.peak > 1  # the gauge can see more than one
