@@ -12,7 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from app.customers.controller import CustomerController
-from app.customers.repository import prepare_customers
+from app.customers.repository import census_of, prepare_customers
 from app.db import ensure_indexes, make_client, query_planner
 from app.errors import EXCEPTION_HANDLERS
 from app.health import health
@@ -56,7 +56,7 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def imports(app: Litestar) -> AsyncIterator[None]:
-        service = ImportService(app.state.db, settings)
+        service = ImportService(app.state.db, settings, census_of(app.state.db, app.state.planner))
         app.state.imports = service
         await service.open()
         try:

@@ -10,15 +10,15 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from app.customers.repository import CustomerRepository
+from app.customers.repository import CustomerRepository, census_of
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
-from app.db import CUSTOMERS, SERVICE_META
+from app.db import CUSTOMERS
 
 Repo = NamedDependency[CustomerRepository]
 
 
 def provide_repository(state: State) -> CustomerRepository:
-    return CustomerRepository(state.db[CUSTOMERS], state.planner, state.db[SERVICE_META], state.lists)
+    return CustomerRepository(state.db[CUSTOMERS], state.planner, census_of(state.db, state.planner), state.lists)
 
 
 class CustomerController(Controller):

@@ -131,10 +131,16 @@ def _id_order(value: Any) -> tuple[int, Any]:
     return 2, repr(value)
 
 
+def census_of(db: AsyncDatabase, planner: Planner) -> AsyncCollection | None:
+    """Where the census lives (census.py), on the server that needs one: SecantusDB. None elsewhere, so writes on
+    MongoDB pay no census update."""
+    return db[SERVICE_META] if planner is Planner.SECANTUS else None
+
+
 async def prepare_customers(db: AsyncDatabase, planner: Planner) -> None:
     """At start, after the indexes: what the list needs from the stored customers on this server."""
-    if planner is Planner.SECANTUS:
-        await CustomerRepository(db[CUSTOMERS], planner, db[SERVICE_META]).prepare_listing()
+    if (meta := census_of(db, planner)) is not None:
+        await CustomerRepository(db[CUSTOMERS], planner, meta).prepare_listing()
 
 
 class CustomerRepository:

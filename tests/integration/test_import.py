@@ -288,3 +288,14 @@ async def test_parser_workers_run_at_a_lower_cpu_priority(client: AsyncTestClien
     assert 1 <= len(pids) <= settings.import_workers  # the pool starts a second process only when it needs one
     mine = os.getpriority(os.PRIO_PROCESS, 0)
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in pids} == {min(19, mine + settings.import_worker_nice)}
+
+
+async def test_the_list_total_follows_an_import(client: AsyncTestClient, db: AsyncDatabase, import_dir: Path) -> None:
+    """On SecantusDB the unfiltered total is the census, which the import's sink moves: a 1-customer page of
+    an imported file reports every customer, though it read two."""
+    path = write(import_dir / "census.csv", [HEADER, *(good_row(i) for i in range(1, 41)), good_row(41, "C0000001")])
+    await start(client, path.name)
+    assert (await wait_done(client))["rowsInserted"] == 40
+    page = (await client.get("/customers", params={"limit": 1})).json()
+    assert page["total"] == 40 and [item["customerId"] for item in page["items"]] == ["C0000001"]
+    assert (await db.service_meta.find_one({"_id": "customers"}))["count"] == 40
