@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,8 +11,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from app.customers.controller import CustomerController
-from app.customers.repository import census_of, prepare_customers
-from app.db import ensure_indexes, make_client, query_planner
+from app.customers.repository import migrate_customers
+from app.db import ensure_indexes, make_client
 from app.errors import EXCEPTION_HANDLERS
 from app.health import health
 from app.imports.broadcast import Broadcaster
@@ -23,7 +22,6 @@ from app.metrics import LagMonitor, metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
-LIST_READS = 2  # GET /customers reads in flight at once on SecantusDB (see CustomerRepository.lists)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -37,9 +35,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.client = client
         app.state.db = client[settings.mongodb_db]
         await ensure_indexes(app.state.db)
-        app.state.planner = await query_planner(app.state.db)
-        app.state.lists = asyncio.Semaphore(LIST_READS)
-        await prepare_customers(app.state.db, app.state.planner)
+        await migrate_customers(app.state.db)
         try:
             yield
         finally:
@@ -56,7 +52,7 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def imports(app: Litestar) -> AsyncIterator[None]:
-        service = ImportService(app.state.db, settings, census_of(app.state.db, app.state.planner))
+        service = ImportService(app.state.db, settings)
         app.state.imports = service
         await service.open()
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from importlib.metadata import version
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -13,20 +12,21 @@ from pymongo.errors import PyMongoError
 CUSTOMERS = "customers"
 IMPORT_STATE = "import_state"
 IMPORT_ERRORS = "import_errors"
-SERVICE_META = "service_meta"  # small documents about the data, by _id (app/customers/census.py)
+RUNNING_INDEX = "one_running_job"
 
-# Every secondary index costs ingest throughput (each insert updates each index; on SecantusDB a second
-# index roughly halves the insert rate, see the README's Performance section), so customers carry ONE:
-# customerId is stored as _id (no second unique index; the default order), and the multikey `searchKeys`
-# holds the lower-cased first/last name, company and email plus the tagged country, which serves the
-# `q` prefix search, the exact `email` filter and the `country` filter.
+# customerId is stored as _id, so the unfiltered list walks the _id index. Each filter has an index that starts
+# with its key and continues with _id: an equality on the key walks its matches in the list's order and stops at
+# the page's limit, with no sort (the keys: app/customers/document.py). What each index costs at ingest is in
+# the README (scripts/bench_indexes.py).
 INDEXES: dict[str, list[IndexModel]] = {
     CUSTOMERS: [
-        IndexModel([("searchKeys", ASCENDING)], name="searchKeys"),
+        IndexModel([("searchKeys", ASCENDING), ("_id", ASCENDING)], name="searchKeys_id"),
+        IndexModel([("emailKey", ASCENDING), ("_id", ASCENDING)], name="emailKey_id"),
+        IndexModel([("countryKey", ASCENDING), ("_id", ASCENDING)], name="countryKey_id"),
     ],
     IMPORT_STATE: [
         # MongoDB itself enforces one RUNNING job: a second insert/update to RUNNING fails with E11000.
-        IndexModel([("status", ASCENDING)], name="one_running_job", unique=True,
+        IndexModel([("status", ASCENDING)], name=RUNNING_INDEX, unique=True,
                    partialFilterExpression={"status": "RUNNING"}),
         IndexModel([("startedAt", DESCENDING)], name="startedAt"),
     ],
@@ -34,6 +34,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("jobId", ASCENDING), ("line", ASCENDING)], name="job_line"),
     ],
 }
+# What earlier versions kept and this one migrates away from (app/customers/repository.migrate_customers): one
+# multikey index for every filter, and a census of customers for SecantusDB's Python server.
+LEGACY_INDEXES = ("searchKeys",)
+LEGACY_COLLECTIONS = ("service_meta",)
 
 
 def make_client(uri: str, *, timeout_ms: int = 5000) -> AsyncMongoClient:
@@ -52,23 +56,6 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     """Create all indexes; idempotent (an existing identical index is a no-op)."""
     for collection, models in INDEXES.items():
         await db[collection].create_indexes(models)
-
-
-class Planner(enum.Enum):
-    """How the server plans a `find`, which decides the query shapes that stay on an index.
-
-    MONGODB: any MongoDB server. SECANTUS: SecantusDB 0.7's Python server, which uses an index only for a filter
-    whose single top-level clause is an equality, a range or an `$in` on an indexed field (`$and`, `$or` and
-    `$elemMatch` scan the collection), and whose `count` decodes every document whatever the filter."""
-
-    MONGODB = "mongodb"
-    SECANTUS = "secantus"
-
-
-async def query_planner(db: AsyncDatabase) -> Planner:
-    """SecantusDB says who it is in buildInfo (`secantusVersion`); every other server is planned as MongoDB."""
-    info = await db.client.admin.command("buildInfo")
-    return Planner.SECANTUS if "secantusVersion" in info else Planner.MONGODB
 
 
 async def ping(client: AsyncMongoClient) -> bool:

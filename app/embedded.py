@@ -1,5 +1,9 @@
 """The embedded SecantusDB server: a child process started when MONGODB_URI is unset.
 
+The server is SecantusDB's Rust binary `secantusd-rs` (installed by `make`, see scripts/install_secantusd.sh);
+where it is missing, SecantusDB's Python server (`python -m secantus`) is the fallback. Both take the same
+flags and speak the MongoDB wire protocol; nothing else in the app knows which one answers.
+
 The database runs in its own process, never inside the app, so it cannot compete with the event loop.
 A pidfile next to the data lets the next start stop a server orphaned by a crashed run (it would
 hold the WiredTiger lock); the child also gets SIGTERM from the kernel if the app dies (Linux).
@@ -12,6 +16,7 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +31,24 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
+RUST_SERVER = "secantusd-rs"
+PYTHON_SERVER = "python"  # EMBEDDED_DB_SERVER value that asks for the fallback
+
+
+def find_server(choice: str = "auto") -> list[str]:
+    """The command that starts the embedded server: `choice` is "auto" (secantusd-rs on PATH or in cargo's bin
+    folder, else the Python server), "python", or the path of a secantusd-rs binary."""
+    if choice == PYTHON_SERVER:
+        return [sys.executable, "-m", "secantus"]
+    if choice != "auto":
+        return [choice]
+    cargo_bin = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo") / "bin" / RUST_SERVER
+    found = shutil.which(RUST_SERVER) or (str(cargo_bin) if os.access(cargo_bin, os.X_OK) else None)
+    if found:
+        return [found]
+    log.warning("%s not found: using SecantusDB's Python server, about 10x slower at imports. "
+                "Install the fast one with `make secantusd` (needs cargo and cmake).", RUST_SERVER)
+    return [sys.executable, "-m", "secantus"]
 
 
 def _die_with_parent() -> None:
@@ -68,7 +91,8 @@ def _is_our_server(pid: int, storage: Path) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"secantus" in cmdline and str(storage).encode() in cmdline
+    is_server = any(arg == b"secantus" or arg.endswith(RUST_SERVER.encode()) for arg in cmdline)
+    return is_server and str(storage).encode() in cmdline
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:
@@ -83,7 +107,9 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 class EmbeddedMongo:
     """Start, find and stop one SecantusDB server whose data lives in `storage`."""
 
-    def __init__(self, storage: Path, port: int, *, host: str = "127.0.0.1", log_level: str = "WARNING"):
+    def __init__(self, storage: Path, port: int, *, host: str = "127.0.0.1", log_level: str = "WARNING",
+                 server: str = "auto"):
+        self.command = find_server(server)
         self.storage = storage
         self.host = host
         self.port = port
@@ -93,6 +119,10 @@ class EmbeddedMongo:
     @property
     def uri(self) -> str:
         return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+
+    @property
+    def name(self) -> str:
+        return RUST_SERVER if self.command[0].endswith(RUST_SERVER) else "Python server"
 
     @property
     def _pidfile(self) -> Path:
@@ -109,7 +139,7 @@ class EmbeddedMongo:
         if self.port == 0 or not port_is_free(self.host, self.port):
             busy, self.port = self.port, free_port(self.host)
             log.warning("port %d is busy; embedded database uses port %d", busy, self.port)
-        cmd = [sys.executable, "-m", "secantus", "--host", self.host, "--port", str(self.port),
+        cmd = [*self.command, "--host", self.host, "--port", str(self.port),
                "--storage-path", str(self.storage), "--log-level", self.log_level]
         # A session of its own: a terminal's Ctrl-C (sent to the whole foreground group) is the app's to handle;
         # the database must stay up while the app cancels and checkpoints. PDEATHSIG still covers a dead app.
@@ -118,8 +148,8 @@ class EmbeddedMongo:
                                             preexec_fn=_die_with_parent, start_new_session=True)
         self._pidfile.write_text(json.dumps({"pid": self.process.pid, "port": self.port}))
         self._wait_ready()
-        log.info("embedded SecantusDB ready: %s (data in %s; mongosh: npx mongosh '%s')",
-                 self.uri, self.storage, self.uri)
+        log.info("embedded SecantusDB (%s) ready: %s (data in %s; mongosh: npx mongosh '%s')",
+                 self.name, self.uri, self.storage, self.uri)
         return self.uri
 
     def _wait_ready(self) -> None:
@@ -157,13 +187,14 @@ class EmbeddedMongo:
         if self.process is None:
             return
         if self.process.poll() is None:
+            started = time.monotonic()
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-            log.info("embedded database stopped")
+            log.info("embedded database stopped in %.1fs", time.monotonic() - started)
         self._pidfile.unlink(missing_ok=True)
 
     def __enter__(self) -> EmbeddedMongo:

@@ -1,4 +1,4 @@
-"""Fixtures: one real SecantusDB server over TCP for the session, settings, the app and an HTTP client."""
+"""Fixtures: one real SecantusDB server (secantusd-rs) over TCP for the session, settings, the app and an HTTP client."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.asgi import create_app
-from app.customers.repository import prepare_customers
-from app.db import Planner, ensure_indexes, make_client
+from app.db import ensure_indexes, make_client
 from app.embedded import EmbeddedMongo, free_port
 from app.settings import Settings
 
@@ -55,10 +54,7 @@ async def db(mongo: AsyncMongoClient, settings: Settings) -> AsyncDatabase:
     database = mongo[settings.mongodb_db]
     for name in await database.list_collection_names():
         await database[name].delete_many({})
-    # As at the app's start on SecantusDB: the indexes, and the census saying every customer has its id entry
-    # (there are none), so the unfiltered list reads id ranges (CustomerRepository._list_windows).
     await ensure_indexes(database)
-    await prepare_customers(database, Planner.SECANTUS)
     return database
 
 

@@ -10,7 +10,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from app.customers.repository import CustomerRepository, census_of
+from app.customers.repository import CustomerRepository
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
 from app.db import CUSTOMERS
 
@@ -18,7 +18,7 @@ Repo = NamedDependency[CustomerRepository]
 
 
 def provide_repository(state: State) -> CustomerRepository:
-    return CustomerRepository(state.db[CUSTOMERS], state.planner, census_of(state.db, state.planner), state.lists)
+    return CustomerRepository(state.db[CUSTOMERS])
 
 
 class CustomerController(Controller):

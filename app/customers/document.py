@@ -1,4 +1,12 @@
-"""The stored shape of a customer, shared by the API and the import workers (pure: no I/O)."""
+"""The stored shape of a customer, shared by the API and the import workers (pure: no I/O).
+
+Besides its fields, a customer carries the keys its indexes serve (app/db.py), derived here only:
+- `searchKeys`: for each of first name, last name, company and email, lower-cased, its prefixes of 1 to
+  PREFIX_CHARS characters and the whole term. `q` of up to PREFIX_CHARS characters is one equality on it,
+  so the `(searchKeys, _id)` index walks its matches in customerId order and stops at the page's limit; a
+  longer `q` is the equality on its first PREFIX_CHARS characters plus a range over the whole terms.
+- `emailKey`, `countryKey`: the lower-cased email and country, for the case-insensitive exact filters.
+"""
 
 from __future__ import annotations
 
@@ -9,40 +17,38 @@ from typing import Any
 FIELDS = ("customerId", "firstName", "lastName", "email", "company", "city", "country",
           "phone1", "phone2", "subscriptionDate", "website", "about")
 SEARCHED = ("firstName", "lastName", "company", "email")
-# Country entries share the one multikey index, tagged with a control character no `q` can contain.
-COUNTRY_TAG = "\x1ecountry:"
-# So do id entries: the list's customerId order as index ranges, for SecantusDB (see repository.py).
-ID_TAG = "\x1did:"
-ID_TAG_END = "\x1did;"  # the first string after every id entry
-INDEXED = (*SEARCHED, "country")
-KEY_CHARS = 256  # longest value kept in the index
-CONTROL = "".join(map(chr, range(32)))
-
-
-def search_keys(doc: dict[str, Any], customer_id: str | None = None) -> list[str]:
-    """What the one secondary index holds: lower-cased name, company and email (the `q` prefix search and
-    the `email` filter), the tagged exact country (the `country` filter) and the tagged customer id (`_id`,
-    or `customer_id` for a document that does not carry it yet: the unfiltered list on SecantusDB)."""
-    keys: list[str] = []
-    for name in SEARCHED:
-        value = doc.get(name)
-        if value and (key := text_key(value)) and key not in keys:
-            keys.append(key)
-    if country := doc.get("country"):
-        keys.append(country_key(country))
-    if isinstance(customer_id := doc.get("_id", customer_id), str):
-        keys.append(ID_TAG + customer_id)  # not truncated: ids are bounded, and the order must be exact
-    return keys
+INDEXED = (*SEARCHED, "country")  # the fields the keys are derived from
+KEY_SOURCES = {"searchKeys": SEARCHED, "emailKey": ("email",), "countryKey": ("country",)}  # key -> its fields
+KEYS = tuple(KEY_SOURCES)
+PREFIX_CHARS = 4  # see the module docstring; the README's index table shows what each length costs
+KEY_CHARS = 256  # longest value kept in an index key
 
 
 def text_key(value: str) -> str:
-    """A name's, company's or email's entry: lower case, without leading control characters (the tags start
-    with one: a name must not pass for a tag)."""
-    return value.lower().lstrip(CONTROL)[:KEY_CHARS]
+    """How a searched or filtered value is compared: lower case, at most KEY_CHARS characters."""
+    return value.lower()[:KEY_CHARS]
 
 
-def country_key(country: str) -> str:
-    return COUNTRY_TAG + country[:KEY_CHARS]
+def search_keys(doc: dict[str, Any]) -> list[str]:
+    keys: dict[str, None] = {}  # a dict: ordered and without repeats (a repeat is a wasted index entry)
+    for name in SEARCHED:
+        if (value := doc.get(name)) and (term := text_key(value)):
+            for length in range(1, min(len(term), PREFIX_CHARS) + 1):
+                keys[term[:length]] = None
+            keys[term] = None
+    return list(keys)
+
+
+def index_keys(doc: dict[str, Any]) -> dict[str, Any]:
+    """The keys a customer with these fields carries; a key whose fields are empty is absent."""
+    keys: dict[str, Any] = {}
+    if terms := search_keys(doc):
+        keys["searchKeys"] = terms
+    if email := doc.get("email"):
+        keys["emailKey"] = text_key(email)
+    if country := doc.get("country"):
+        keys["countryKey"] = text_key(country)
+    return keys
 
 
 _WHITESPACE = re.compile(r"\s")

@@ -89,5 +89,7 @@ class CustomerPage(Base):
     items: list[Customer]
     limit: int
     total: int
+    total_capped: bool  # required, not `= False`: omit_defaults would drop it from nearly every page
+    """True when more customers match a filter than `total` (the count stops at 10,000)."""
     page: int | None = None
     next_cursor: str | None = None

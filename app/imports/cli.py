@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from app.customers.repository import census_of, prepare_customers
-from app.db import ensure_indexes, make_client, query_planner
+from app.customers.repository import migrate_customers
+from app.db import ensure_indexes, make_client
 from app.errors import AppError
 from app.imports.model import Mode, Status
 from app.imports.schemas import ImportRequest
@@ -55,9 +55,7 @@ async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: 
     try:
         db = client[settings.mongodb_db]
         await ensure_indexes(db)
-        planner = await query_planner(db)
-        await prepare_customers(db, planner)
-        service.census = census_of(db, planner)
+        await migrate_customers(db)
         await warm_up(service.pool, settings.import_workers)
         if interrupted:
             errors.print("interrupted before the import started")

@@ -4,6 +4,7 @@ checkpoints conditional on the lease, finishing, takeover of a job whose owner s
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import msgspec
@@ -11,10 +12,11 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app.db import IMPORT_ERRORS, IMPORT_STATE
+from app.db import IMPORT_ERRORS, IMPORT_STATE, INDEXES, RUNNING_INDEX
 from app.errors import Conflict, ImportRunning
 from app.imports.model import Rejection, Status
 
+log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
 
 
@@ -80,11 +82,25 @@ class JobStore:
 
     async def claim_new(self, state: JobState) -> None:
         """Insert a RUNNING job; MongoDB refuses a second one (unique partial index on status)."""
-        try:
-            await self.jobs.insert_one(state.to_doc())
-        except DuplicateKeyError:
-            running = await self.running()
-            raise ImportRunning(running.job_id if running else "unknown") from None
+        for attempt in range(3):
+            try:
+                await self.jobs.insert_one(state.to_doc())
+                return
+            except DuplicateKeyError:
+                if (running := await self.running()) is not None:
+                    raise ImportRunning(running.job_id) from None
+            if attempt == 1:  # refused twice with no RUNNING job: not a race with a job that just finished
+                await self._rebuild_running_index()
+        raise ImportRunning("unknown")
+
+    async def _rebuild_running_index(self) -> None:
+        """SecantusDB's Rust server keeps a unique key claimed after an update moves its document out of a partial
+        index, so once a job has finished every new RUNNING insert is refused (docs/secantus-rs-differences.md,
+        1). Rebuilding the index drops the stale claim. MongoDB never gets here."""
+        log.warning("import_state: a RUNNING insert was refused with no RUNNING job; rebuilding %s", RUNNING_INDEX)
+        await self.jobs.drop_index(RUNNING_INDEX)
+        await self.jobs.create_indexes([model for model in INDEXES[IMPORT_STATE]
+                                        if model.document["name"] == RUNNING_INDEX])
 
     async def checkpoint(self, state: JobState, progress: dict[str, Any] | None = None,
                          **extra: Any) -> dict[str, Any] | None:

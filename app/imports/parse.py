@@ -14,7 +14,7 @@ import re
 
 import bson
 
-from app.customers.document import is_email, search_keys
+from app.customers.document import KEY_SOURCES, index_keys, is_email
 from app.imports.model import Batch, ColumnMap, Mode, Parsed, ParseSpec, Rejection
 
 # Normalised header name -> document field. Names match ignoring case, spaces, '_' and '-'.
@@ -103,6 +103,8 @@ class _BlockParser:
         self.date_column = fields.index("subscriptionDate") if "subscriptionDate" in fields else None
         self.values = [(index, name) for index, name in spec.columns.mapped if name != "customerId"]
         self.file_fields = [name for _, name in self.values]
+        # The keys a re-sync may remove: those derived from a column the file has (the others are left alone).
+        self.file_keys = [key for key, sources in KEY_SOURCES.items() if set(sources) & set(self.file_fields)]
         self.now = dt.datetime.now(dt.UTC)
         self.dates: dict[str, dt.datetime | None] = {}
         self.batch = Batch([], [], [], [])
@@ -207,11 +209,8 @@ class _BlockParser:
         return None
 
     def insert(self, customer_id: str, doc: dict[str, object], digest: str, line: int) -> None:
-        keys = search_keys(doc, customer_id)
-        doc = {"_id": customer_id, **doc, "createdAt": self.now, "updatedAt": self.now,
+        doc = {"_id": customer_id, **doc, **index_keys(doc), "createdAt": self.now, "updatedAt": self.now,
                "importJobId": self.spec.job_id, "importLine": line, "importHash": digest}
-        if keys:
-            doc["searchKeys"] = keys
         self.batch.docs.append(bson.encode(doc))
 
     def upsert(self, customer_id: str, doc: dict[str, object], digest: str, line: int) -> None:
@@ -219,14 +218,10 @@ class _BlockParser:
         the API and its CSV values differ; when it does not match, the upsert's insert of the same _id fails
         with E11000, which the sink classifies as unchanged or protected. Fields of the file's columns that
         are empty in this row are removed; fields of columns the file does not have are left alone."""
-        keys = search_keys(doc, customer_id)
-        to_set = {**doc, "updatedAt": self.now, "importHash": digest,
+        keys = index_keys(doc)
+        to_set = {**doc, **keys, "updatedAt": self.now, "importHash": digest,
                   "lastImport": {"jobId": self.spec.job_id, "line": line}}
-        to_unset = {name: "" for name in self.file_fields if name not in doc}
-        if keys:
-            to_set["searchKeys"] = keys
-        else:
-            to_unset["searchKeys"] = ""
+        to_unset = {name: "" for name in (*self.file_fields, *self.file_keys) if name not in doc and name not in keys}
         update: dict[str, object] = {
             "$set": to_set,
             "$setOnInsert": {"createdAt": self.now, "importJobId": self.spec.job_id, "importLine": line}}

@@ -16,7 +16,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.db import CUSTOMERS
@@ -42,10 +41,9 @@ class Running:
 
 
 class ImportService:
-    def __init__(self, db: AsyncDatabase, settings: Settings, census: AsyncCollection | None = None):
+    def __init__(self, db: AsyncDatabase, settings: Settings):
         self.db = db
         self.settings = settings
-        self.census = census  # service_meta on SecantusDB (app/customers/census.py), else None
         self.store = JobStore(db)
         self.instance_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pool = parser_pool(settings.import_workers, settings.import_worker_nice)
@@ -154,7 +152,7 @@ class ImportService:
         control = Control.new()
         sink = DrySink() if state.dry_run else Sink(
             self.db[CUSTOMERS], job_id=state.job_id, retry_seconds=self.settings.import_retry_seconds,
-            writers=self.settings.import_writers, mode=Mode(state.mode), meta=self.census)
+            writers=self.settings.import_writers, mode=Mode(state.mode))
         run = ImportRun(state, path, columns, store=self.store, sink=sink, pool=self.pool,
                         settings=self.settings, control=control)
         task = asyncio.create_task(self._supervise(run), name=f"import-{state.job_id}")

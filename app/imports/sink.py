@@ -27,7 +27,6 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, NetworkTimeout, PyMongoError
 
-from app.customers import census
 from app.imports.model import Batch, Mode, Written
 
 log = logging.getLogger(__name__)
@@ -56,9 +55,8 @@ async def retry(operation: Callable[[], Awaitable[T]], *, seconds: float, what: 
 
 class Sink:
     def __init__(self, customers: AsyncCollection, *, job_id: str, retry_seconds: float, writers: int,
-                 mode: Mode = Mode.INSERT, meta: AsyncCollection | None = None):
+                 mode: Mode = Mode.INSERT):
         self.customers = customers
-        self.meta = meta  # service_meta: the census of customers (app/customers/census.py)
         self.job_id = job_id
         self.retry_seconds = retry_seconds
         self.writers = asyncio.Semaphore(writers)
@@ -73,23 +71,11 @@ class Sink:
         async with self.writers:
             refused = await retry(lambda: self._insert(batch), seconds=self.retry_seconds, what="insert_many")
         if not refused:
-            await self._count(len(batch.docs), batch.ids)
             return Written(inserted=len(batch.docs))
         mine = await retry(lambda: self._written_by_this_job(batch, refused),
                            seconds=self.retry_seconds, what="duplicate check")
         skipped = set(refused) - mine
-        refused_now = set(refused)
-        await self._count(len(batch.docs) - len(skipped),
-                          [customer_id for i, customer_id in enumerate(batch.ids) if i not in refused_now])
         return Written(inserted=len(batch.docs) - len(skipped), duplicate=len(skipped), skipped=skipped)
-
-    async def _count(self, added: int, ids: list[str]) -> None:
-        """For the census: the customers this batch added, as the job counts them (a row this job wrote before a
-        retried write or a crash and finds again counts: after a crash it may have been counted already), and
-        the ids it inserted now, for the sample."""
-        if self.meta is not None and added:
-            meta = self.meta
-            await retry(lambda: census.add(meta, added, ids), seconds=self.retry_seconds, what="census")
 
     async def _insert(self, batch: Batch) -> list[int]:
         """Indexes (into the batch) of documents refused as duplicates."""
@@ -132,7 +118,6 @@ class Sink:
                 else:  # same values (or deleted since the write was refused: nothing was written either way)
                     written.unchanged += 1
                     written.skipped.add(i)
-        await self._count(written.inserted, [batch.ids[i] for i in upserted])
         return written
 
     async def _upsert(self, batch: Batch) -> tuple[set[int], list[int]]:

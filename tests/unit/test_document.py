@@ -1,6 +1,6 @@
 import pytest
 
-from app.customers.document import KEY_CHARS, is_email, search_keys
+from app.customers.document import KEY_CHARS, PREFIX_CHARS, index_keys, is_email, search_keys
 
 
 @pytest.mark.parametrize("value", [
@@ -18,7 +18,12 @@ def test_is_email_rejects(value: str) -> None:
     assert not is_email(value)
 
 
-@pytest.mark.parametrize(("doc", "keys"), [
+def grams(term: str) -> list[str]:
+    """What one term contributes: its prefixes up to PREFIX_CHARS characters, then the whole term."""
+    return list(dict.fromkeys([term[:n] for n in range(1, min(len(term), PREFIX_CHARS) + 1)] + [term]))
+
+
+@pytest.mark.parametrize(("doc", "terms"), [
     ({"firstName": "Ann", "lastName": "Lee", "company": "Acme", "email": "Ann@Example.com"},
      ["ann", "lee", "acme", "ann@example.com"]),
     ({"firstName": "JÜRGEN", "lastName": "Öztürk"}, ["jürgen", "öztürk"]),
@@ -27,5 +32,22 @@ def test_is_email_rejects(value: str) -> None:
     ({"city": "Paris", "phone1": "+33 1", "website": "https://x.fr"}, []), ({}, []),
     ({"company": "X" * (KEY_CHARS + 10)}, ["x" * KEY_CHARS]),
 ])
-def test_search_keys(doc: dict[str, str | None], keys: list[str]) -> None:
-    assert search_keys(doc) == keys
+def test_search_keys_are_each_term_s_prefixes_and_the_term(doc: dict[str, str | None], terms: list[str]) -> None:
+    expected = list(dict.fromkeys(key for term in terms for key in grams(term)))
+    assert search_keys(doc) == expected
+
+
+def test_search_keys_of_a_long_term() -> None:
+    assert search_keys({"lastName": "Johansson"}) == [*["j", "jo", "joh", "joha", "johan"][:PREFIX_CHARS], "johansson"]
+
+
+@pytest.mark.parametrize(("doc", "keys"), [
+    ({"email": "Ann@Example.COM", "country": "Côte d'Ivoire"},
+     {"searchKeys": search_keys({"email": "Ann@Example.COM"}), "emailKey": "ann@example.com",
+      "countryKey": "côte d'ivoire"}),
+    ({"firstName": "Ann"}, {"searchKeys": grams("ann")}),
+    ({"country": "FRANCE", "city": "Paris"}, {"countryKey": "france"}),
+    ({"city": "Paris"}, {}),
+])
+def test_index_keys_are_absent_for_empty_fields(doc: dict[str, str], keys: dict[str, object]) -> None:
+    assert index_keys(doc) == keys

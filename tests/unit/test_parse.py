@@ -14,6 +14,7 @@ from bson.codec_options import CodecOptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.customers.document import KEYS
 from app.imports.model import Parsed, ParseSpec
 from app.imports.parse import HeaderError, content_hash, map_header, parse_block
 from app.imports.source import first_record_end, read_blocks, read_header
@@ -22,7 +23,7 @@ from app.imports.workers import TAIL, parse_range
 DATA = Path(__file__).parents[1] / "data"
 JOB = "job-1"
 MIB = 1_048_576
-BOOKKEEPING = ("createdAt", "updatedAt", "searchKeys", "importJobId", "importLine", "importHash")
+BOOKKEEPING = ("createdAt", "updatedAt", *KEYS, "importJobId", "importLine", "importHash")
 
 
 def csv_bytes(*rows: list[str]) -> bytes:
@@ -172,7 +173,8 @@ def test_values_are_trimmed_and_empty_optional_values_omitted() -> None:
 def test_every_known_column_and_no_column_can_set_the_importers_fields() -> None:
     parsed = parse_file("aliases.csv")
     [doc] = documents(parsed)
-    assert {k: v for k, v in doc.items() if k not in ("createdAt", "updatedAt", "searchKeys", "importHash")} == {
+    assert doc["emailKey"] == "ann@example.com" and doc["countryKey"] == "france"
+    assert {k: v for k, v in doc.items() if k not in ("createdAt", "updatedAt", *KEYS, "importHash")} == {
         "_id": "C1", "firstName": "Ann", "lastName": "Lee", "company": "Acme", "city": "Paris", "country": "France",
         "phone1": "+33 1", "phone2": "+33 2", "email": "ann@example.com",
         "subscriptionDate": dt.datetime(2024, 2, 29, tzinfo=dt.UTC), "website": "https://acme.example",
