@@ -42,7 +42,8 @@ def database(settings: Settings) -> Iterator[Settings]:
         return
     from app.embedded import EmbeddedMongo
 
-    embedded = EmbeddedMongo(settings.data_path / "db", settings.embedded_db_port, log_level=settings.log_level)
+    embedded = EmbeddedMongo(settings.data_path / "db", settings.embedded_db_port, log_level=settings.log_level,
+                             server=settings.embedded_db_server)
     try:
         yield msgspec.structs.replace(settings, mongodb_uri=embedded.start())
     finally:

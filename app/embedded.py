@@ -86,12 +86,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_our_server(pid: int, storage: Path) -> bool:
+def _is_our_server(pid: int, storage: Path, program: str = RUST_SERVER) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    is_server = any(arg == b"secantus" or arg.endswith(RUST_SERVER.encode()) for arg in cmdline)
+    names = (RUST_SERVER.encode(), program.encode())  # the configured binary may be named otherwise
+    is_server = any(arg == b"secantus" or arg.endswith(names) for arg in cmdline)
     return is_server and str(storage).encode() in cmdline
 
 
@@ -122,7 +123,8 @@ class EmbeddedMongo:
 
     @property
     def name(self) -> str:
-        return RUST_SERVER if self.command[0].endswith(RUST_SERVER) else "Python server"
+        # by what runs, not by the file name: EMBEDDED_DB_SERVER may be the path of a binary named otherwise
+        return "Python server" if self.command[1:] == ["-m", "secantus"] else RUST_SERVER
 
     @property
     def _pidfile(self) -> Path:
@@ -174,7 +176,7 @@ class EmbeddedMongo:
             pid = int(json.loads(self._pidfile.read_text())["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             return
-        if _pid_alive(pid) and _is_our_server(pid, self.storage):
+        if _pid_alive(pid) and _is_our_server(pid, self.storage, self.command[-1]):
             log.warning("stopping an embedded database left over by an earlier run (pid %d)", pid)
             os.kill(pid, signal.SIGTERM)
             if not _wait_exit(pid, STOP_TIMEOUT):

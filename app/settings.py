@@ -1,6 +1,7 @@
 """Settings: one frozen object built from the environment, with a working local default for each value."""
 
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -36,6 +37,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Log level of the app and the embedded database."""
     embedded_db_port: Port = 27018
     """Port of the embedded SecantusDB server; a free port is taken when it is busy."""
+    embedded_db_server: str = "auto"
+    """Embedded server: "auto" = secantusd-rs if installed (PATH or $CARGO_HOME/bin) else the Python server;
+    "python" = SecantusDB's Python server (the fallback); or the path of a secantusd-rs binary."""
     max_body_bytes: Positive = 1_048_576
     """Largest accepted request body."""
     import_batch_size: Annotated[int, Meta(ge=1, le=10_000)] = 1000
@@ -84,6 +88,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 continue
             if field.name == "log_level":
                 raw = raw.upper()  # logging's names; `info` means INFO, as it does to uvicorn
+            if field.name == "embedded_db_server" and raw not in ("auto", "python") and shutil.which(raw) is None:
+                raise SettingsError(f"EMBEDDED_DB_SERVER={raw!r} is invalid: not \"auto\", \"python\" or an "
+                                    "executable file")
             try:
                 values[field.name] = msgspec.convert(raw, field.type, strict=False)
             except msgspec.ValidationError as exc:

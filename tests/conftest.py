@@ -1,4 +1,4 @@
-"""Fixtures: one real SecantusDB server (secantusd-rs) over TCP for the session, settings, the app and an HTTP client."""
+"""Fixtures: a real SecantusDB server (secantusd-rs) over TCP for the session, settings, the app, an HTTP client."""
 
 from __future__ import annotations
 

@@ -90,6 +90,7 @@ def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[st
     return query
 
 
+TOTAL_CAP = 10_000  # how far a filtered total is counted (a 1-letter `q` can match most customers)
 MIGRATION_BATCH = 1000  # customers rewritten per bulk_write by the start-up migration
 
 
@@ -136,8 +137,9 @@ async def _write_keys(customers: AsyncCollection, ops: list[UpdateOne]) -> int:
 
 
 class CustomerRepository:
-    def __init__(self, collection: AsyncCollection):
+    def __init__(self, collection: AsyncCollection, *, total_cap: int = TOTAL_CAP):
         self.collection = collection
+        self.total_cap = total_cap  # a filtered total above this is reported as the cap, with totalCapped
 
     async def get(self, customer_id: str) -> Customer:
         doc = await self.collection.find_one({"_id": customer_id})
@@ -200,7 +202,7 @@ class CustomerRepository:
                    country: str | None = None, q: str | None = None) -> CustomerPage:
         """A page in _id order: by page number (skip) or, faster on big collections, after a cursor. Every shape
         is one index walk in _id order that stops at the limit (tests/integration/test_listing.py checks the
-        plans); the total is counted alongside, up to TOTAL_CAP."""
+        plans); the total is counted alongside."""
         query = _filter(email=email, country=country, q=q)
         counted = dict(query)
         if after is not None:
@@ -216,12 +218,8 @@ class CustomerRepository:
 
     async def _count(self, query: dict[str, Any]) -> tuple[int, bool]:
         """(total, whether it is capped). Unfiltered: the collection's metadata count, as counting millions per
-        request would be slow; filtered: counted, but no further than TOTAL_CAP (a 1-letter `q` matches a
-        large share of all customers)."""
+        request would be slow; filtered: counted, but no further than the cap."""
         if not query:
             return await self.collection.estimated_document_count(), False
-        counted = await self.collection.count_documents(query, limit=TOTAL_CAP + 1)
-        return min(counted, TOTAL_CAP), counted > TOTAL_CAP
-
-
-TOTAL_CAP = 10_000  # a filtered total above this is reported as TOTAL_CAP with totalCapped
+        counted = await self.collection.count_documents(query, limit=self.total_cap + 1)
+        return min(counted, self.total_cap), counted > self.total_cap

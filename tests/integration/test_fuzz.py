@@ -12,7 +12,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from app.asgi import create_app
-from app.customers.document import search_keys
+from app.customers.document import index_keys
 from app.settings import Settings
 from tests.conftest import with_settings
 
@@ -44,7 +44,7 @@ async def known_customer(mongo: AsyncMongoClient) -> None:
     now = dt.datetime.now(dt.UTC)
     doc = {"firstName": "Fuzz", "lastName": "Target", "email": "fuzz@example.com", "country": "Fuzzland",
            "createdAt": now, "updatedAt": now}
-    await mongo[FUZZ_DB].customers.replace_one({"_id": KNOWN_ID}, {**doc, "searchKeys": search_keys(doc)},
+    await mongo[FUZZ_DB].customers.replace_one({"_id": KNOWN_ID}, {**doc, **index_keys(doc)},
                                                upsert=True)
 
 

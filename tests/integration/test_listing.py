@@ -1,60 +1,76 @@
-"""Filtered listing on SecantusDB: each filter runs as one indexed clause there, and means what the MongoDB query
-means. Both query shapes run against the same SecantusDB server and must return the same pages."""
+"""GET /customers through the repository: what each filter means, keyset and page walks, the capped total, the plan
+of every list shape (an index walk in _id order that stops at the limit), and the start-up migration of customers
+written by the previous version."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+import logging
 import random
 from typing import Any
 
-import bson
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.customers import census
-from app.customers.document import ID_TAG, search_keys
-from app.customers.repository import CustomerRepository, _filter, _one_clause_filter, _samples, prepare_customers
-from app.customers.schemas import CustomerCreate
-from app.db import Planner, ensure_indexes, query_planner
-from app.errors import NotFound
-from app.imports.model import Batch
-from app.imports.sink import Sink
+from app.customers.document import KEYS, PREFIX_CHARS, index_keys
+from app.customers.repository import CustomerRepository, _filter, migrate_customers
+from app.customers.schemas import CustomerUpdate
+from app.db import ensure_indexes
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
-FIRST = ["Ann", "Anna", "Joann", "Bob", "Zoë", "Åsa", "Ängel", "carl", "ANNIKA", "Lee"]
-LAST = ["Lee", "Annan", "Berg", "Ängström", "Smith", "Doe", "ann"]
-COUNTRIES = ["France", "Sweden", "USA", "france", None]
+FIRST = ["Ann", "Anna", "Joann", "Bob", "Zoë", "Åsa", "Ängel", "carl", "ANNIKA", "Lee", "Annabel"]
+LAST = ["Lee", "Annan", "Berg", "Ängström", "Smith", "Doe", "ann", "Annandale"]
+COUNTRIES = ["France", "Sweden", "USA", "france", "FRANCE", None]
 COMPANIES = ["Annex Ltd", "Ångbåt", "Acme", None]
+SEARCHED = ("firstName", "lastName", "company", "email")
 
-# Every combination the API accepts, with prefixes that hit names, companies, emails and nothing.
+# Every combination the API accepts, with prefixes shorter and longer than PREFIX_CHARS that hit names,
+# companies, emails and nothing.
 FILTERS: list[dict[str, str]] = [
-    {"q": "ann"}, {"q": "ANN"}, {"q": "a"}, {"q": "än"}, {"q": "ångb"}, {"q": "zz"}, {"q": "c0"},
-    {"country": "France"}, {"country": "france"}, {"country": "Nowhere"},
-    {"email": "c3@Example.com"}, {"email": "c3@example.com"}, {"email": "shared@x.org"},
+    {"q": "ann"}, {"q": "ANN"}, {"q": "a"}, {"q": "än"}, {"q": "ångb"}, {"q": "ångbåt"}, {"q": "zz"}, {"q": "c0"},
+    {"q": "annab"}, {"q": "annandale"}, {"q": "annex l"}, {"q": "c3@example.com"}, {"q": "annz"}, {"q": "annabelle"},
+    {"country": "France"}, {"country": "fRANCE"}, {"country": "Nowhere"},
+    {"email": "c3@Example.com"}, {"email": "C3@EXAMPLE.COM"}, {"email": "shared@x.org"}, {"email": "c3"},
     {"country": "France", "q": "ann"}, {"country": "Sweden", "q": "a"}, {"email": "shared@x.org", "q": "jo"},
     {"email": "shared@x.org", "country": "USA"}, {"email": "shared@x.org", "country": "USA", "q": "b"},
+    {"country": "france", "q": "annandal"},
 ]
+assert {len(f["q"]) > PREFIX_CHARS for f in FILTERS if "q" in f} == {True, False}
+
+
+def customer(customer_id: str, **fields: Any) -> dict[str, Any]:
+    doc = {"_id": customer_id, **fields, "createdAt": NOW, "updatedAt": NOW}
+    return {**doc, **index_keys(doc)}
 
 
 @pytest.fixture
 async def people(db: AsyncDatabase) -> list[dict[str, Any]]:
-    """120 customers with overlapping names, case variants, shared emails and missing fields, in random order."""
+    """150 customers with overlapping names, case variants, shared emails and missing fields, in random order."""
     rng = random.Random(11)
     docs = []
-    for index in range(120):
-        doc: dict[str, Any] = {"_id": f"c{index:03d}", "firstName": rng.choice(FIRST), "lastName": rng.choice(LAST),
-                               "email": "shared@x.org" if index % 9 == 0 else f"c{index}@Example.com",
-                               "createdAt": NOW, "updatedAt": NOW}
+    for index in range(150):
+        fields: dict[str, Any] = {"firstName": rng.choice(FIRST), "lastName": rng.choice(LAST),
+                                  "email": "shared@x.org" if index % 9 == 0 else f"c{index}@Example.com"}
         for name, choices in (("country", COUNTRIES), ("company", COMPANIES)):
             if (value := rng.choice(choices)) is not None:
-                doc[name] = value
-        doc["searchKeys"] = search_keys(doc)
-        docs.append(doc)
+                fields[name] = value
+        docs.append(customer(f"c{index:03d}", **fields))
     rng.shuffle(docs)
-    await ensure_indexes(db)
     await db.customers.insert_many(docs)
     return docs
+
+
+def expected_ids(docs: list[dict[str, Any]], filters: dict[str, str]) -> list[str]:
+    """What the filters mean, in plain Python: case-insensitive exact email and country, and `q` a
+    case-insensitive prefix of first name, last name, company or email."""
+    def keep(doc: dict[str, Any]) -> bool:
+        if "email" in filters and doc.get("email", "").lower() != filters["email"].lower():
+            return False
+        if "country" in filters and (doc.get("country") or "").lower() != filters["country"].lower():
+            return False
+        q = filters.get("q", "").lower()
+        return any((doc.get(name) or "").lower().startswith(q) for name in SEARCHED if doc.get(name))
+    return sorted(doc["_id"] for doc in docs if keep(doc))
 
 
 def everything(filters: dict[str, str]) -> dict[str, str | None]:
@@ -75,241 +91,158 @@ async def walk(repository: CustomerRepository, limit: int, **filters: str) -> tu
     raise AssertionError("the keyset walk did not end")
 
 
-async def test_the_test_server_is_planned_as_secantus(db: AsyncDatabase) -> None:
-    assert await query_planner(db) is Planner.SECANTUS
-
-
 @pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()))
-async def test_one_clause_listing_means_what_the_mongodb_query_means(
-        db: AsyncDatabase, people: list[dict[str, Any]], filters: dict[str, str]) -> None:
-    mongodb = CustomerRepository(db.customers, Planner.MONGODB)
-    secantus = CustomerRepository(db.customers, Planner.SECANTUS)
-    # The reference: SecantusDB evaluating the MongoDB query itself (by scanning the collection).
-    expected = sorted([doc["_id"] async for doc in db.customers.find(_filter(**everything(filters)), {"_id": 1})])
+async def test_a_filter_lists_what_it_means(db: AsyncDatabase, people: list[dict[str, Any]],
+                                           filters: dict[str, str]) -> None:
+    repository = CustomerRepository(db.customers)
+    expected = expected_ids(people, filters)
     assert len(expected) < len(people)
     for limit in (1, 7, 500):
-        assert await walk(secantus, limit, **filters) == (expected, {len(expected)})
-        assert await walk(mongodb, limit, **filters) == (expected, {len(expected)})
+        assert await walk(repository, limit, **filters) == (expected, {len(expected)})
     for page_number in (1, 2, 3):
-        by_page = await secantus.list(limit=4, page=page_number, after=None, **filters)
-        reference = await mongodb.list(limit=4, page=page_number, after=None, **filters)
-        assert by_page == reference
-        assert [item.customer_id for item in by_page.items] == expected[(page_number - 1) * 4:page_number * 4]
+        page = await repository.list(limit=4, page=page_number, after=None, **filters)
+        assert [item.customer_id for item in page.items] == expected[(page_number - 1) * 4:page_number * 4]
+        assert (page.total, page.total_capped) == (len(expected), False)
 
 
-@pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()))
-async def test_the_one_clause_filter_runs_on_the_index(db: AsyncDatabase, people: list[dict[str, Any]],
-                                                       filters: dict[str, str]) -> None:
-    def stages(plan: dict[str, Any]) -> list[str]:
-        return [plan["stage"], *(stages(plan["inputStage"]) if "inputStage" in plan else [])]
+def stages(plan: dict[str, Any]) -> list[str]:
+    named = plan["stage"] + (f"({plan['indexName']})" if "indexName" in plan else "")
+    below = [plan["inputStage"]] if "inputStage" in plan else plan.get("inputStages", [])
+    return [named, *(stage for child in below for stage in stages(child))]
 
-    explained = await db.command("explain", {"find": "customers", "filter": _one_clause_filter(**everything(filters))})
-    assert stages(explained["queryPlanner"]["winningPlan"]) == ["FETCH", "IXSCAN"]
-    # What it replaces: the $and of the MongoDB shape is a collection scan on SecantusDB.
-    explained = await db.command("explain", {"find": "customers", "filter": _filter(**everything(filters))})
-    assert stages(explained["queryPlanner"]["winningPlan"]) == ["COLLSCAN"]
+
+@pytest.mark.parametrize(("filters", "index"), [
+    ({}, "_id_"), ({"q": "ann"}, "searchKeys_id"), ({"q": "annandale"}, "searchKeys_id"),
+    ({"email": "C3@example.com"}, "emailKey_id"), ({"country": "FRANCE"}, "countryKey_id"),
+    ({"country": "France", "q": "ann"}, None), ({"email": "shared@x.org", "country": "USA", "q": "b"}, None),
+], ids=lambda value: str(value))
+@pytest.mark.parametrize("after", [None, "c050"])
+async def test_every_list_shape_walks_an_index_in_id_order_and_stops_at_the_limit(
+        db: AsyncDatabase, people: list[dict[str, Any]], filters: dict[str, str], index: str | None,
+        after: str | None) -> None:
+    """The page's find as the repository sends it: no SORT stage (the index gives the _id order), a LIMIT, and
+    no more documents examined than the page needs plus what a compound filter's other conditions reject."""
+    query = _filter(**everything(filters))
+    if after is not None:
+        query["_id"] = {"$gt": after}
+    explained = await db.customers.find(query).sort("_id", 1).limit(6).explain()
+    plan = stages(explained["queryPlanner"]["winningPlan"])
+    assert plan[0] == "LIMIT" and not any(stage.startswith("SORT") for stage in plan), plan
+    scans = [stage for stage in plan if stage.startswith("IXSCAN")]
+    assert len(scans) == 1, plan
+    if index is not None:
+        assert scans[0] == f"IXSCAN({index})", plan
+    if len(filters) <= 1 and len(filters.get("q", "")) <= PREFIX_CHARS:
+        # One equality: the index range holds only matches, so the walk reads the page alone. (A longer q also
+        # reads the customers whose terms share its first PREFIX_CHARS characters but not the rest.)
+        assert explained["executionStats"]["totalDocsExamined"] <= 6
+
+
+async def test_a_filtered_total_is_counted_up_to_the_cap(db: AsyncDatabase, people: list[dict[str, Any]]) -> None:
+    repository = CustomerRepository(db.customers, total_cap=5)
+    many = expected_ids(people, {"q": "a"})
+    assert len(many) > 5
+    page = await repository.list(limit=3, page=None, after=None, q="a")
+    assert (page.total, page.total_capped) == (5, True)
+    assert [item.customer_id for item in page.items] == many[:3] and page.next_cursor is not None
+    assert (await walk(repository, 50, q="a"))[0] == many  # the cap limits the count, never the pages
+    few = expected_ids(people, {"email": "shared@x.org"})
+    page = await repository.list(limit=50, page=None, after=None, email="shared@x.org", q="jo")
+    assert page.total_capped is False and page.total == len(expected_ids(people, {"email": "shared@x.org",
+                                                                                   "q": "jo"})) <= len(few)
+    unfiltered = await repository.list(limit=1, page=None, after=None)
+    assert (unfiltered.total, unfiltered.total_capped) == (len(people), False)  # metadata count, never capped
 
 
 async def test_a_cursor_past_every_match_gives_an_empty_last_page(db: AsyncDatabase,
                                                                    people: list[dict[str, Any]]) -> None:
-    secantus = CustomerRepository(db.customers, Planner.SECANTUS)
-    page = await secantus.list(limit=10, page=None, after="eg", q="ann")  # "eg": base64 of "z"
+    page = await CustomerRepository(db.customers).list(limit=10, page=None, after="eg", q="ann")  # "eg": "z"
     assert page.items == [] and page.next_cursor is None and page.total > 0
 
-
-# --- the unfiltered list on SecantusDB: id ranges ----------------------------------------------------------
 
 ODD_IDS = ["-", ".5", "0", "00", "000000000", "0000000001", "9", "A", "Z", "_", "a", "a" * 64, "ab", "b-1", "z",
            "zzzzzzzzzz", "~", "é", "éa", "ü-2", "中文", "\U0001f600"]
 
 
-def imported(customer_id: str) -> dict[str, Any]:
-    doc = {"_id": customer_id, "firstName": "Ann", "lastName": "Lee", "email": "a@b.c", "createdAt": NOW,
-           "updatedAt": NOW}
-    return {**doc, "searchKeys": search_keys(doc)}
+@pytest.mark.parametrize("limit", [1, 3, 50])
+async def test_the_unfiltered_walk_is_the_id_order_of_odd_ids(db: AsyncDatabase, limit: int) -> None:
+    """MongoDB orders string _ids by their UTF-8 bytes, which is Python's code point order."""
+    await db.customers.insert_many([customer(customer_id, firstName="A") for customer_id in ODD_IDS])
+    repository = CustomerRepository(db.customers)
+    assert await walk(repository, limit) == (sorted(ODD_IDS), {len(ODD_IDS)})
+    page = await repository.list(limit=3, page=2, after=None)
+    assert [item.customer_id for item in page.items] == sorted(ODD_IDS)[3:6]
 
 
-def id_sets() -> list[list[str]]:
-    rng = random.Random(3)
-    hex15 = ["".join(rng.choices("0123456789abcdefABCDEF", k=15)) for _ in range(300)]
-    dense = [f"load-{i}" for i in range(150)]
-    return [ODD_IDS, hex15, dense + hex15[:100], ["only"], []]
+# --- the start-up migration of a database written by the previous version ----------------------------------
+
+def previous_version(customer_id: str, **fields: Any) -> dict[str, Any]:
+    """A customer as the previous version stored it: one `searchKeys` array with the lower-cased terms, the
+    country tagged "\\x1ecountry:" and the id tagged "\\x1did:", and no emailKey/countryKey."""
+    terms = [value.lower() for name in SEARCHED if (value := fields.get(name))]
+    tags = ([f"\x1ecountry:{fields['country']}"] if fields.get("country") else []) + [f"\x1did:{customer_id}"]
+    return {"_id": customer_id, **fields, "createdAt": NOW, "updatedAt": NOW, "searchKeys": terms + tags}
 
 
-def samples(ids: list[str]) -> dict[str, list[str]]:
-    rng = random.Random(9)
-    return {
-        "census": [customer_id for customer_id in ids if census.sampled(customer_id)],
-        "none": [],
-        "every-id": list(ids),  # ranges of about one id
-        "foreign": sorted("".join(rng.choices("0123456789abcdefXYZé-", k=rng.randint(1, 20))) for _ in range(50)),
-    }
-
-
-@pytest.mark.parametrize("ids", id_sets(), ids=["odd", "hex", "mixed", "one", "none"])
-@pytest.mark.parametrize("sample", ["census", "none", "every-id", "foreign"])
-async def test_id_ranges_give_the_pages_of_the_id_order(db: AsyncDatabase, ids: list[str], sample: str) -> None:
-    """Whatever the sample says (the real one, none, one entry per id, ids that do not exist), the ranges give
-    exactly the id order: by cursor and by page number, against the scan."""
-    if ids:
-        await db.customers.insert_many([imported(customer_id) for customer_id in ids])
-    meta = db.service_meta
-    await meta.update_one({"_id": "customers"}, {"$set": {"count": len(ids)}})
-    await meta.replace_one({"_id": census.SAMPLE_ID}, {"ids": samples(ids)[sample]}, upsert=True)
-    _samples.clear()
-    ranges = CustomerRepository(db.customers, Planner.SECANTUS, meta)
-    scan = CustomerRepository(db.customers, Planner.MONGODB)
-    for limit in (1, 3, 50):
-        assert await walk(ranges, limit) == (sorted(ids), {len(ids)})
-    for page_number in (1, 2, 5):
-        assert (await ranges.list(limit=3, page=page_number, after=None)
-                == await scan.list(limit=3, page=page_number, after=None))
-
-
-class Counting:
-    """The customers collection, counting the documents its finds return."""
-
-    def __init__(self, collection: Any):
-        self.collection, self.returned = collection, 0
-
-    def find(self, *args: Any, **kwargs: Any) -> Any:
-        cursor = self.collection.find(*args, **kwargs)
-        outer = self
-
-        class Counted:
-            def __aiter__(self) -> Any:
-                return self
-
-            async def __anext__(self) -> Any:
-                doc = await cursor.__anext__()
-                outer.returned += 1
-                return doc
-
-        return Counted()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.collection, name)
-
-
-async def test_a_page_reads_about_what_it_shows(db: AsyncDatabase) -> None:
-    """The point of the id ranges: a 50-customer page of 6,000 reads a few buckets of the sample, not all."""
-    rng = random.Random(4)
-    ids = sorted({"".join(rng.choices("0123456789abcdefABCDEF", k=15)) for _ in range(6000)})
-    await db.customers.insert_many([imported(customer_id) for customer_id in ids])
-    await db.service_meta.delete_many({})
-    await prepare_customers(db, Planner.SECANTUS)  # the census and sample, from the stored ids
-    _samples.clear()
-    counting = Counting(db.customers)
-    repository = CustomerRepository(counting, Planner.SECANTUS, db.service_meta)  # type: ignore[arg-type]
-    page = await repository.list(limit=50, page=None, after=None)
-    assert [item.customer_id for item in page.items] == ids[:50] and page.total == len(ids)
-    assert counting.returned <= 4 * census.SAMPLE_RATE
-    counting.returned = 0
-    walked, _ = await walk(repository, 50)
-    assert walked == ids
-    assert counting.returned <= 3 * len(ids)  # every customer read about twice on average, not 120 times
-    counting.returned = 0
-    deep = await repository.list(limit=50, page=100, after=None)
-    assert [item.customer_id for item in deep.items] == ids[4950:5000]
-
-
-async def test_the_id_range_runs_on_the_index(db: AsyncDatabase) -> None:
-    await db.customers.insert_many([imported(f"c{i}") for i in range(20)])
-    explained = await db.command("explain", {"find": "customers", "filter": {
-        "searchKeys": {"$gte": ID_TAG + "c1", "$lt": ID_TAG + "c3"}}})
-    assert explained["queryPlanner"]["winningPlan"]["inputStage"]["stage"] == "IXSCAN"
-
-
-async def test_the_census_follows_the_service_s_writes(db: AsyncDatabase) -> None:
-    """prepare_listing on documents written before id entries existed, then POST, DELETE and the sink."""
-    await db.service_meta.delete_many({})
-    no_keys = {name: value for name, value in imported("o2").items() if name != "searchKeys"}
-    old = [{**imported("o1"), "searchKeys": ["ann", "\x1did:stale"]}, no_keys, {"_id": 7, "searchKeys": ["x"]}]
+async def test_the_migration_rekeys_every_customer_once(db: AsyncDatabase, caplog: pytest.LogCaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    await db.customers.drop()
+    await db.customers.create_index("searchKeys", name="searchKeys")  # the previous version's one index
+    await db.service_meta.insert_one({"_id": "customers", "idKeys": True, "count": 2500})
+    old = [previous_version(f"m{i:04d}", firstName=f"Ann{i}", lastName="Lee", email=f"M{i}@X.org",
+                            **({"country": "France"} if i % 2 else {})) for i in range(2499)]
+    old.append({"_id": 7, "note": "an operator's document without customer fields"})
     await db.customers.insert_many(old)
-    repository = CustomerRepository(db.customers, Planner.SECANTUS, db.service_meta)
-    assert await census.read(db.service_meta) is None
-    await repository.prepare_listing()
-    # The count is of the customers the list shows: string ids (7 has no id entry).
-    assert await census.read(db.service_meta) == {"_id": "customers", "idKeys": True, "count": 2}
-    stored = {doc["_id"]: doc["searchKeys"] async for doc in db.customers.find()}
-    assert stored == {"o1": ["ann", ID_TAG + "o1"], "o2": [ID_TAG + "o2"], 7: ["x"]}
-    await repository.prepare_listing()  # once only
-    assert (await census.read(db.service_meta) or {})["count"] == 2
+    await ensure_indexes(db)
+    caplog.set_level(logging.INFO, logger="app.customers.repository")
+    await migrate_customers(db)
 
-    await repository.create(CustomerCreate(customer_id="n1", first_name="N", last_name="One", email="n@o.p"))
-    await repository.delete("o2")
-    with pytest.raises(NotFound):
-        await repository.delete("o2")
-    assert (await census.read(db.service_meta) or {})["count"] == 2
+    assert "searchKeys" not in await db.customers.index_information()
+    assert "service_meta" not in await db.list_collection_names()
+    assert [r.message for r in caplog.records if "migrated 2000 of" in r.message]  # progress, batch by batch
+    async for doc in db.customers.find():
+        fields = {name: doc[name] for name in ("firstName", "lastName", "email", "country") if name in doc}
+        assert {name: doc[name] for name in KEYS if name in doc} == index_keys(fields), doc["_id"]
+    repository = CustomerRepository(db.customers)
+    assert (await repository.list(limit=5, page=None, after=None, country="FRANCE")).total == 1249
+    assert [c.customer_id for c in (await repository.list(limit=5, page=None, after=None, q="ann12")).items] == [
+        "m0012", "m0120", "m0121", "m0122", "m0123"]
 
-    sink = Sink(db.customers, job_id="j1", retry_seconds=5, writers=1, meta=db.service_meta)
-    docs = [imported(customer_id) for customer_id in ("n1", "s1", "s2")]  # n1 exists: a duplicate
-    batch = Batch(ids=[doc["_id"] for doc in docs], lines=[2, 3, 4], docs=[bson.encode(doc) for doc in docs])
-    written = await sink.write(batch)
-    assert (written.inserted, written.duplicate) == (2, 1)
-    assert (await census.read(db.service_meta) or {})["count"] == 4
-    page = await repository.list(limit=2, page=1, after=None)
-    assert [item.customer_id for item in page.items] == ["n1", "o1"] and page.total == 4
+    caplog.clear()
+    await migrate_customers(db)  # done once: the next start finds nothing to do
+    assert not caplog.records
 
 
-async def test_no_census_before_the_id_entries_means_the_scan(db: AsyncDatabase) -> None:
-    await db.service_meta.delete_many({})
-    await db.customers.insert_many([{"_id": f"x{i}", "firstName": "A", "lastName": "B", "email": "a@b",
-                                     "createdAt": NOW, "updatedAt": NOW} for i in range(3)])  # no id entries
-    await census.add(db.service_meta, 5)  # an $inc before the census exists creates nothing
-    assert await db.service_meta.count_documents({}) == 0
-    page = await CustomerRepository(db.customers, Planner.SECANTUS, db.service_meta).list(
-        limit=10, page=None, after=None)
-    assert [item.customer_id for item in page.items] == ["x0", "x1", "x2"] and page.total == 3
+async def test_the_migration_leaves_a_customer_changed_meanwhile_alone(db: AsyncDatabase) -> None:
+    """A PATCH between the migration's read and its write already wrote the right keys: the guarded write
+    must not put back keys of the old values."""
+    await db.customers.drop()
+    await db.customers.create_index("searchKeys", name="searchKeys")
+    await db.customers.insert_one(previous_version("p1", firstName="Ann", lastName="Lee", email="a@b.c"))
+    await ensure_indexes(db)
+    repository = CustomerRepository(db.customers)
 
+    class PatchFirst:
+        """The customers collection, whose migration read is followed by a PATCH before the write."""
 
-async def test_a_name_cannot_pass_for_an_id_entry(db: AsyncDatabase) -> None:
-    repository = CustomerRepository(db.customers, Planner.SECANTUS, db.service_meta)
-    for customer_id, first in (("aaa", "\x1did:zzz"), ("bbb", "Bo"), ("zzz", "\x1ecountry:X")):
-        await repository.create(CustomerCreate(customer_id=customer_id, first_name=first, last_name="L",
-                                               email=f"{customer_id}@x.y"))
-    stored = await db.customers.find_one({"_id": "aaa"})
-    assert stored is not None and stored["searchKeys"] == ["id:zzz", "l", "aaa@x.y", ID_TAG + "aaa"]
-    _samples.clear()
-    assert await walk(repository, 1) == (["aaa", "bbb", "zzz"], {3})
-    assert [item.customer_id for item in (await repository.list(limit=9, page=None, after=None,
-                                                                 country="X")).items] == []
+        def __init__(self) -> None:
+            self.collection = db.customers
 
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.collection, name)
 
-async def test_list_reads_on_secantus_wait_their_turn(db: AsyncDatabase) -> None:
-    """At most `lists` list reads run at once (SecantusDB's readers otherwise starve an import's writes)."""
-    await db.customers.insert_many([imported(f"c{i:03d}") for i in range(300)])
-    await db.service_meta.update_one({"_id": "customers"}, {"$set": {"count": 300}})
+        async def bulk_write(self, ops: list[Any], **kwargs: Any) -> Any:
+            await repository.update("p1", CustomerUpdate(first_name="Zed"))
+            return await self.collection.bulk_write(ops, **kwargs)
 
-    class Gauge(Counting):
-        running = peak = 0
+    class Database:
+        def __getitem__(self, name: str) -> Any:
+            return PatchFirst() if name == "customers" else db[name]
 
-        def find(self, *args: Any, **kwargs: Any) -> Any:
-            cursor = self.collection.find(*args, **kwargs)
-            gauge = self
+        async def drop_collection(self, name: str) -> None:
+            await db.drop_collection(name)
 
-            class Measured:
-                def __aiter__(self) -> Any:
-                    gauge.running += 1
-                    gauge.peak = max(gauge.peak, gauge.running)
-                    return self
-
-                async def __anext__(self) -> Any:
-                    try:
-                        return await cursor.__anext__()
-                    except StopAsyncIteration:
-                        gauge.running -= 1
-                        raise
-
-            return Measured()
-
-    gauge = Gauge(db.customers)
-    repository = CustomerRepository(gauge, Planner.SECANTUS, db.service_meta, asyncio.Semaphore(1))  # type: ignore[arg-type]
-    pages = await asyncio.gather(*(repository.list(limit=5, page=None, after=None, **params)
-                                   for params in ({}, {"q": "ann"}, {}, {"country": "X"}, {"email": "a@b.c"})))
-    assert [page.total for page in pages] == [300, 300, 300, 0, 300]
-    assert gauge.peak == 1
-    unbounded = Gauge(db.customers)
-    repository = CustomerRepository(unbounded, Planner.SECANTUS, db.service_meta)  # type: ignore[arg-type]
-    await asyncio.gather(*(repository.list(limit=5, page=None, after=None, q="ann") for _ in range(5)))
-    assert unbounded.peak > 1  # the gauge can see more than one
+    await migrate_customers(Database())  # type: ignore[arg-type]
+    stored = await db.customers.find_one({"_id": "p1"})
+    assert stored is not None and stored["firstName"] == "Zed"
+    assert stored["searchKeys"] == index_keys(stored)["searchKeys"] and "ann" not in stored["searchKeys"]

@@ -14,6 +14,7 @@ def test_defaults_when_the_environment_is_empty() -> None:
     assert settings == Settings()
     assert settings.mongodb_uri is None
     assert (settings.port, settings.log_level, settings.max_body_bytes) == (8000, "INFO", 1_048_576)
+    assert settings.embedded_db_server == "auto"
 
 
 @pytest.mark.parametrize(("env", "field", "value"), [
@@ -26,6 +27,8 @@ def test_defaults_when_the_environment_is_empty() -> None:
     ({"IMPORT_RETRY_SECONDS": "5"}, "import_retry_seconds", 5.0),
     ({"IMPORT_MAX_REJECTS": "0"}, "import_max_rejects", 0),
     ({"CSV_FILE_PATH": "/data/customers.csv"}, "csv_file_path", "/data/customers.csv"),
+    ({"EMBEDDED_DB_SERVER": "python"}, "embedded_db_server", "python"),
+    ({"EMBEDDED_DB_SERVER": sys.executable}, "embedded_db_server", sys.executable),  # any executable file
     ({"PORT": ""}, "port", 8000),  # an empty variable means "use the default"
     ({"port": "1"}, "port", 8000),  # names are upper case
     ({"UNRELATED": "x"}, "port", 8000),
@@ -38,7 +41,7 @@ def test_values_are_converted_from_strings(env: dict[str, str], field: str, valu
     ("PORT", "abc"), ("PORT", "70000"), ("PORT", "-1"), ("PORT", "80.5"), ("LOG_LEVEL", "LOUD"),
     ("IMPORT_BATCH_SIZE", "0"), ("IMPORT_BATCH_SIZE", "10001"), ("IMPORT_WORKERS", "0"),
     ("IMPORT_BLOCK_BYTES", "100"), ("IMPORT_CHECKPOINT_SECONDS", "0"), ("IMPORT_LEASE_SECONDS", "soon"),
-    ("MAX_BODY_BYTES", "1MB"),
+    ("MAX_BODY_BYTES", "1MB"), ("EMBEDDED_DB_SERVER", "/nonexistent/secantusd-rs"), ("EMBEDDED_DB_SERVER", "rust"),
 ])
 def test_a_bad_value_names_the_variable(name: str, raw: str) -> None:
     with pytest.raises(SettingsError, match=f"^{name}="):
