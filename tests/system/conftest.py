@@ -29,6 +29,7 @@ START_TIMEOUT = 60.0
 IMPORT_TIMEOUT = 90.0
 LEASE_SECONDS = 3.0
 BATCH_SIZE = 100
+STEP_SECONDS = 0.005  # how long step_until lets the database run between two looks at an import
 HEADER = (
     "Index,Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Email,"
     "Subscription Date,Website,About Customer"
@@ -236,6 +237,38 @@ def wait_progress(
     return wait_until(check, timeout, app, what)
 
 
+@contextlib.contextmanager
+def held(server: EmbeddedMongo) -> Iterator[None]:
+    """The database server stopped (SIGSTOP) for the block: the import cannot move while a test looks at it."""
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+
+
+def step_until(app: App, server: EmbeddedMongo, predicate: Callable[[dict[str, Any]], bool], what: str,
+               then: Callable[[], None] | None = None, timeout: float = IMPORT_TIMEOUT) -> dict[str, Any]:
+    """The owner's /import/progress (served from its memory) looked at with the database held still, and the
+    database let run for STEP_SECONDS between looks: however fast the database, the import stops at each look
+    and advances about one slice between two, so the test sees it pass `predicate` while still RUNNING. `then`
+    runs while the database is still held (kill -9 the app, say), then the database goes on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with held(server):
+            progress = app.progress()
+            if predicate(progress):
+                if then is not None:
+                    then()
+                return progress
+        if progress["status"] not in ("RUNNING", "IDLE"):
+            app.fail(f"job ended {progress['status']} while waiting for {what}: {progress}")
+        time.sleep(STEP_SECONDS)
+    app.fail(f"{what} not reached within {timeout:.0f}s")
+    raise AssertionError(what)
+
+
 def wait_completed(app: App, timeout: float = IMPORT_TIMEOUT) -> dict[str, Any]:
     return wait_progress(app, lambda p: p["status"] == "COMPLETED", timeout, "COMPLETED")
 
@@ -340,6 +373,7 @@ class Deployment:
     database: str
     file_name: str
     file: Path
+    server: EmbeddedMongo
 
     def start(self, **kwargs: Any) -> App:
         return self.apps.start(**kwargs)
@@ -351,7 +385,7 @@ def _deploy(server: EmbeddedMongo, client: MongoClient, hostile: Hostile, folder
     target = folder / "imports" / hostile.path.name
     shutil.copy(hostile.path, target)
     seed(client, database)
-    return Deployment(apps, database, hostile.path.name, target)
+    return Deployment(apps, database, hostile.path.name, target, server)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ compares counters, customer ids and rejected rows with the reference import of t
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from tests.system.conftest import (
     fraction,
     result_of,
     start_import,
-    terminate,
+    step_until,
     wait_completed,
     wait_progress,
     wait_until,
@@ -50,11 +51,11 @@ def assert_same_as_reference(app: App, sync_mongo: MongoClient, job_id: str, ref
     assert result.rejected == reference.rejected
 
 
-def kill_when(app: App, reached: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
-    """kill -9 the app as soon as its progress satisfies `reached`; the job must still be running."""
-    progress = wait_progress(app, reached, what=what)
-    app.kill()
-    return progress
+def kill_when(deployment: Deployment, app: App, reached: Callable[[dict[str, Any]], bool],
+              what: str) -> dict[str, Any]:
+    """kill -9 the app as soon as its progress satisfies `reached`, with the database held still meanwhile (so a
+    fast database cannot finish the job first); the job must still be running."""
+    return step_until(app, deployment.server, reached, what, then=app.kill)
 
 
 def restart_and_await_takeover(
@@ -114,7 +115,7 @@ def test_kill_9_mid_import_then_restart_resumes_to_the_reference_result(
     if reached is None:
         app.kill()
     else:
-        progress = kill_when(app, reached, point)
+        progress = kill_when(deployment, app, reached, point)
         assert fraction(progress) <= UPPER[point] and progress["status"] == "RUNNING", progress
     killed_at = time.monotonic()
 
@@ -128,9 +129,9 @@ def test_kill_9_mid_import_then_restart_resumes_to_the_reference_result(
 def test_kill_9_twice_in_one_import(deployment: Deployment, sync_mongo: MongoClient, reference: Result) -> None:
     app = deployment.start()
     job = start_import(app, deployment.file_name)
-    kill_when(app, lambda p: fraction(p) >= 0.3, "30%")
+    kill_when(deployment, app, lambda p: fraction(p) >= 0.3, "30%")
     second, _ = restart_and_await_takeover(deployment, sync_mongo, job["jobId"], time.monotonic(), attempts=2)
-    kill_when(second, lambda p: fraction(p) >= 0.7, "70%")
+    kill_when(deployment, second, lambda p: fraction(p) >= 0.7, "70%")
     third, _ = restart_and_await_takeover(deployment, sync_mongo, job["jobId"], time.monotonic(), attempts=3)
     final = wait_completed(third)
     assert final["attempts"] == 3
@@ -142,8 +143,8 @@ def test_database_outage_mid_import(own_server: OwnServer, reference: Result) ->
     port = server.port
     app = deployment.start()
     job = start_import(app, deployment.file_name)
-    wait_progress(app, lambda p: fraction(p) >= 0.3, what="30%")
-
+    # SIGTERM while held: the database stops before the import can go on.
+    step_until(app, server, lambda p: fraction(p) >= 0.3, "30%", then=lambda: server.process.terminate())
     server.stop()
     stopped = time.monotonic()
     wait_until(lambda: app.get("/health").status_code == 503, 10, app, "GET /health 503")
@@ -174,17 +175,14 @@ def test_second_instance_takes_over_when_the_first_is_killed(
     first, second = deployment.start(), deployment.start()
     job = start_import(first, deployment.file_name)
 
-    # the non-owner answers from import_state: the same job, a watermark that trails the owner's
-    seen = wait_progress(
-        second,
-        lambda p: p["jobId"] == job["jobId"] and p["bytesRead"] > job["bytesRead"],
-        what="a checkpoint visible to the second instance",
-    )
-    assert seen["status"] == "RUNNING" and seen["attempts"] == 1
-    assert seen["bytesRead"] <= first.progress()["bytesRead"]
-
-    kill_when(first, lambda p: fraction(p) >= 0.3, "30%")
+    at_kill = kill_when(deployment, first, lambda p: fraction(p) >= 0.3, "30%")
     killed_at = time.monotonic()
+    # the non-owner answers from import_state: the same job, as the dead owner last persisted it (until the lease
+    # of LEASE_SECONDS expires and it takes the job over)
+    seen = second.progress()
+    persisted = job_doc(sync_mongo, deployment, job["jobId"])
+    assert seen["jobId"] == job["jobId"] and seen["status"] == "RUNNING" and seen["attempts"] == 1, seen
+    assert seen["bytesRead"] == persisted["bytesRead"] <= at_kill["bytesRead"]
     adopted = wait_progress(second, lambda p: p["attempts"] >= 2, TAKEOVER_BY_PEER, "takeover by the peer")
     assert adopted["status"] == "RUNNING" and adopted["jobId"] == job["jobId"]
     print(f"\npeer took over {time.monotonic() - killed_at:.1f}s after kill -9 (lease {LEASE_SECONDS}s)")
@@ -198,9 +196,11 @@ def test_sigterm_releases_the_lease_and_the_next_start_completes(
 ) -> None:
     app = deployment.start()
     job = start_import(app, deployment.file_name)
-    at = wait_progress(app, lambda p: fraction(p) >= 0.3, what="30%")
-
-    code, seconds = terminate(app, timeout=25)
+    # SIGTERM while the database is held: the app checkpoints and releases the job once it goes on.
+    at = step_until(app, deployment.server, lambda p: fraction(p) >= 0.3, "30%",
+                    then=lambda: app.process.send_signal(signal.SIGTERM))
+    began = time.monotonic()
+    code, seconds = app.process.wait(25), time.monotonic() - began
     print(f"\nSIGTERM: exited {code} after {seconds:.1f}s")
     assert seconds < 20
     doc = job_doc(sync_mongo, deployment, job["jobId"])

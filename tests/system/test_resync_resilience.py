@@ -21,8 +21,8 @@ from tests.system.conftest import (
     Apps,
     app_env,
     fraction,
+    step_until,
     wait_completed,
-    wait_progress,
     wait_until,
 )
 
@@ -117,8 +117,7 @@ def test_kill_9_mid_resync_then_restart_ends_like_an_uninterrupted_resync(
     try:
         app = apps.start()
         job = start(app, v2.name, "upsert")
-        progress = wait_progress(app, lambda p: fraction(p) >= 0.3, what="30%")
-        app.kill()
+        progress = step_until(app, mongo_server, lambda p: fraction(p) >= 0.3, "30%", then=app.kill)
         assert progress["status"] == "RUNNING" and fraction(progress) <= 0.7, progress
         state = sync_mongo[database].import_state.find_one({"_id": job["jobId"]})
         # rows written beyond the persisted watermark: the resumed job meets them again
