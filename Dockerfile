@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The API image. `docker compose up --build` runs it next to MongoDB (see docker-compose.yml); run alone
-# (no MONGODB_URI) it starts the embedded SecantusDB server with its data in $DATA_DIR/db.
+# (no MONGODB_URI) it starts SecantusDB's Python server (the image carries no secantusd-rs; fine for a try-out)
+# with its data in $DATA_DIR/db.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
