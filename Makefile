@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The embedded database server secantusd-rs (crate secantus-mdb), pinned here and nowhere else. The crate declares
+# rust-version 1.98, but this version builds and works with rustc 1.95 (this machine), hence --ignore-rust-version in
+# scripts/install_secantusd.sh. Without cargo + cmake + a C compiler the app falls back to SecantusDB's Python server.
+SECANTUS_MDB := 0.5.3-beta.196
 
-.PHONY: run test lint bench load clean
+.PHONY: run test lint bench load clean secantusd
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,10 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+# A few milliseconds when installed; the first time a cargo build of about 4 minutes. Never fails the build.
+secantusd:
+	@bash scripts/install_secantusd.sh $(SECANTUS_MDB)
+
+run: $(STAMP) secantusd
 	$(PY) -m app serve
 
-test: $(STAMP)
+test: $(STAMP) secantusd
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
