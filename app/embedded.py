@@ -138,7 +138,9 @@ class EmbeddedMongo:
         """Start the server and return its URI once it answers ping."""
         self.storage.mkdir(parents=True, exist_ok=True)
         self._stop_orphan()
-        if self.port == 0 or not port_is_free(self.host, self.port):
+        if self.port == 0:  # EMBEDDED_DB_PORT=0: any free port
+            self.port = free_port(self.host)
+        elif not port_is_free(self.host, self.port):
             busy, self.port = self.port, free_port(self.host)
             log.warning("port %d is busy; embedded database uses port %d", busy, self.port)
         cmd = [*self.command, "--host", self.host, "--port", str(self.port),
