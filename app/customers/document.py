@@ -1,10 +1,12 @@
 """The stored shape of a customer, shared by the API and the import workers (pure: no I/O).
 
 Besides its fields, a customer carries the keys its indexes serve (app/db.py), derived here only:
-- `searchKeys`: for each of first name, last name, company and email, lower-cased, its prefixes of 1 to
-  PREFIX_CHARS characters and the whole term. `q` of up to PREFIX_CHARS characters is one equality on it,
-  so the `(searchKeys, _id)` index walks its matches in customerId order and stops at the page's limit; a
-  longer `q` is the equality on its first PREFIX_CHARS characters plus a range over the whole terms.
+- `searchKeys` (indexed): for each of first name, last name, company and email, lower-cased, its prefixes of
+  1 to PREFIX_CHARS characters. `q` of up to PREFIX_CHARS characters is one equality on it, so the
+  `(searchKeys, _id)` index walks its matches in customerId order and stops at the page's limit.
+- `searchTerms` (not indexed): the same four terms whole. A longer `q` is the equality on its first
+  PREFIX_CHARS characters plus a range over these; being unindexed, the range cannot be taken for the index's
+  bounds instead of the equality (which would need a sort).
 - `emailKey`, `countryKey`: the lower-cased email and country, for the case-insensitive exact filters.
 """
 
@@ -18,9 +20,9 @@ FIELDS = ("customerId", "firstName", "lastName", "email", "company", "city", "co
           "phone1", "phone2", "subscriptionDate", "website", "about")
 SEARCHED = ("firstName", "lastName", "company", "email")
 INDEXED = (*SEARCHED, "country")  # the fields the keys are derived from
-KEY_SOURCES = {"searchKeys": SEARCHED, "emailKey": ("email",), "countryKey": ("country",)}  # key -> its fields
+KEY_SOURCES = {"searchKeys": SEARCHED, "searchTerms": SEARCHED, "emailKey": ("email",), "countryKey": ("country",)}
 KEYS = tuple(KEY_SOURCES)
-PREFIX_CHARS = 4  # see the module docstring; the README's index table shows what each length costs
+PREFIX_CHARS = 3  # each index entry costs inserts: scripts/bench_indexes.py, README
 KEY_CHARS = 256  # longest value kept in an index key
 
 
@@ -29,21 +31,23 @@ def text_key(value: str) -> str:
     return value.lower()[:KEY_CHARS]
 
 
+def search_terms(doc: dict[str, Any]) -> list[str]:
+    # A dict: ordered and without repeats.
+    return list(dict.fromkeys(term for name in SEARCHED if (value := doc.get(name)) and (term := text_key(value))))
+
+
 def search_keys(doc: dict[str, Any]) -> list[str]:
-    keys: dict[str, None] = {}  # a dict: ordered and without repeats (a repeat is a wasted index entry)
-    for name in SEARCHED:
-        if (value := doc.get(name)) and (term := text_key(value)):
-            for length in range(1, min(len(term), PREFIX_CHARS) + 1):
-                keys[term[:length]] = None
-            keys[term] = None
-    return list(keys)
+    """Each term's prefixes of 1 to PREFIX_CHARS characters, without repeats (a repeat is a wasted index entry)."""
+    return list(dict.fromkeys(term[:length] for term in search_terms(doc)
+                              for length in range(1, min(len(term), PREFIX_CHARS) + 1)))
 
 
 def index_keys(doc: dict[str, Any]) -> dict[str, Any]:
     """The keys a customer with these fields carries; a key whose fields are empty is absent."""
     keys: dict[str, Any] = {}
-    if terms := search_keys(doc):
-        keys["searchKeys"] = terms
+    if terms := search_terms(doc):
+        keys["searchKeys"] = search_keys(doc)
+        keys["searchTerms"] = terms
     if email := doc.get("email"):
         keys["emailKey"] = text_key(email)
     if country := doc.get("country"):

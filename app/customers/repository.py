@@ -71,10 +71,9 @@ def _q_filter(q: str) -> dict[str, Any]:
     prefix = text_key(q)
     if len(prefix) <= PREFIX_CHARS:
         return {"searchKeys": prefix}
-    # The equality picks the index range; the range over the array keeps the terms that start with q (a prefix
-    # entry is shorter than q, so it never falls inside [q, q + the last code point)).
-    return {"searchKeys": {"$all": [prefix[:PREFIX_CHARS]],
-                           "$elemMatch": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}}}
+    # The equality is the index range; the range over the (unindexed) whole terms keeps those that start with q.
+    return {"searchKeys": prefix[:PREFIX_CHARS],
+            "searchTerms": {"$elemMatch": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}}}
 
 
 def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[str, Any]:

@@ -245,4 +245,4 @@ async def test_the_migration_leaves_a_customer_changed_meanwhile_alone(db: Async
     await migrate_customers(Database())  # type: ignore[arg-type]
     stored = await db.customers.find_one({"_id": "p1"})
     assert stored is not None and stored["firstName"] == "Zed"
-    assert stored["searchKeys"] == index_keys(stored)["searchKeys"] and "ann" not in stored["searchKeys"]
+    assert stored["searchTerms"] == index_keys(stored)["searchTerms"] and "ann" not in stored["searchTerms"]

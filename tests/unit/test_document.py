@@ -1,6 +1,6 @@
 import pytest
 
-from app.customers.document import KEY_CHARS, PREFIX_CHARS, index_keys, is_email, search_keys
+from app.customers.document import KEY_CHARS, PREFIX_CHARS, index_keys, is_email, search_keys, search_terms
 
 
 @pytest.mark.parametrize("value", [
@@ -19,8 +19,8 @@ def test_is_email_rejects(value: str) -> None:
 
 
 def grams(term: str) -> list[str]:
-    """What one term contributes: its prefixes up to PREFIX_CHARS characters, then the whole term."""
-    return list(dict.fromkeys([term[:n] for n in range(1, min(len(term), PREFIX_CHARS) + 1)] + [term]))
+    """What one term contributes to `searchKeys`: its prefixes of up to PREFIX_CHARS characters."""
+    return list(dict.fromkeys(term[:n] for n in range(1, min(len(term), PREFIX_CHARS) + 1)))
 
 
 @pytest.mark.parametrize(("doc", "terms"), [
@@ -32,20 +32,22 @@ def grams(term: str) -> list[str]:
     ({"city": "Paris", "phone1": "+33 1", "website": "https://x.fr"}, []), ({}, []),
     ({"company": "X" * (KEY_CHARS + 10)}, ["x" * KEY_CHARS]),
 ])
-def test_search_keys_are_each_term_s_prefixes_and_the_term(doc: dict[str, str | None], terms: list[str]) -> None:
-    expected = list(dict.fromkeys(key for term in terms for key in grams(term)))
-    assert search_keys(doc) == expected
+def test_search_keys_are_each_term_s_prefixes(doc: dict[str, str | None], terms: list[str]) -> None:
+    assert search_keys(doc) == list(dict.fromkeys(key for term in terms for key in grams(term)))
+    assert search_terms(doc) == terms
 
 
 def test_search_keys_of_a_long_term() -> None:
-    assert search_keys({"lastName": "Johansson"}) == [*["j", "jo", "joh", "joha", "johan"][:PREFIX_CHARS], "johansson"]
+    assert search_keys({"lastName": "Johansson"}) == ["j", "jo", "joh", "joha", "johan"][:PREFIX_CHARS]
+    assert search_terms({"lastName": "Johansson"}) == ["johansson"]
 
 
 @pytest.mark.parametrize(("doc", "keys"), [
     ({"email": "Ann@Example.COM", "country": "Côte d'Ivoire"},
-     {"searchKeys": search_keys({"email": "Ann@Example.COM"}), "emailKey": "ann@example.com",
+     {"searchKeys": search_keys({"email": "Ann@Example.COM"}), "searchTerms": ["ann@example.com"],
+      "emailKey": "ann@example.com",
       "countryKey": "côte d'ivoire"}),
-    ({"firstName": "Ann"}, {"searchKeys": grams("ann")}),
+    ({"firstName": "Ann"}, {"searchKeys": grams("ann"), "searchTerms": ["ann"]}),
     ({"country": "FRANCE", "city": "Paris"}, {"countryKey": "france"}),
     ({"city": "Paris"}, {}),
 ])
