@@ -3,14 +3,15 @@
     .venv/bin/python scripts/bench_import.py --rows 100000            # generates the file, embedded server
     .venv/bin/python scripts/bench_import.py --file big.csv --uri mongodb://localhost:27017
 
-All measurements use the same database server. Steps:
+All measurements use the same database server (the embedded secantusd-rs unless --uri). Steps:
   (b) the service's import (`python -m app import FILE`), timed from its import_state document, peak RSS of
-      the app process and its parser workers sampled from /proc;
+      the app process and its parser workers sampled from /proc, and beside it the database server's peak RSS
+      (the embedded server this script started; not measured with --uri);
   (a) the raw insert ceiling: the documents (b) wrote, re-inserted as raw BSON by two writers with
       insert_many(ordered=False) into a twin collection with the same indexes;
   (c) the dry run (`--dry-run`) versus a single-process stdlib csv parse + the same validation;
   (d) pyimport (PyPI, in its own venv) --asyncpro and --multi --poolsize 2 --splitfile, into collections
-      with as many secondary indexes as ours (on a matching column).
+      with as many secondary indexes as ours (3: single-field, on Customer Id, Email and Country).
 """
 
 from __future__ import annotations
@@ -53,36 +54,41 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_sampled(cmd: list[str], env: dict[str, str], *, check: bool = True) -> tuple[float, int, list[int], str]:
-    """Run a command; return wall seconds, peak tree RSS, RSS samples, and its output."""
+def run_sampled(cmd: list[str], env: dict[str, str], *, check: bool = True,
+                server: int | None = None) -> tuple[float, int, list[int], str, int]:
+    """Run a command; return wall seconds, peak tree RSS, RSS samples, its output and the peak RSS of the
+    database server (pid `server`, sampled alongside; 0 without one)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     samples: list[int] = []
+    server_peak = 0
     output: list[bytes] = []
     reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
     reader.start()
     while proc.poll() is None:
         samples.append(tree_rss(proc.pid))
+        if server is not None:
+            server_peak = max(server_peak, tree_rss(server))
         time.sleep(0.2)
     reader.join()
     seconds = time.perf_counter() - start
     text = b"".join(output).decode(errors="replace")
     if check and proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
-    return seconds, max(samples, default=0), samples, text
+    return seconds, max(samples, default=0), samples, text, server_peak
 
 
-def service_import(uri: str, db: str, file: Path, *, dry_run: bool) -> dict[str, float]:
+def service_import(uri: str, db: str, file: Path, *, dry_run: bool, server: int | None) -> dict[str, float]:
     env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DB": db, "LOG_LEVEL": "WARNING", "COLUMNS": "120"}
     cmd = [sys.executable, "-m", "app", "import", str(file), *(["--dry-run"] if dry_run else [])]
-    wall, peak, samples, _ = run_sampled(cmd, env)
+    wall, peak, samples, _, server_peak = run_sampled(cmd, env, server=server)
     with MongoClient(uri) as client:
         job = client[db].import_state.find_one(sort=[("startedAt", -1)])
     seconds = (job["finishedAt"] - job["startedAt"]).total_seconds()
     quarter = max(1, len(samples) // 4)
     return {"seconds": seconds, "wall": wall, "rows": job["rowsProcessed"], "inserted": job["rowsInserted"],
             "peakRss": peak, "firstQuarterRss": max(samples[:quarter], default=0),
-            "lastQuarterRss": max(samples[-quarter:], default=0)}
+            "lastQuarterRss": max(samples[-quarter:], default=0), "serverPeakRss": server_peak}
 
 
 async def raw_ceiling(uri: str, db: str, sample: int, writers: int = 2) -> dict[str, float]:
@@ -136,7 +142,8 @@ def pyimport_venv(folder: Path) -> Path:
     return exe
 
 
-def pyimport_run(exe: Path, uri: str, file: Path, mode: list[str], collection: str) -> dict[str, float]:
+def pyimport_run(exe: Path, uri: str, file: Path, mode: list[str], collection: str,
+                 server: int | None) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="pyimport-"))
     local = workdir / file.name
     local.symlink_to(file)
@@ -151,14 +158,15 @@ def pyimport_run(exe: Path, uri: str, file: Path, mode: list[str], collection: s
         client.bench_pyimport[collection].drop()
         # The same number of secondary indexes as the service's customers collection, on a matching column.
         for index in range(len(INDEXES[CUSTOMERS])):
-            client.bench_pyimport[collection].create_index(["Email", "Customer Id"][index])
-    wall, peak, _, _ = run_sampled(
+            client.bench_pyimport[collection].create_index(["Customer Id", "Email", "Country"][index])
+    # pyimport exits 1 even after "One file processed": check=False, and count what it stored.
+    wall, peak, _, _, server_peak = run_sampled(
         [str(exe), *common, "--fieldfile", str(fieldfile), "--collection", collection, *mode, str(local)],
-        {**os.environ}, check=False)  # pyimport exits 1 even after "One file processed"; count what it stored
+        {**os.environ}, check=False, server=server)
     with MongoClient(uri) as client:
         rows = client.bench_pyimport[collection].count_documents({})
         client.bench_pyimport[collection].drop()
-    return {"seconds": wall, "rows": rows, "peakRss": peak}
+    return {"seconds": wall, "rows": rows, "peakRss": peak, "serverPeakRss": server_peak}
 
 
 def main() -> int:
@@ -188,26 +196,28 @@ def main() -> int:
     size = file.stat().st_size
     embedded = None
     uri = args.uri
+    server = None
     if uri is None:
         embedded = EmbeddedMongo(work / "db", free_port(), log_level="ERROR")
         uri = embedded.start()
+        server = embedded.process.pid  # type: ignore[union-attr]
     results: dict[str, dict[str, float]] = {}
     try:
         with MongoClient(uri) as client:
             client.drop_database("bench_service")
             client.drop_database("bench_dry")
         if not args.dry_run_only:
-            results["service"] = service_import(uri, "bench_service", file, dry_run=False)
+            results["service"] = service_import(uri, "bench_service", file, dry_run=False, server=server)
         if not args.dry_run_only and not args.import_only:
             results["ceiling"] = asyncio.run(raw_ceiling(uri, "bench_service", args.ceiling_sample))
         if not args.import_only:
-            results["dryRun"] = service_import(uri, "bench_dry", file, dry_run=True)
+            results["dryRun"] = service_import(uri, "bench_dry", file, dry_run=True, server=server)
             results["stdlibParse"] = stdlib_parse(file)
         if not args.skip_pyimport and not args.dry_run_only and not args.import_only:
             exe = pyimport_venv(args.pyimport_venv)
-            results["pyimportAsyncpro"] = pyimport_run(exe, uri, file, ["--asyncpro"], "asyncpro")
+            results["pyimportAsyncpro"] = pyimport_run(exe, uri, file, ["--asyncpro"], "asyncpro", server)
             results["pyimportMulti"] = pyimport_run(
-                exe, uri, file, ["--multi", "--poolsize", "2", "--splitfile"], "multi")
+                exe, uri, file, ["--multi", "--poolsize", "2", "--splitfile"], "multi", server)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -223,12 +233,14 @@ def report(results: dict[str, dict[str, float]], size: int, file: Path) -> None:
 
     rows = next(iter(results.values()))["rows"]
     print(f"\nfile: {file} ({size / 1e6:,.1f} MB, {rows:,} rows)\n")
-    print(f"{'step':<22}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'MB/s':>8}{'peak RSS MiB':>14}")
+    print(f"{'step':<22}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'MB/s':>8}{'peak RSS MiB':>14}"
+          f"{'db server MiB':>15}")
     for name, values in results.items():
         mbs = size / 1e6 / values["seconds"] if name not in ("ceiling",) else float("nan")
         peak = values.get("peakRss", 0) / 2**20
+        server = f"{values['serverPeakRss'] / 2**20:.0f}" if values.get("serverPeakRss") else "-"
         print(f"{name:<22}{values['rows']:>12,}{values['seconds']:>10.1f}{rate(name):>10,.0f}{mbs:>8.1f}"
-              f"{peak:>14.0f}")
+              f"{peak:>14.0f}{server:>15}")
     if "dryRun" in results:
         print(f"\ndry run / single-process stdlib parse: {rate('dryRun') / rate('stdlibParse'):.2f}x")
     if "service" not in results:
@@ -242,7 +254,9 @@ def report(results: dict[str, dict[str, float]], size: int, file: Path) -> None:
         print(f"service / pyimport best ({best}): {rate('service') / rate(best):.2f}x "
               f"(pyimport stored {results[best]['rows']:,} of {service['rows']:,} rows)")
     print(f"service RSS, app + workers: peak {service['peakRss'] / 2**20:.0f} MiB; first quarter "
-          f"{service['firstQuarterRss'] / 2**20:.0f} MiB, last quarter {service['lastQuarterRss'] / 2**20:.0f} MiB")
+          f"{service['firstQuarterRss'] / 2**20:.0f} MiB, last quarter {service['lastQuarterRss'] / 2**20:.0f} MiB; "
+          + (f"database server peak {service['serverPeakRss'] / 2**20:.0f} MiB" if service["serverPeakRss"]
+             else "database server not measured (--uri)"))
 
 
 if __name__ == "__main__":

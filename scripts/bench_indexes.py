@@ -3,11 +3,17 @@
     .venv/bin/python scripts/bench_indexes.py --rows 40000 [--uri mongodb://...]
 
 Parses a generated file with the service's own parser (so the documents are exactly what an import
-writes), then inserts them with two writers and insert_many(ordered=False) into fresh collections:
-no secondary index; the service's one multikey `searchKeys` index (about 6 keys per document); the same
-without the tagged id entry (what it held before the SecantusDB list read id ranges); one key per
-document; `searchKeys` plus a (country, _id) index; and pyimport's shape
-(ObjectId _id, one single-field index).
+writes), then inserts them with two writers, batches of 1000 and insert_many(ordered=False) into a fresh
+collection per variant, all against one server:
+- no secondary index;
+- the service's index set (INDEXES["customers"] of app/db.py: searchKeys_id, emailKey_id, countryKey_id);
+- each of those three indexes alone;
+- searchKeys_id with `searchKeys` recomputed here with other prefix lengths than the service's PREFIX_CHARS
+  (of 3, 4 and 6 characters, the service's one labelled), with the prefixes of 1..4 plus the whole terms (what
+  it held before `searchTerms`), and with whole terms only: what the prefix length costs;
+- pyimport's shape: ObjectId _id, customerId a plain field, no keys, three single-field indexes (as many
+  secondary indexes as ours).
+Prints rows/s, the secondary index entries per document (average) and the ratio to "no secondary index".
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import bson
 from bson import ObjectId
@@ -28,48 +36,72 @@ from pymongo import AsyncMongoClient, IndexModel
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.customers.document import ID_TAG  # noqa: E402
+from app.customers.document import KEYS, PREFIX_CHARS, search_terms  # noqa: E402
+from app.db import CUSTOMERS, INDEXES  # noqa: E402
 from app.embedded import EmbeddedMongo, free_port  # noqa: E402
 from app.imports.model import ParseSpec  # noqa: E402
 from app.imports.parse import map_header, parse_block  # noqa: E402
 
-SEARCH = IndexModel([("searchKeys", 1)])
-COUNTRY = IndexModel([("country", 1), ("_id", 1)])
+SERVICE = INDEXES[CUSTOMERS]
+BY_NAME = {index.document["name"]: index for index in SERVICE}
+PYIMPORT_INDEXES = [IndexModel([(field, 1)]) for field in ("customerId", "email", "country")]
 
 
-def pyimport_shape(doc: dict) -> dict:
-    doc = {"_id": ObjectId(), "customerId": doc.pop("_id"), **doc}
-    doc.pop("searchKeys", None)
+def search_keys(doc: dict[str, Any], prefix_chars: int, *, whole: bool = False) -> list[str]:
+    """document.search_keys with another prefix length (0: none), plus the whole terms if `whole`."""
+    keys: dict[str, None] = {}
+    for term in search_terms(doc):
+        for length in range(1, min(len(term), prefix_chars) + 1):
+            keys[term[:length]] = None
+        if whole:
+            keys[term] = None
+    return list(keys)
+
+
+def index_entries(doc: dict[str, Any], indexes: list[IndexModel]) -> int:
+    """Secondary index entries the document makes: one per element of an array key, else one if present."""
+    count = 0
+    for index in indexes:
+        value = doc.get(next(iter(index.document["key"])))
+        count += len(value) if isinstance(value, list) else int(value is not None)
+    return count
+
+
+def as_parsed(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def one_key(doc: dict) -> dict:
-    """The same document with a single search key (its email): what each extra key of a multikey index costs."""
-    doc = dict(doc)
-    doc["searchKeys"] = [key for key in doc.get("searchKeys", []) if "@" in key][:1]
+def prefixes(prefix_chars: int, *, whole: bool = False) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def shape(doc: dict[str, Any]) -> dict[str, Any]:
+        keys = search_keys(doc, prefix_chars, whole=whole)
+        return {**doc, "searchKeys": keys} if keys else doc
+    return shape
+
+
+def pyimport_shape(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = {"_id": ObjectId(), "customerId": doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}
+    for key in KEYS:
+        doc.pop(key, None)
     return doc
 
 
-def no_id_entry(doc: dict) -> dict:
-    """The document as the service wrote it before the id entry (the SecantusDB list's id ranges)."""
-    doc = dict(doc)
-    doc["searchKeys"] = [key for key in doc.get("searchKeys", []) if not key.startswith(ID_TAG)]
-    return doc
-
-
+SEARCH = [BY_NAME["searchKeys_id"]]
 VARIANTS = {
-    "no secondary index": (lambda d: d, []),
-    "searchKeys (the service)": (lambda d: d, [SEARCH]),
-    "searchKeys without id entry": (no_id_entry, [SEARCH]),
-    "searchKeys, 1 key per doc": (one_key, [SEARCH]),
-    "searchKeys + country_id": (lambda d: d, [SEARCH, COUNTRY]),
-    "pyimport shape + 1 index": (pyimport_shape, [IndexModel([("email", 1)])]),
+    "no secondary index": (as_parsed, []),
+    "the service's 3 indexes": (as_parsed, SERVICE),
+    f"searchKeys_id alone (1..{PREFIX_CHARS}, the service)": (as_parsed, SEARCH),
+    "emailKey_id alone": (as_parsed, [BY_NAME["emailKey_id"]]),
+    "countryKey_id alone": (as_parsed, [BY_NAME["countryKey_id"]]),
+    **{f"searchKeys_id, prefixes 1..{n}": (prefixes(n), SEARCH) for n in (3, 4, 6) if n != PREFIX_CHARS},
+    "searchKeys_id, 1..4 + whole terms (before)": (prefixes(4, whole=True), SEARCH),
+    "searchKeys_id, whole terms only": (prefixes(0, whole=True), SEARCH),
+    "pyimport shape + 3 single-field": (pyimport_shape, PYIMPORT_INDEXES),
 }
 
 
 async def insert_rate(uri: str, name: str, docs: list[RawBSONDocument], indexes: list[IndexModel]) -> float:
     async with AsyncMongoClient(uri) as client:
-        collection = client.bench_indexes[name.replace(" ", "_")]
+        collection = client.bench_indexes["v" + "".join(ch if ch.isalnum() else "_" for ch in name)]
         await collection.drop()
         if indexes:
             await collection.create_indexes(indexes)
@@ -99,14 +131,23 @@ def main() -> int:
     start = data.index(b"\n") + 1
     parsed = parse_block(data[start:], 2, ParseSpec(map_header(data[:start]), "0" * 32, 1000, 1 << 20))
     docs = [bson.decode(doc) for batch in parsed.batches for doc in batch.docs]
+    file.unlink()
+    # The local search_keys mirrors the service's: at PREFIX_CHARS it gives exactly what the parser stored.
+    assert all(search_keys(doc, PREFIX_CHARS) == doc.get("searchKeys", []) for doc in docs)
     embedded = None if args.uri else EmbeddedMongo(work / "db", free_port(), log_level="ERROR")
     uri = args.uri or embedded.start()  # type: ignore[union-attr]
     try:
-        print(f"{len(docs):,} documents, two writers, batches of 1000")
+        print(f"{len(docs):,} documents parsed by the service's parser; two writers, insert_many(ordered=False) "
+              f"of 1000; server: {embedded.name if embedded else uri}\n")
+        print(f"{'variant':<46}{'rows/s':>9}{'entries/doc':>13}{'vs none':>9}")
+        baseline = None
         for name, (shape, indexes) in VARIANTS.items():
-            raw = [RawBSONDocument(bson.encode(shape(dict(doc)))) for doc in docs]
+            shaped = [shape(dict(doc)) for doc in docs]
+            entries = sum(index_entries(doc, indexes) for doc in shaped) / len(shaped)
+            raw = [RawBSONDocument(bson.encode(doc)) for doc in shaped]
             rate = asyncio.run(insert_rate(uri, name, raw, indexes))
-            print(f"  {name:<30}{rate:>9,.0f} rows/s")
+            baseline = baseline or rate
+            print(f"{name:<46}{rate:>9,.0f}{entries:>13.1f}{rate / baseline:>8.2f}x", flush=True)
     finally:
         if embedded is not None:
             embedded.stop()
