@@ -181,7 +181,9 @@ def test_second_instance_takes_over_when_the_first_is_killed(
     # of LEASE_SECONDS expires and it takes the job over)
     seen = second.progress()
     persisted = job_doc(sync_mongo, deployment, job["jobId"])
-    assert seen["jobId"] == job["jobId"] and seen["status"] == "RUNNING" and seen["attempts"] == 1, seen
+    assert seen["jobId"] == job["jobId"], seen
+    assert seen["status"] == "RUNNING", seen
+    assert seen["attempts"] == 1, seen
     assert seen["bytesRead"] == persisted["bytesRead"] <= at_kill["bytesRead"]
     adopted = wait_progress(second, lambda p: p["attempts"] >= 2, TAKEOVER_BY_PEER, "takeover by the peer")
     assert adopted["status"] == "RUNNING" and adopted["jobId"] == job["jobId"]
