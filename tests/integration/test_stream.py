@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ import uvicorn
 from litestar import Litestar
 
 from app.asgi import create_app
-from app.embedded import free_port
+from app.embedded import EmbeddedMongo, free_port
 from app.imports.broadcast import Broadcaster
 from app.imports.jobs import JobState
 from app.imports.model import Status
@@ -163,11 +164,31 @@ async def no_subscribers(server: Server) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_two_subscribers_follow_a_job_to_the_same_terminal_event(server: Server,
-                                                                      http: httpx.AsyncClient) -> None:
+async def paced(database: EmbeddedMongo, messages: list[Message], events: int) -> None:
+    """Hold the database still (SIGSTOP) and let it run 5 ms at a time until `messages` holds `events` progress
+    events, then let it go: however fast the database, the import lasts long enough to be followed."""
+    assert database.process is not None
+    deadline = time.monotonic() + 120
+    try:
+        while sum(m.event == "progress" for m in messages) < events and time.monotonic() < deadline:
+            seen = len(messages)
+            database.process.send_signal(signal.SIGCONT)
+            await asyncio.sleep(0.005)
+            database.process.send_signal(signal.SIGSTOP)
+            waited = time.monotonic() + 1.0  # the broadcaster sends a change within about 1/3 s
+            while len(messages) == seen and time.monotonic() < waited:  # noqa: ASYNC110 (collect() appends; no event)
+                await asyncio.sleep(0.01)
+    finally:
+        database.process.send_signal(signal.SIGCONT)
+
+
+async def test_two_subscribers_follow_a_job_to_the_same_terminal_event(server: Server, http: httpx.AsyncClient,
+                                                                      mongo_server: EmbeddedMongo) -> None:
     big_file(server.import_dir, "first")
     (a, a_messages), (b, b_messages) = await subscribe(http), await subscribe(http)
     job_id = await start(http, "first.csv")
+    mongo_server.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+    await paced(mongo_server, a_messages, 3)
     await asyncio.wait_for(asyncio.gather(a, b), 180)  # returns only because the server ended both streams
     final = (await http.get("/import/progress")).json()
 
