@@ -119,14 +119,26 @@ async def migrate_customers(db: AsyncDatabase) -> None:
     log.info("migration done: %d customers rekeyed", done)
 
 
+def _keys_of(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """($set, $unset) that give a stored customer the keys of these fields (a key of empty fields is removed)."""
+    keys = index_keys(doc)
+    return keys, {name: "" for name in KEYS if name not in keys}
+
+
+def _unchanged(customer_id: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    """A filter matching the customer only while its indexed fields are still those of `doc` (compare-and-set;
+    {field: None} also matches a missing field, which is how an absent optional field is stored)."""
+    return {"_id": customer_id, **{name: doc.get(name) for name in INDEXED}}
+
+
 def _rekey(doc: dict[str, Any]) -> UpdateOne:
     """Today's keys for a stored customer, written only if its indexed fields are still the ones read (a
     concurrent PATCH or import writes the keys itself)."""
-    keys = index_keys(doc)
-    update: dict[str, Any] = {"$set": keys} if keys else {}
-    if unset := {name: "" for name in KEYS if name not in keys}:
-        update["$unset"] = unset
-    return UpdateOne({"_id": doc["_id"], **{name: doc.get(name) for name in INDEXED}}, update)
+    to_set, to_unset = _keys_of(doc)
+    update: dict[str, Any] = {"$set": to_set} if to_set else {}
+    if to_unset:
+        update["$unset"] = to_unset
+    return UpdateOne(_unchanged(doc["_id"], doc), update)
 
 
 async def _write_keys(customers: AsyncCollection, ops: list[UpdateOne]) -> int:
@@ -173,14 +185,13 @@ class CustomerRepository:
                 current = await self.collection.find_one({"_id": customer_id}, {name: 1 for name in INDEXED})
                 if current is None:
                     break
-                # {field: None} also matches a missing field, which is how an absent optional field is stored.
-                guard = {"_id": customer_id, **{name: current.get(name) for name in INDEXED}}
+                guard = _unchanged(customer_id, current)
                 merged = {**current, **to_set}
                 for name in to_unset:
                     merged.pop(name, None)
-                keys = index_keys(merged)
+                keys, stale = _keys_of(merged)
                 update["$set"].update(keys)
-                unset.update({name: "" for name in KEYS if name not in keys})
+                unset.update(stale)
             if unset:
                 update["$unset"] = unset
             doc = await self.collection.find_one_and_update(guard, update, return_document=ReturnDocument.AFTER)
