@@ -42,8 +42,12 @@ def database(settings: Settings) -> Iterator[Settings]:
         return
     from app.embedded import EmbeddedMongo
 
-    embedded = EmbeddedMongo(settings.data_path / "db", settings.embedded_db_port, log_level=settings.log_level,
-                             server=settings.embedded_db_server)
+    embedded = EmbeddedMongo(
+        settings.data_path / "db",
+        settings.embedded_db_port,
+        log_level=settings.log_level,
+        server=settings.embedded_db_server,
+    )
     try:
         yield msgspec.structs.replace(settings, mongodb_uri=embedded.start())
     finally:
@@ -77,8 +81,14 @@ def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit)
     with database(settings) as settings:
-        config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                                log_level=settings.log_level.lower(), lifespan="on", timeout_graceful_shutdown=15)
+        config = uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            lifespan="on",
+            timeout_graceful_shutdown=15,
+        )
         server = uvicorn.Server(config)
         server.run()
         return 0 if server.started else 1
@@ -95,8 +105,16 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
     try:
         _start_forkserver_ignoring_sigint()
         with database(settings) as settings:
-            return asyncio.run(run(settings, args.file.resolve(), mode=args.mode, batch_size=args.batch_size,
-                                   dry_run=args.dry_run, console=Console()))
+            return asyncio.run(
+                run(
+                    settings,
+                    args.file.resolve(),
+                    mode=args.mode,
+                    batch_size=args.batch_size,
+                    dry_run=args.dry_run,
+                    console=Console(),
+                )
+            )
     except KeyboardInterrupt:  # Ctrl-C while the embedded database starts, before any job exists
         print("interrupted", file=sys.stderr)
         return 130

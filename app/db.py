@@ -26,8 +26,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     IMPORT_STATE: [
         # MongoDB itself enforces one RUNNING job: a second insert/update to RUNNING fails with E11000.
-        IndexModel([("status", ASCENDING)], name=RUNNING_INDEX, unique=True,
-                   partialFilterExpression={"status": "RUNNING"}),
+        IndexModel(
+            [("status", ASCENDING)], name=RUNNING_INDEX, unique=True, partialFilterExpression={"status": "RUNNING"}
+        ),
         IndexModel([("startedAt", DESCENDING)], name="startedAt"),
     ],
     IMPORT_ERRORS: [

@@ -46,8 +46,11 @@ def find_server(choice: str = "auto") -> list[str]:
     found = shutil.which(RUST_SERVER) or (str(cargo_bin) if os.access(cargo_bin, os.X_OK) else None)
     if found:
         return [found]
-    log.warning("%s not found: using SecantusDB's Python server, about 10x slower at imports. "
-                "Install the fast one with `make secantusd` (needs cargo and cmake).", RUST_SERVER)
+    log.warning(
+        "%s not found: using SecantusDB's Python server, about 10x slower at imports. "
+        "Install the fast one with `make secantusd` (needs cargo and cmake).",
+        RUST_SERVER,
+    )
     return [sys.executable, "-m", "secantus"]
 
 
@@ -108,8 +111,9 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 class EmbeddedMongo:
     """Start, find and stop one SecantusDB server whose data lives in `storage`."""
 
-    def __init__(self, storage: Path, port: int, *, host: str = "127.0.0.1", log_level: str = "WARNING",
-                 server: str = "auto"):
+    def __init__(
+        self, storage: Path, port: int, *, host: str = "127.0.0.1", log_level: str = "WARNING", server: str = "auto"
+    ):
         self.command = find_server(server)
         self.storage = storage
         self.host = host
@@ -143,17 +147,37 @@ class EmbeddedMongo:
         elif not port_is_free(self.host, self.port):
             busy, self.port = self.port, free_port(self.host)
             log.warning("port %d is busy; embedded database uses port %d", busy, self.port)
-        cmd = [*self.command, "--host", self.host, "--port", str(self.port),
-               "--storage-path", str(self.storage), "--log-level", self.log_level]
+        cmd = [
+            *self.command,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--storage-path",
+            str(self.storage),
+            "--log-level",
+            self.log_level,
+        ]
         # A session of its own: a terminal's Ctrl-C (sent to the whole foreground group) is the app's to handle;
         # the database must stay up while the app cancels and checkpoints. PDEATHSIG still covers a dead app.
         with self._logfile.open("ab") as out:
-            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            preexec_fn=_die_with_parent, start_new_session=True)
+            self.process = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
+            )
         self._pidfile.write_text(json.dumps({"pid": self.process.pid, "port": self.port}))
         self._wait_ready()
-        log.info("embedded SecantusDB (%s) ready: %s (data in %s; mongosh: npx mongosh '%s')",
-                 self.name, self.uri, self.storage, self.uri)
+        log.info(
+            "embedded SecantusDB (%s) ready: %s (data in %s; mongosh: npx mongosh '%s')",
+            self.name,
+            self.uri,
+            self.storage,
+            self.uri,
+        )
         return self.uri
 
     def _wait_ready(self) -> None:

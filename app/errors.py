@@ -1,12 +1,12 @@
 """Domain errors (no HTTP in them) and their one mapping to RFC 9457 application/problem+json.
 
-    AppError
-     ├── NotFound                 404
-     ├── Conflict                 409
-     │    └── ImportRunning       409, names the running job
-     ├── InvalidInput             400 (bad values a client sent)
-     │    └── ImportFileError     400 (missing, outside IMPORT_DIR, no customer id column, changed)
-     └── Unavailable              503 (the database does not answer)
+AppError
+ ├── NotFound                 404
+ ├── Conflict                 409
+ │    └── ImportRunning       409, names the running job
+ ├── InvalidInput             400 (bad values a client sent)
+ │    └── ImportFileError     400 (missing, outside IMPORT_DIR, no customer id column, changed)
+ └── Unavailable              503 (the database does not answer)
 """
 
 from __future__ import annotations

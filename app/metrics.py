@@ -63,8 +63,12 @@ def _line(name: str, value: float, help_text: str, kind: str = "gauge") -> str:
     return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n"
 
 
-@get("/metrics", tags=["health"], summary="Prometheus metrics: import counters and rate, event-loop lag, RSS",
-     media_type="text/plain; version=0.0.4")
+@get(
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics: import counters and rate, event-loop lag, RSS",
+    media_type="text/plain; version=0.0.4",
+)
 async def metrics(state: State) -> Response[str]:
     snap = Progress.of(await state.imports.snapshot())
     lag_max, lag_p99 = state.lag.stats()
@@ -75,15 +79,21 @@ async def metrics(state: State) -> Response[str]:
         _line("import_rows_duplicate", snap.rows_duplicate, "duplicate rows skipped by the current or latest job"),
         _line("import_rows_updated", snap.rows_updated, "rows updated by the current or latest re-sync"),
         _line("import_rows_unchanged", snap.rows_unchanged, "rows left unchanged by the current or latest re-sync"),
-        _line("import_rows_protected", snap.rows_protected,
-              "hand-edited customers the current or latest re-sync left alone"),
+        _line(
+            "import_rows_protected",
+            snap.rows_protected,
+            "hand-edited customers the current or latest re-sync left alone",
+        ),
         _line("import_rows_invalid", snap.rows_invalid, "invalid rows of the current or latest job"),
         _line("import_bytes_read", snap.bytes_read, "watermark of the current or latest job"),
         _line("import_rate_rows_per_second", snap.rate_rows_per_sec, "rows per second of the current or latest job"),
         _line("event_loop_lag_max_seconds", round(lag_max, 6), "largest event-loop lag over the last minute"),
         _line("event_loop_lag_p99_seconds", round(lag_p99, 6), "99th percentile event-loop lag, last minute"),
         _line("process_resident_memory_bytes", rss_bytes(), "RSS of the app process"),
-        _line("import_workers_resident_memory_bytes", sum(rss_bytes(pid) for pid in state.imports.worker_pids()),
-              "RSS of the parser worker processes, summed"),
+        _line(
+            "import_workers_resident_memory_bytes",
+            sum(rss_bytes(pid) for pid in state.imports.worker_pids()),
+            "RSS of the parser worker processes, summed",
+        ),
     ]
     return Response("".join(parts), media_type="text/plain; version=0.0.4")

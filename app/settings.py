@@ -89,8 +89,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if field.name == "log_level":
                 raw = raw.upper()  # logging's names; `info` means INFO, as it does to uvicorn
             if field.name == "embedded_db_server" and raw not in ("auto", "python") and shutil.which(raw) is None:
-                raise SettingsError(f"EMBEDDED_DB_SERVER={raw!r} is invalid: not \"auto\", \"python\" or an "
-                                    "executable file")
+                raise SettingsError(
+                    f'EMBEDDED_DB_SERVER={raw!r} is invalid: not "auto", "python" or an executable file'
+                )
             try:
                 values[field.name] = msgspec.convert(raw, field.type, strict=False)
             except msgspec.ValidationError as exc:

@@ -54,8 +54,9 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_sampled(cmd: list[str], env: dict[str, str], *, check: bool = True,
-                server: int | None = None) -> tuple[float, int, list[int], str, int]:
+def run_sampled(
+    cmd: list[str], env: dict[str, str], *, check: bool = True, server: int | None = None
+) -> tuple[float, int, list[int], str, int]:
     """Run a command; return wall seconds, peak tree RSS, RSS samples, its output and the peak RSS of the
     database server (pid `server`, sampled alongside; 0 without one)."""
     start = time.perf_counter()
@@ -86,9 +87,16 @@ def service_import(uri: str, db: str, file: Path, *, dry_run: bool, server: int 
         job = client[db].import_state.find_one(sort=[("startedAt", -1)])
     seconds = (job["finishedAt"] - job["startedAt"]).total_seconds()
     quarter = max(1, len(samples) // 4)
-    return {"seconds": seconds, "wall": wall, "rows": job["rowsProcessed"], "inserted": job["rowsInserted"],
-            "peakRss": peak, "firstQuarterRss": max(samples[:quarter], default=0),
-            "lastQuarterRss": max(samples[-quarter:], default=0), "serverPeakRss": server_peak}
+    return {
+        "seconds": seconds,
+        "wall": wall,
+        "rows": job["rowsProcessed"],
+        "inserted": job["rowsInserted"],
+        "peakRss": peak,
+        "firstQuarterRss": max(samples[:quarter], default=0),
+        "lastQuarterRss": max(samples[-quarter:], default=0),
+        "serverPeakRss": server_peak,
+    }
 
 
 async def raw_ceiling(uri: str, db: str, sample: int, writers: int = 2) -> dict[str, float]:
@@ -99,7 +107,7 @@ async def raw_ceiling(uri: str, db: str, sample: int, writers: int = 2) -> dict[
         await twin.drop()
         await twin.create_indexes(INDEXES[CUSTOMERS])
         docs = [doc async for doc in source.find({}, batch_size=2000).limit(sample)]
-        batches = [docs[i:i + 1000] for i in range(0, len(docs), 1000)]
+        batches = [docs[i : i + 1000] for i in range(0, len(docs), 1000)]
         start = time.perf_counter()
 
         async def writer() -> None:
@@ -128,8 +136,11 @@ def stdlib_parse(file: Path) -> dict[str, float]:
                 invalid += 1
                 continue
             doc = {name: value.strip() for name, value in zip(columns.fields, row, strict=True) if name and value}
-            if (not doc.get("customerId") or ("email" in doc and not is_email(doc["email"]))
-                    or ("subscriptionDate" in doc and parse_date(doc["subscriptionDate"], dates) is None)):
+            if (
+                not doc.get("customerId")
+                or ("email" in doc and not is_email(doc["email"]))
+                or ("subscriptionDate" in doc and parse_date(doc["subscriptionDate"], dates) is None)
+            ):
                 invalid += 1
     return {"seconds": time.perf_counter() - start, "rows": rows, "invalid": invalid}
 
@@ -142,16 +153,18 @@ def pyimport_venv(folder: Path) -> Path:
     return exe
 
 
-def pyimport_run(exe: Path, uri: str, file: Path, mode: list[str], collection: str,
-                 server: int | None) -> dict[str, float]:
+def pyimport_run(
+    exe: Path, uri: str, file: Path, mode: list[str], collection: str, server: int | None
+) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="pyimport-"))
     local = workdir / file.name
     local.symlink_to(file)
     fieldfile = workdir / (file.stem + ".tff")
     common = ["--mdburi", uri, "--database", "bench_pyimport", "--hasheader"]  # --silent exits 1
     # --genfieldfile writes the field file and exits non-zero; the file is what counts.
-    subprocess.run([str(exe), *common, "--genfieldfile", "--collection", collection, str(local)],
-                   cwd=workdir, capture_output=True)
+    subprocess.run(
+        [str(exe), *common, "--genfieldfile", "--collection", collection, str(local)], cwd=workdir, capture_output=True
+    )
     if not fieldfile.exists():
         raise SystemExit(f"pyimport did not generate {fieldfile}")
     with MongoClient(uri) as client:
@@ -162,7 +175,10 @@ def pyimport_run(exe: Path, uri: str, file: Path, mode: list[str], collection: s
     # pyimport exits 1 even after "One file processed": check=False, and count what it stored.
     wall, peak, _, _, server_peak = run_sampled(
         [str(exe), *common, "--fieldfile", str(fieldfile), "--collection", collection, *mode, str(local)],
-        {**os.environ}, check=False, server=server)
+        {**os.environ},
+        check=False,
+        server=server,
+    )
     with MongoClient(uri) as client:
         rows = client.bench_pyimport[collection].count_documents({})
         client.bench_pyimport[collection].drop()
@@ -174,14 +190,24 @@ def main() -> int:
     parser.add_argument("--file", type=Path, help="CSV to import (default: generate one with --rows)")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--uri", help="MongoDB URI (default: start an embedded SecantusDB server)")
-    parser.add_argument("--ceiling-sample", type=int, default=0,
-                        help="documents re-inserted for (a); 0 (default) = all of them, so the twin collection grows "
-                             "to the same size as the service's (insert cost grows with the collection)")
+    parser.add_argument(
+        "--ceiling-sample",
+        type=int,
+        default=0,
+        help="documents re-inserted for (a); 0 (default) = all of them, so the twin collection grows "
+        "to the same size as the service's (insert cost grows with the collection)",
+    )
     parser.add_argument("--skip-pyimport", action="store_true")
-    parser.add_argument("--dry-run-only", action="store_true",
-                        help="only (c): the dry run against the stdlib parse (minutes instead of hours on 2 GB)")
-    parser.add_argument("--import-only", action="store_true",
-                        help="only (b): the service's import, its time and memory (the 2 GB end-to-end run)")
+    parser.add_argument(
+        "--dry-run-only",
+        action="store_true",
+        help="only (c): the dry run against the stdlib parse (minutes instead of hours on 2 GB)",
+    )
+    parser.add_argument(
+        "--import-only",
+        action="store_true",
+        help="only (b): the service's import, its time and memory (the 2 GB end-to-end run)",
+    )
     parser.add_argument("--pyimport-venv", type=Path, default=ROOT / ".bench" / "pyimport-venv")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -190,8 +216,18 @@ def main() -> int:
     file = args.file
     if file is None:
         file = work / f"customers-{args.rows}.csv"
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_customers.py"), "--rows", str(args.rows),
-                        "--out", str(file)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "generate_customers.py"),
+                "--rows",
+                str(args.rows),
+                "--out",
+                str(file),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     file = file.resolve()
     size = file.stat().st_size
     embedded = None
@@ -217,7 +253,8 @@ def main() -> int:
             exe = pyimport_venv(args.pyimport_venv)
             results["pyimportAsyncpro"] = pyimport_run(exe, uri, file, ["--asyncpro"], "asyncpro", server)
             results["pyimportMulti"] = pyimport_run(
-                exe, uri, file, ["--multi", "--poolsize", "2", "--splitfile"], "multi", server)
+                exe, uri, file, ["--multi", "--poolsize", "2", "--splitfile"], "multi", server
+            )
     finally:
         if embedded is not None:
             embedded.stop()
@@ -233,14 +270,15 @@ def report(results: dict[str, dict[str, float]], size: int, file: Path) -> None:
 
     rows = next(iter(results.values()))["rows"]
     print(f"\nfile: {file} ({size / 1e6:,.1f} MB, {rows:,} rows)\n")
-    print(f"{'step':<22}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'MB/s':>8}{'peak RSS MiB':>14}"
-          f"{'db server MiB':>15}")
+    print(f"{'step':<22}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'MB/s':>8}{'peak RSS MiB':>14}{'db server MiB':>15}")
     for name, values in results.items():
         mbs = size / 1e6 / values["seconds"] if name not in ("ceiling",) else float("nan")
         peak = values.get("peakRss", 0) / 2**20
         server = f"{values['serverPeakRss'] / 2**20:.0f}" if values.get("serverPeakRss") else "-"
-        print(f"{name:<22}{values['rows']:>12,}{values['seconds']:>10.1f}{rate(name):>10,.0f}{mbs:>8.1f}"
-              f"{peak:>14.0f}{server:>15}")
+        print(
+            f"{name:<22}{values['rows']:>12,}{values['seconds']:>10.1f}{rate(name):>10,.0f}{mbs:>8.1f}"
+            f"{peak:>14.0f}{server:>15}"
+        )
     if "dryRun" in results:
         print(f"\ndry run / single-process stdlib parse: {rate('dryRun') / rate('stdlibParse'):.2f}x")
     if "service" not in results:
@@ -251,12 +289,19 @@ def report(results: dict[str, dict[str, float]], size: int, file: Path) -> None:
     pyimports = [name for name in results if name.startswith("pyimport")]
     if pyimports:
         best = max(pyimports, key=rate)
-        print(f"service / pyimport best ({best}): {rate('service') / rate(best):.2f}x "
-              f"(pyimport stored {results[best]['rows']:,} of {service['rows']:,} rows)")
-    print(f"service RSS, app + workers: peak {service['peakRss'] / 2**20:.0f} MiB; first quarter "
-          f"{service['firstQuarterRss'] / 2**20:.0f} MiB, last quarter {service['lastQuarterRss'] / 2**20:.0f} MiB; "
-          + (f"database server peak {service['serverPeakRss'] / 2**20:.0f} MiB" if service["serverPeakRss"]
-             else "database server not measured (--uri)"))
+        print(
+            f"service / pyimport best ({best}): {rate('service') / rate(best):.2f}x "
+            f"(pyimport stored {results[best]['rows']:,} of {service['rows']:,} rows)"
+        )
+    print(
+        f"service RSS, app + workers: peak {service['peakRss'] / 2**20:.0f} MiB; first quarter "
+        f"{service['firstQuarterRss'] / 2**20:.0f} MiB, last quarter {service['lastQuarterRss'] / 2**20:.0f} MiB; "
+        + (
+            f"database server peak {service['serverPeakRss'] / 2**20:.0f} MiB"
+            if service["serverPeakRss"]
+            else "database server not measured (--uri)"
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ def prefixes(prefix_chars: int, *, whole: bool = False) -> Callable[[dict[str, A
     def shape(doc: dict[str, Any]) -> dict[str, Any]:
         keys = search_keys(doc, prefix_chars, whole=whole)
         return {**doc, "searchKeys": keys} if keys else doc
+
     return shape
 
 
@@ -105,7 +106,7 @@ async def insert_rate(uri: str, name: str, docs: list[RawBSONDocument], indexes:
         await collection.drop()
         if indexes:
             await collection.create_indexes(indexes)
-        batches = [docs[i:i + 1000] for i in range(0, len(docs), 1000)]
+        batches = [docs[i : i + 1000] for i in range(0, len(docs), 1000)]
         start = time.perf_counter()
 
         async def writer() -> None:
@@ -125,8 +126,11 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-indexes-"))
     file = work / "customers.csv"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_customers.py"), "--rows", str(args.rows),
-                    "--out", str(file)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "generate_customers.py"), "--rows", str(args.rows), "--out", str(file)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     data = file.read_bytes()
     start = data.index(b"\n") + 1
     parsed = parse_block(data[start:], 2, ParseSpec(map_header(data[:start]), "0" * 32, 1000, 1 << 20))
@@ -137,8 +141,10 @@ def main() -> int:
     embedded = None if args.uri else EmbeddedMongo(work / "db", free_port(), log_level="ERROR")
     uri = args.uri or embedded.start()  # type: ignore[union-attr]
     try:
-        print(f"{len(docs):,} documents parsed by the service's parser; two writers, insert_many(ordered=False) "
-              f"of 1000; server: {embedded.name if embedded else uri}\n")
+        print(
+            f"{len(docs):,} documents parsed by the service's parser; two writers, insert_many(ordered=False) "
+            f"of 1000; server: {embedded.name if embedded else uri}\n"
+        )
         print(f"{'variant':<46}{'rows/s':>9}{'entries/doc':>13}{'vs none':>9}")
         baseline = None
         for name, (shape, indexes) in VARIANTS.items():

@@ -72,7 +72,7 @@ def parsed_chunk(start: int, count: int) -> list[bytes]:
 
 async def insert(collection: AsyncCollection, docs: list[RawBSONDocument]) -> None:
     """Two writers, insert_many(ordered=False) of 1000, as the import's sink writes."""
-    batches = [docs[i:i + 1000] for i in range(0, len(docs), 1000)]
+    batches = [docs[i : i + 1000] for i in range(0, len(docs), 1000)]
 
     async def writer() -> None:
         while batches:
@@ -87,8 +87,11 @@ async def seed(uri: str, rows: int) -> None:
     indexes = await db[CUSTOMERS].index_information()
     stored = await db[CUSTOMERS].find_one() or {}
     keys = index_keys(stored)  # a customer stored by an older version has other keys: seed again
-    if (await db[CUSTOMERS].estimated_document_count() == rows and all(name in indexes for name in SERVICE_INDEXES)
-            and all(stored.get(name) == keys.get(name) for name in KEYS)):
+    if (
+        await db[CUSTOMERS].estimated_document_count() == rows
+        and all(name in indexes for name in SERVICE_INDEXES)
+        and all(stored.get(name) == keys.get(name) for name in KEYS)
+    ):
         print(f"{rows:,} customers already seeded: reusing them")
         await client.close()
         return
@@ -186,10 +189,16 @@ def updates(sample: dict[str, Any], neighbour: dict[str, Any]) -> list[tuple[str
     """PATCHes that alternate between two values (an even --repeat leaves the data as it was)."""
     other = "Portugal" if neighbour["country"] != "Portugal" else "Spain"
     return [
-        ("update first_name", sample["_id"],
-         [CustomerUpdate(first_name=name) for name in ("Benchmark", sample["firstName"])]),
-        ("update country", neighbour["_id"],
-         [CustomerUpdate(country=country) for country in (other, neighbour["country"])]),
+        (
+            "update first_name",
+            sample["_id"],
+            [CustomerUpdate(first_name=name) for name in ("Benchmark", sample["firstName"])],
+        ),
+        (
+            "update country",
+            neighbour["_id"],
+            [CustomerUpdate(country=country) for country in (other, neighbour["country"])],
+        ),
     ]
 
 
@@ -215,13 +224,17 @@ async def measure(uri: str, rows: int, repeat: int) -> None:
     print(f"\n{rows:,} customers; middle customer {sample['_id']}; {repeat} runs each, limit 50\n")
     print(f"{'shape':<52}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}  total")
     for name, filters in cases(sample):
+
         async def call(run: int, filters: dict[str, Any] = filters) -> Any:
             return await repository.list(limit=50, **{"page": None, "after": None, **filters})
+
         times, page = await timed(call, repeat)
         row(name, times, f"{page.total:,}{' (totalCapped)' if page.total_capped else ''}")
     for name, customer_id, changes in updates(sample, neighbour):
+
         async def call(run: int, customer_id: str = customer_id, changes: list[CustomerUpdate] = changes) -> Any:
             return await repository.update(customer_id, changes[run % 2])
+
         times, _ = await timed(call, repeat)
         row(name, times, "")
     await client.close()
@@ -233,9 +246,12 @@ async def measure(uri: str, rows: int, repeat: int) -> None:
     print("\nwinning plans of the commands each shape sends (list: find, then the count's aggregate)")
     shapes: list[tuple[str, Any]] = [
         (name, lambda filters=filters: recorded.list(limit=50, **{"page": None, "after": None, **filters}))
-        for name, filters in cases(sample)]
-    shapes += [(name, lambda customer_id=customer_id, changes=changes: recorded.update(customer_id, changes[1]))
-               for name, customer_id, changes in updates(sample, neighbour)]
+        for name, filters in cases(sample)
+    ]
+    shapes += [
+        (name, lambda customer_id=customer_id, changes=changes: recorded.update(customer_id, changes[1]))
+        for name, customer_id, changes in updates(sample, neighbour)
+    ]
     for name, run in shapes:
         recorder.commands.clear()
         await run()
@@ -252,8 +268,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=50)
-    parser.add_argument("--data-dir", type=Path,
-                        help="embedded server's data, kept and reused between runs (default: a temporary folder)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="embedded server's data, kept and reused between runs (default: a temporary folder)",
+    )
     parser.add_argument("--uri", help="MongoDB URI (default: start an embedded SecantusDB server)")
     args = parser.parse_args()
     embedded = None

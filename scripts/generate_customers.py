@@ -30,70 +30,159 @@ def words(*lines: str, sep: str | None = None) -> list[str]:
     return [word.strip() for line in lines for word in line.split(sep) if word.strip()]
 
 
-HEADER = ("Index,Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Email,"
-          "Subscription Date,Website,About Customer")
+HEADER = (
+    "Index,Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Email,"
+    "Subscription Date,Website,About Customer"
+)
 INVALID_KINDS = ("field_count", "empty_id", "bad_email", "bad_date", "bad_utf8")
 CHUNK_ROWS = 8192
 
-FIRST = words("James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara Richard Susan",
-              "Joseph Jessica Thomas Sarah Charles Karen Daniel Lisa Matthew Nancy Anthony Betty Mark Sandra Donald",
-              "Ashley Steven Kimberly Andrew Emily Paul Donna Joshua Michelle Kenneth Carol Kevin Amanda Brian",
-              "Melissa Timothy Deborah Ronald Stephanie Jason Rebecca George Sharon Edward Laura Jeffrey Cynthia",
-              "Ryan Dorothy Jacob Amy Gary Kathleen Nicholas Angela Eric Shirley Jonathan Emma Stephen Brenda Larry",
-              "Pamela Justin Nicole Scott Anna Brandon Samantha Benjamin Katherine Samuel Christine Gregory Debra",
-              "Alexander Rachel Patrick Carolyn Frank Janet Raymond Maria Jack Olivia Dennis Heather Jerry Helen",
-              "Tyler Catherine Aaron Diane Jose Julie Adam Victoria Nathan Joyce Henry Lauren Zachary Kelly Douglas",
-              "Christina Peter Ruth Kyle Joan Noah Virginia Ethan Judith Jeremy Evelyn Christian Hannah Walter",
-              "Andrea Keith Megan Austin Cheryl Roger Jacqueline José Zoë Łukasz Søren Björn François Chloé Jürgen",
-              "Ngọc Siobhán Małgorzata Ömer Dmitrí Élodie Kōji Ana-María Þórunn Ñuño İlkay Renée")
-LAST = words("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez",
-             "Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark",
-             "Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams",
-             "Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts Gomez Phillips Evans Turner Diaz Parker Cruz",
-             "Edwards Collins Reyes Stewart Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson",
-             "Bailey Reed Kelly Howard Ramos Kim Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray",
-             "Mendoza Ruiz Hughes Price Alvarez Castillo Sanders Patel Myers Long Ross Foster Jimenez Powell Jenkins",
-             "Perry Russell Sullivan Bell Coleman Butler Henderson Barnes Gonzales Fisher Vasquez Simmons Romero",
-             "Jordan Patterson Alexander Hamilton Graham Reynolds Griffin Wallace Moreno West Cole Hayes Bryant",
-             "Herrera Gibson Ellis Tran Medina Aguilar Stevens Murray Ford Castro Marshall Owens Harrison Fernandez",
-             "McDonald Woods Washington Kennedy Wells Vargas Henry Chen Freeman O'Brien O'Neill Müller Núñez Dvořák",
-             "Søgaard Łopuszańska Nguyễn Öztürk Björklund Čapek Ibáñez Ångström Schäfer Gašparović")
-CITIES = words("New York|Los Angeles|Chicago|Houston|Phoenix|Philadelphia|San Antonio|San Diego|Dallas|Austin",
-               "Portland|Denver|Boston|Seattle|Nashville|Detroit|Memphis|Baltimore|Milwaukee|Albuquerque|Tucson",
-               "Fresno|Omaha|East Jenniferview|Port Kevinmouth|Lake Melissa|North Stephanieburgh|South Danielton",
-               "West Aaronfort|London|Manchester|Dublin|Paris|Lyon|Berlin|Hamburg|Munich|Vienna|Amsterdam|Brussels",
-               "Madrid|Lisbon|Rome|Zürich|Genève|Kraków|Łódź|Malmö|Göteborg|Reykjavík|São Paulo|Bogotá",
-               "Ciudad de México|Montréal|Québec|Toronto|Sydney|Auckland|Tokyo|Ōsaka|Seoul|Singapore|Mumbai|İstanbul",
-               "Cairo|Nairobi|Lagos|Washington, D.C.|St. John's|Saint-Étienne", sep="|")
-COUNTRIES = words("United States|United Kingdom|Ireland|France|Germany|Austria|Switzerland|Netherlands|Belgium|Spain",
-                  "Portugal|Italy|Poland|Sweden|Norway|Iceland|Brazil|Colombia|Mexico|Canada|Australia|New Zealand",
-                  "Japan|Singapore|India|Türkiye|Egypt|Kenya|Nigeria|Chile|Peru|Greece|Finland|Denmark|Czechia",
-                  "Croatia|Côte d'Ivoire|Réunion|Korea, Republic of|Congo, Democratic Republic of the",
-                  "Bonaire, Sint Eustatius and Saba|Virgin Islands, U.S.",
-                  "Saint Helena, Ascension and Tristan da Cunha", sep="|")
-COMPANY_FORMS = ("{a} LLC", "{a} Ltd", "{a} PLC", "{a} Inc", "{a} Group", "{a}-{b}", "{a} and Sons", "{a}, {b} and {c}",
-                 "{a}, {b} and {c}", "{a} & {b}", "{a} {b} GmbH", "{a} S.A.", 'The "{a}" Company', "{a}, Inc.")
+FIRST = words(
+    "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara Richard Susan",
+    "Joseph Jessica Thomas Sarah Charles Karen Daniel Lisa Matthew Nancy Anthony Betty Mark Sandra Donald",
+    "Ashley Steven Kimberly Andrew Emily Paul Donna Joshua Michelle Kenneth Carol Kevin Amanda Brian",
+    "Melissa Timothy Deborah Ronald Stephanie Jason Rebecca George Sharon Edward Laura Jeffrey Cynthia",
+    "Ryan Dorothy Jacob Amy Gary Kathleen Nicholas Angela Eric Shirley Jonathan Emma Stephen Brenda Larry",
+    "Pamela Justin Nicole Scott Anna Brandon Samantha Benjamin Katherine Samuel Christine Gregory Debra",
+    "Alexander Rachel Patrick Carolyn Frank Janet Raymond Maria Jack Olivia Dennis Heather Jerry Helen",
+    "Tyler Catherine Aaron Diane Jose Julie Adam Victoria Nathan Joyce Henry Lauren Zachary Kelly Douglas",
+    "Christina Peter Ruth Kyle Joan Noah Virginia Ethan Judith Jeremy Evelyn Christian Hannah Walter",
+    "Andrea Keith Megan Austin Cheryl Roger Jacqueline José Zoë Łukasz Søren Björn François Chloé Jürgen",
+    "Ngọc Siobhán Małgorzata Ömer Dmitrí Élodie Kōji Ana-María Þórunn Ñuño İlkay Renée",
+)
+LAST = words(
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez",
+    "Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark",
+    "Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams",
+    "Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts Gomez Phillips Evans Turner Diaz Parker Cruz",
+    "Edwards Collins Reyes Stewart Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson",
+    "Bailey Reed Kelly Howard Ramos Kim Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray",
+    "Mendoza Ruiz Hughes Price Alvarez Castillo Sanders Patel Myers Long Ross Foster Jimenez Powell Jenkins",
+    "Perry Russell Sullivan Bell Coleman Butler Henderson Barnes Gonzales Fisher Vasquez Simmons Romero",
+    "Jordan Patterson Alexander Hamilton Graham Reynolds Griffin Wallace Moreno West Cole Hayes Bryant",
+    "Herrera Gibson Ellis Tran Medina Aguilar Stevens Murray Ford Castro Marshall Owens Harrison Fernandez",
+    "McDonald Woods Washington Kennedy Wells Vargas Henry Chen Freeman O'Brien O'Neill Müller Núñez Dvořák",
+    "Søgaard Łopuszańska Nguyễn Öztürk Björklund Čapek Ibáñez Ångström Schäfer Gašparović",
+)
+CITIES = words(
+    "New York|Los Angeles|Chicago|Houston|Phoenix|Philadelphia|San Antonio|San Diego|Dallas|Austin",
+    "Portland|Denver|Boston|Seattle|Nashville|Detroit|Memphis|Baltimore|Milwaukee|Albuquerque|Tucson",
+    "Fresno|Omaha|East Jenniferview|Port Kevinmouth|Lake Melissa|North Stephanieburgh|South Danielton",
+    "West Aaronfort|London|Manchester|Dublin|Paris|Lyon|Berlin|Hamburg|Munich|Vienna|Amsterdam|Brussels",
+    "Madrid|Lisbon|Rome|Zürich|Genève|Kraków|Łódź|Malmö|Göteborg|Reykjavík|São Paulo|Bogotá",
+    "Ciudad de México|Montréal|Québec|Toronto|Sydney|Auckland|Tokyo|Ōsaka|Seoul|Singapore|Mumbai|İstanbul",
+    "Cairo|Nairobi|Lagos|Washington, D.C.|St. John's|Saint-Étienne",
+    sep="|",
+)
+COUNTRIES = words(
+    "United States|United Kingdom|Ireland|France|Germany|Austria|Switzerland|Netherlands|Belgium|Spain",
+    "Portugal|Italy|Poland|Sweden|Norway|Iceland|Brazil|Colombia|Mexico|Canada|Australia|New Zealand",
+    "Japan|Singapore|India|Türkiye|Egypt|Kenya|Nigeria|Chile|Peru|Greece|Finland|Denmark|Czechia",
+    "Croatia|Côte d'Ivoire|Réunion|Korea, Republic of|Congo, Democratic Republic of the",
+    "Bonaire, Sint Eustatius and Saba|Virgin Islands, U.S.",
+    "Saint Helena, Ascension and Tristan da Cunha",
+    sep="|",
+)
+COMPANY_FORMS = (
+    "{a} LLC",
+    "{a} Ltd",
+    "{a} PLC",
+    "{a} Inc",
+    "{a} Group",
+    "{a}-{b}",
+    "{a} and Sons",
+    "{a}, {b} and {c}",
+    "{a}, {b} and {c}",
+    "{a} & {b}",
+    "{a} {b} GmbH",
+    "{a} S.A.",
+    'The "{a}" Company',
+    "{a}, Inc.",
+)
 TLDS = ("com", "com", "com", "net", "org", "info", "biz", "io", "co.uk", "de", "fr")
 MAIL_HOSTS = ("gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "proton.me", "icloud.com", "gmx.de")
-SUBJECTS = ("The customer", "This account", "Our contact here", "The buyer", "She", "He", "The client",
-            "The procurement lead", "The office manager", "Their finance team", "The founder", "The new owner")
-VERBS = ("has ordered", "regularly buys", "asked about", "complained about", "praised", "returned",
-         "requested a quote for", "renewed the contract for", "is evaluating", "cancelled", "upgraded to",
-         "signed up for", "keeps asking for")
-OBJECTS = ("standing desks", "the premium plan", "ergonomic chairs", "printer toner", "cloud backup",
-           "the annual licence", "office coffee machines", "bulk paper", "spare laptop batteries",
-           "the analytics add-on", "our support tier", "replacement parts", "the starter kit", "custom branded mugs",
-           "a fleet of e-bikes", "noise-cancelling headsets")
-TAILS = ("", "", " last quarter", " twice this year", ", usually by phone", ", mostly on Fridays",
-         " after a long trial", " despite the price increase", ", citing a tight budget", " for three regional offices",
-         " through a reseller", ", and wants invoices in EUR", " since the merger", ', calling it "good value"',
-         ' and wrote "more, please!"', ", paid net 30", ", though delivery was late", " via the web shop")
-EXTRAS = ("Prefers email over phone calls.", "Key contact changes often, so double-check names.",
-          "Account flagged for a loyalty discount.", "Asked to be removed from the newsletter.",
-          "Payment history is spotless.", "Time zone makes calls tricky; schedule before 10 am.",
-          "Uses the nickname \"Chief\" in emails.", "VAT number on file, see CRM.", "Requires PO numbers on invoices.",
-          "Interested in the beta programme.", "Ships to a warehouse, not the office.",
-          "Notes from the kickoff call:\n- budget approved\n- rollout in Q3", "Visited the booth at the trade fair.")
+SUBJECTS = (
+    "The customer",
+    "This account",
+    "Our contact here",
+    "The buyer",
+    "She",
+    "He",
+    "The client",
+    "The procurement lead",
+    "The office manager",
+    "Their finance team",
+    "The founder",
+    "The new owner",
+)
+VERBS = (
+    "has ordered",
+    "regularly buys",
+    "asked about",
+    "complained about",
+    "praised",
+    "returned",
+    "requested a quote for",
+    "renewed the contract for",
+    "is evaluating",
+    "cancelled",
+    "upgraded to",
+    "signed up for",
+    "keeps asking for",
+)
+OBJECTS = (
+    "standing desks",
+    "the premium plan",
+    "ergonomic chairs",
+    "printer toner",
+    "cloud backup",
+    "the annual licence",
+    "office coffee machines",
+    "bulk paper",
+    "spare laptop batteries",
+    "the analytics add-on",
+    "our support tier",
+    "replacement parts",
+    "the starter kit",
+    "custom branded mugs",
+    "a fleet of e-bikes",
+    "noise-cancelling headsets",
+)
+TAILS = (
+    "",
+    "",
+    " last quarter",
+    " twice this year",
+    ", usually by phone",
+    ", mostly on Fridays",
+    " after a long trial",
+    " despite the price increase",
+    ", citing a tight budget",
+    " for three regional offices",
+    " through a reseller",
+    ", and wants invoices in EUR",
+    " since the merger",
+    ', calling it "good value"',
+    ' and wrote "more, please!"',
+    ", paid net 30",
+    ", though delivery was late",
+    " via the web shop",
+)
+EXTRAS = (
+    "Prefers email over phone calls.",
+    "Key contact changes often, so double-check names.",
+    "Account flagged for a loyalty discount.",
+    "Asked to be removed from the newsletter.",
+    "Payment history is spotless.",
+    "Time zone makes calls tricky; schedule before 10 am.",
+    'Uses the nickname "Chief" in emails.',
+    "VAT number on file, see CRM.",
+    "Requires PO numbers on invoices.",
+    "Interested in the beta programme.",
+    "Ships to a warehouse, not the office.",
+    "Notes from the kickoff call:\n- budget approved\n- rollout in Q3",
+    "Visited the booth at the trade fair.",
+)
 BAD_EMAILS = ("{u}@@{d}", "{u} {u}@{d}", "{u}.{d}", "{u}@", "@{d}", "{u}@{d} ")
 BAD_DATES = ("2023-02-30", "2021-02-29", "2022-04-31", "2020-13-01", "2019-00-10", "2022-06-31", "2021-11-31")
 LATIN1_NAMES = ("M\udcfcller", "Jos\udce9", "Fran\udce7ois", "G\udcf6ran", "Ren\udce9e", "Sm\udcf8rrebr\udcf8d")
@@ -133,8 +222,9 @@ class Pools:
         self.country = [csv_field(c) for c in COUNTRIES]
         self.phone = [self._phone(rng) for _ in range(20000)]
         self.domain = [f"{slug(rng.choice(LAST))}.{rng.choice(TLDS)}" for _ in range(2000)] + list(MAIL_HOSTS) * 100
-        self.website = [f"{rng.choice(('http://', 'https://', 'https://www.', 'http://www.'))}{d}/"
-                        for d in self.domain[:2000]]
+        self.website = [
+            f"{rng.choice(('http://', 'https://', 'https://www.', 'http://www.'))}{d}/" for d in self.domain[:2000]
+        ]
         start = date(2020, 1, 1)
         self.date = [(start + timedelta(days=n)).isoformat() for n in range(3 * 366)]
         self.sentence = [self._sentence(rng) for _ in range(5000)] + list(EXTRAS)
@@ -151,8 +241,14 @@ class Pools:
     @staticmethod
     def _phone(rng: random.Random) -> str:
         a, b, c = rng.randrange(200, 1000), rng.randrange(100, 1000), rng.randrange(10000)
-        forms = (f"{a}-{b}-{c:04d}", f"({a}){b}-{c:04d}", f"{a}.{b}.{c:04d}", f"+1-{a}-{b}-{c:04d}",
-                 f"001-{a}-{b}-{c:04d}", f"{a}{b}{c:04d}")
+        forms = (
+            f"{a}-{b}-{c:04d}",
+            f"({a}){b}-{c:04d}",
+            f"{a}.{b}.{c:04d}",
+            f"+1-{a}-{b}-{c:04d}",
+            f"001-{a}-{b}-{c:04d}",
+            f"{a}{b}{c:04d}",
+        )
         phone = rng.choice(forms)
         return phone + f"x{rng.randrange(1, 100000)}" if rng.random() < 0.3 else phone
 
@@ -187,11 +283,21 @@ class RowBuilder:
         """Rows start..start+count-1 (each ending in a newline) and (position, kind) of every special row."""
         p, rng = self.pools, self.rng
         choices, random_ = rng.choices, rng.random
-        columns = zip(choices(p.first, k=count), choices(p.last, k=count), choices(p.company, k=count),
-                      choices(p.city, k=count), choices(p.country, k=count), choices(p.phone, k=count),
-                      choices(p.phone, k=count), choices(p.separator, k=count), choices(p.domain, k=count),
-                      choices(p.date, k=count), choices(p.website, k=count),
-                      choices(p.sentence_count, k=count), strict=True)
+        columns = zip(
+            choices(p.first, k=count),
+            choices(p.last, k=count),
+            choices(p.company, k=count),
+            choices(p.city, k=count),
+            choices(p.country, k=count),
+            choices(p.phone, k=count),
+            choices(p.phone, k=count),
+            choices(p.separator, k=count),
+            choices(p.domain, k=count),
+            choices(p.date, k=count),
+            choices(p.website, k=count),
+            choices(p.sentence_count, k=count),
+            strict=True,
+        )
         rows: list[str] = []
         specials: list[tuple[int, str]] = []
         for pos, (first, last, company, city, country, phone1, phone2, sep, domain, day, web, n) in enumerate(columns):
@@ -208,12 +314,27 @@ class RowBuilder:
             else:
                 kind = INVALID_KINDS[int(random_() * len(INVALID_KINDS))]
                 specials.append((pos, kind))
-                fields = [str(index), self.customer_id(index), first[0], last[0], company, city, country, phone1,
-                          phone2, email, day, web, about]
+                fields = [
+                    str(index),
+                    self.customer_id(index),
+                    first[0],
+                    last[0],
+                    company,
+                    city,
+                    country,
+                    phone1,
+                    phone2,
+                    email,
+                    day,
+                    web,
+                    about,
+                ]
                 rows.append(",".join(self.break_row(kind, fields)) + "\n")
                 continue
-            rows.append(f"{index},{cid},{first[0]},{last[0]},{company},{city},{country},{phone1},{phone2},"
-                        f"{email},{day},{web},{about}\n")
+            rows.append(
+                f"{index},{cid},{first[0]},{last[0]},{company},{city},{country},{phone1},{phone2},"
+                f"{email},{day},{web},{about}\n"
+            )
         return rows, specials
 
     def break_row(self, kind: str, fields: list[str]) -> list[str]:
@@ -252,8 +373,15 @@ def _fit(rows: list[str], room: int) -> tuple[bytes, int]:
     return bytes(out), len(rows)
 
 
-def generate(out: Path, *, rows: int | None = None, size: int | None = None, seed: int = 42,
-             duplicate_rate: float = 0.0, invalid_rate: float = 0.0) -> dict[str, object]:
+def generate(
+    out: Path,
+    *,
+    rows: int | None = None,
+    size: int | None = None,
+    seed: int = 42,
+    duplicate_rate: float = 0.0,
+    invalid_rate: float = 0.0,
+) -> dict[str, object]:
     """Write the CSV to `out` (stopping at `rows` rows or `size` bytes) and return the summary."""
     if (rows is None) == (size is None):
         raise ValueError("give exactly one of rows or size")
@@ -271,9 +399,17 @@ def generate(out: Path, *, rows: int | None = None, size: int | None = None, see
             written += file.write(data)
             builder.count(specials, kept)
     seconds = time.perf_counter() - started
-    return {"path": str(out), "rows": builder.rows, "bytes": written, "duplicates": builder.duplicates,
-            "invalid": sum(builder.invalid.values()), "invalidByKind": builder.invalid, "seed": seed,
-            "seconds": round(seconds, 2), "mbPerSecond": round(written / 1e6 / max(seconds, 1e-9), 1)}
+    return {
+        "path": str(out),
+        "rows": builder.rows,
+        "bytes": written,
+        "duplicates": builder.duplicates,
+        "invalid": sum(builder.invalid.values()),
+        "invalidByKind": builder.invalid,
+        "seed": seed,
+        "seconds": round(seconds, 2),
+        "mbPerSecond": round(written / 1e6 / max(seconds, 1e-9), 1),
+    }
 
 
 def _rate(text: str) -> float:
@@ -296,8 +432,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.duplicate_rate + args.invalid_rate > 1:
         parser.error("--duplicate-rate plus --invalid-rate must not exceed 1")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    summary = generate(args.out, rows=args.rows, size=args.size, seed=args.seed,
-                       duplicate_rate=args.duplicate_rate, invalid_rate=args.invalid_rate)
+    summary = generate(
+        args.out,
+        rows=args.rows,
+        size=args.size,
+        seed=args.seed,
+        duplicate_rate=args.duplicate_rate,
+        invalid_rate=args.invalid_rate,
+    )
     json.dump(summary, sys.stdout)
     print()
     return 0

@@ -51,8 +51,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
-async def drive(client: httpx.AsyncClient, customers: list[dict[str, str]], rate: float, until: asyncio.Event,
-                seconds: float, endpoints: list[str]) -> dict[str, list[float]]:
+async def drive(
+    client: httpx.AsyncClient,
+    customers: list[dict[str, str]],
+    rate: float,
+    until: asyncio.Event,
+    seconds: float,
+    endpoints: list[str],
+) -> dict[str, list[float]]:
     """Fire requests on a fixed schedule until `until` is set or `seconds` pass; latencies in ms by kind."""
     latencies: dict[str, list[float]] = {kind: [] for kind in endpoints}
     errors: list[str] = []
@@ -105,12 +111,13 @@ async def lag(client: httpx.AsyncClient) -> tuple[float, float]:
 
 def report(phase: str, latencies: dict[str, list[float]], lags: tuple[float, float]) -> None:
     every = [v for values in latencies.values() for v in values]
-    print(f"\n{phase}: {len(every)} requests; event-loop lag p99 {lags[0]:.1f} ms, max {lags[1]:.1f} ms "
-          "(last minute)")
+    print(f"\n{phase}: {len(every)} requests; event-loop lag p99 {lags[0]:.1f} ms, max {lags[1]:.1f} ms (last minute)")
     print(f"  {'endpoint':<12}{'n':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)")
     for kind, values in [*latencies.items(), ("all", every)]:
-        print(f"  {kind:<12}{len(values):>7}{percentile(values, .5):>9.1f}{percentile(values, .95):>9.1f}"
-              f"{percentile(values, .99):>9.1f}{max(values, default=float('nan')):>9.1f}")
+        print(
+            f"  {kind:<12}{len(values):>7}{percentile(values, 0.5):>9.1f}{percentile(values, 0.95):>9.1f}"
+            f"{percentile(values, 0.99):>9.1f}{max(values, default=float('nan')):>9.1f}"
+        )
 
 
 async def wait_healthy(client: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
@@ -128,13 +135,19 @@ async def wait_healthy(client: httpx.AsyncClient, proc: subprocess.Popen[bytes])
 
 
 async def run(args: argparse.Namespace, base: str, file: Path, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=30,
-                                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)) as client:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=30, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    ) as client:
         await wait_healthy(client, proc)
         customers = []
         for i in range(args.seed_customers):
-            body = {"customerId": f"load-{i}", "firstName": FIRST[i % len(FIRST)], "lastName": LAST[i % len(LAST)],
-                    "email": f"load{i}@example.com", "country": COUNTRIES[i % len(COUNTRIES)]}
+            body = {
+                "customerId": f"load-{i}",
+                "firstName": FIRST[i % len(FIRST)],
+                "lastName": LAST[i % len(LAST)],
+                "email": f"load{i}@example.com",
+                "country": COUNTRIES[i % len(COUNTRIES)],
+            }
             response = await client.post("/customers", json=body)
             if response.status_code in (201, 409):
                 customers.append(body)
@@ -159,8 +172,12 @@ async def run(args: argparse.Namespace, base: str, file: Path, proc: subprocess.
         busy = await drive(client, customers, args.rate, done, args.max_import_seconds, args.endpoints)
         busy_lag = await lag(client)
         progress = (await client.get("/import/progress")).json()
-        report(f"during import ({progress['status']} {progress['percent']:.0f}%, "
-               f"{progress['rateRowsPerSec']:,.0f} rows/s)", busy, busy_lag)
+        report(
+            f"during import ({progress['status']} {progress['percent']:.0f}%, "
+            f"{progress['rateRowsPerSec']:,.0f} rows/s)",
+            busy,
+            busy_lag,
+        )
         watcher.cancel()
 
 
@@ -173,8 +190,12 @@ def main() -> int:
     parser.add_argument("--max-import-seconds", type=float, default=600.0)
     parser.add_argument("--seed-customers", type=int, default=200)
     parser.add_argument("--uri", help="MongoDB URI (default: the app's embedded server)")
-    parser.add_argument("--endpoints", type=lambda text: text.split(","), default=list(ENDPOINTS),
-                        help=f"comma-separated subset of {','.join(ENDPOINTS)} (default: all, in turn)")
+    parser.add_argument(
+        "--endpoints",
+        type=lambda text: text.split(","),
+        default=list(ENDPOINTS),
+        help=f"comma-separated subset of {','.join(ENDPOINTS)} (default: all, in turn)",
+    )
     args = parser.parse_args()
     if unknown := set(args.endpoints) - set(ENDPOINTS):
         parser.error(f"unknown endpoints {sorted(unknown)}; choose from {','.join(ENDPOINTS)}")
@@ -190,11 +211,28 @@ def main() -> int:
             shutil.copyfile(args.file, file)
     else:
         file = imports / "customers.csv"
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_customers.py"), "--rows",
-                        str(args.rows), "--out", str(file)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "generate_customers.py"),
+                "--rows",
+                str(args.rows),
+                "--out",
+                str(file),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "DATA_DIR": str(work), "IMPORT_DIR": str(imports),
-           "EMBEDDED_DB_PORT": "0", "LOG_LEVEL": "WARNING", "MONGODB_DB": "load_test"}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "DATA_DIR": str(work),
+        "IMPORT_DIR": str(imports),
+        "EMBEDDED_DB_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+        "MONGODB_DB": "load_test",
+    }
     if args.uri:
         env["MONGODB_URI"] = args.uri
     proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env, cwd=ROOT)

@@ -32,8 +32,13 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedM
 @pytest.fixture(scope="session")
 def settings(mongo_server: EmbeddedMongo, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     imports = tmp_path_factory.mktemp("imports")
-    return Settings(mongodb_uri=mongo_server.uri, mongodb_db="test", data_dir=str(imports.parent),
-                    import_dir=str(imports), import_checkpoint_seconds=0.2)
+    return Settings(
+        mongodb_uri=mongo_server.uri,
+        mongodb_db="test",
+        data_dir=str(imports.parent),
+        import_dir=str(imports),
+        import_checkpoint_seconds=0.2,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -30,22 +30,30 @@ class CustomerController(Controller):
     async def create(self, data: JSONBody[CustomerCreate], repository: Repo) -> Customer:
         return await repository.create(data)
 
-    @get(summary="List customers in customerId order, by page or keyset cursor",
-         description="`total` counts every customer when unfiltered (the collection's count) and the matches "
-                     "of a filter up to 10,000; `totalCapped` is true when more match.")
+    @get(
+        summary="List customers in customerId order, by page or keyset cursor",
+        description="`total` counts every customer when unfiltered (the collection's count) and the matches "
+        "of a filter up to 10,000; `totalCapped` is true when more match.",
+    )
     async def list_customers(
         self,
         repository: Repo,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         page: Annotated[int | None, QueryParameter(ge=1, le=1_000_000, description="1-based page (skip)")] = None,
-        after: Annotated[str | None, QueryParameter(max_length=512, description="nextCursor of the previous page")]
-        = None,
+        after: Annotated[
+            str | None, QueryParameter(max_length=512, description="nextCursor of the previous page")
+        ] = None,
         email: Annotated[str | None, QueryParameter(max_length=256, description="exact email, any case")] = None,
-        country: Annotated[str | None, QueryParameter(max_length=256, description="exact country, any case")]
-        = None,
-        q: Annotated[str | None, QueryParameter(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$",
-                                           description="case-insensitive prefix of name, company or email")]
-        = None,
+        country: Annotated[str | None, QueryParameter(max_length=256, description="exact country, any case")] = None,
+        q: Annotated[
+            str | None,
+            QueryParameter(
+                min_length=1,
+                max_length=256,
+                pattern=r"^[^\x00-\x1f]+$",
+                description="case-insensitive prefix of name, company or email",
+            ),
+        ] = None,
     ) -> CustomerPage:
         return await repository.list(limit=limit, page=page, after=after, email=email, country=country, q=q)
 

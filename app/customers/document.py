@@ -16,8 +16,20 @@ import re
 from typing import Any
 
 # Fields a customer carries, in API order (camelCase, as stored). customerId is stored as _id.
-FIELDS = ("customerId", "firstName", "lastName", "email", "company", "city", "country",
-          "phone1", "phone2", "subscriptionDate", "website", "about")
+FIELDS = (
+    "customerId",
+    "firstName",
+    "lastName",
+    "email",
+    "company",
+    "city",
+    "country",
+    "phone1",
+    "phone2",
+    "subscriptionDate",
+    "website",
+    "about",
+)
 SEARCHED = ("firstName", "lastName", "company", "email")
 INDEXED = (*SEARCHED, "country")  # the fields the keys are derived from
 KEY_SOURCES = {"searchKeys": SEARCHED, "searchTerms": SEARCHED, "emailKey": ("email",), "countryKey": ("country",)}
@@ -38,8 +50,11 @@ def search_terms(doc: dict[str, Any]) -> list[str]:
 
 def search_keys(doc: dict[str, Any]) -> list[str]:
     """Each term's prefixes of 1 to PREFIX_CHARS characters, without repeats (a repeat is a wasted index entry)."""
-    return list(dict.fromkeys(term[:length] for term in search_terms(doc)
-                              for length in range(1, min(len(term), PREFIX_CHARS) + 1)))
+    return list(
+        dict.fromkeys(
+            term[:length] for term in search_terms(doc) for length in range(1, min(len(term), PREFIX_CHARS) + 1)
+        )
+    )
 
 
 def index_keys(doc: dict[str, Any]) -> dict[str, Any]:
@@ -60,5 +75,9 @@ _WHITESPACE = re.compile(r"\s")
 
 def is_email(value: str) -> bool:
     """Exactly one '@' with non-empty sides and no whitespace; Unicode allowed."""
-    return (value.count("@") == 1 and not value.startswith("@") and not value.endswith("@")
-            and _WHITESPACE.search(value) is None)
+    return (
+        value.count("@") == 1
+        and not value.startswith("@")
+        and not value.endswith("@")
+        and _WHITESPACE.search(value) is None
+    )

@@ -72,8 +72,10 @@ def _q_filter(q: str) -> dict[str, Any]:
     if len(prefix) <= PREFIX_CHARS:
         return {"searchKeys": prefix}
     # The equality is the index range; the range over the (unindexed) whole terms keeps those that start with q.
-    return {"searchKeys": prefix[:PREFIX_CHARS],
-            "searchTerms": {"$elemMatch": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}}}
+    return {
+        "searchKeys": prefix[:PREFIX_CHARS],
+        "searchTerms": {"$elemMatch": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}},
+    }
 
 
 def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[str, Any]:
@@ -208,8 +210,16 @@ class CustomerRepository:
         if result.deleted_count == 0:
             raise NotFound(f"customer {customer_id!r} does not exist")
 
-    async def list(self, *, limit: int, page: int | None, after: str | None, email: str | None = None,
-                   country: str | None = None, q: str | None = None) -> CustomerPage:
+    async def list(
+        self,
+        *,
+        limit: int,
+        page: int | None,
+        after: str | None,
+        email: str | None = None,
+        country: str | None = None,
+        q: str | None = None,
+    ) -> CustomerPage:
         """A page in _id order: by page number (skip) or, faster on big collections, after a cursor. Every shape
         is one index walk in _id order that stops at the limit (tests/integration/test_listing.py checks the
         plans); the total is counted alongside."""
@@ -223,8 +233,14 @@ class CustomerRepository:
         docs, (total, capped) = await asyncio.gather(cursor.to_list(), self._count(counted))
         items = [to_customer(doc) for doc in docs[:limit]]
         next_cursor = encode_cursor(items[-1].customer_id) if len(docs) > limit else None
-        return CustomerPage(items=items, limit=limit, total=total, total_capped=capped,
-                            page=None if after is not None else (page or 1), next_cursor=next_cursor)
+        return CustomerPage(
+            items=items,
+            limit=limit,
+            total=total,
+            total_capped=capped,
+            page=None if after is not None else (page or 1),
+            next_cursor=next_cursor,
+        )
 
     async def _count(self, query: dict[str, Any]) -> tuple[int, bool]:
         """(total, whether it is capped). Unfiltered: the collection's metadata count, as counting millions per

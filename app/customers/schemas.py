@@ -10,15 +10,29 @@ from msgspec import UNSET, Meta, UnsetType
 
 from app.customers.document import is_email
 
-CustomerId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[^\s/?#%]+$",
-                                 description="Unique id; letters, digits and punctuation, no whitespace")]
+CustomerId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\s/?#%]+$",
+        description="Unique id; letters, digits and punctuation, no whitespace",
+    ),
+]
 Name = Annotated[str, Meta(min_length=1, max_length=256)]
 Text = Annotated[str, Meta(max_length=256)]
 About = Annotated[str, Meta(max_length=100_000)]
 # The pattern documents the rule in the OpenAPI schema (clients and fuzzers then send real addresses);
 # is_email stays the authority (JSON Schema's `$` also matches before a final newline).
-Email = Annotated[str, Meta(min_length=3, max_length=256, pattern=r"^[^@\s]+@[^@\s]+$",
-                            description="exactly one '@' with text on both sides, no whitespace")]
+Email = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=256,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="exactly one '@' with text on both sides, no whitespace",
+    ),
+]
 
 
 class Base(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):

@@ -56,9 +56,20 @@ def visible(state: JobState | None) -> tuple[object, ...]:
     differs between the owner's memory and import_state (a finished job read back is not a change)."""
     if state is None:
         return ()
-    return (state.job_id, state.status, state.attempts, state.error, state.bytes_read, state.rows_processed,
-            state.rows_inserted, state.rows_duplicate, state.rows_updated, state.rows_unchanged, state.rows_protected,
-            state.rows_invalid)
+    return (
+        state.job_id,
+        state.status,
+        state.attempts,
+        state.error,
+        state.bytes_read,
+        state.rows_processed,
+        state.rows_inserted,
+        state.rows_duplicate,
+        state.rows_updated,
+        state.rows_unchanged,
+        state.rows_protected,
+        state.rows_invalid,
+    )
 
 
 class Subscription:
@@ -96,8 +107,15 @@ class Subscription:
 
 
 class Broadcaster:
-    def __init__(self, source: Callable[[], Awaitable[JobState | None]], *, interval: float = 0.3,
-                 keepalive: float = 15.0, queue_size: int = 16, retry_ms: int = 3000):
+    def __init__(
+        self,
+        source: Callable[[], Awaitable[JobState | None]],
+        *,
+        interval: float = 0.3,
+        keepalive: float = 15.0,
+        queue_size: int = 16,
+        retry_ms: int = 3000,
+    ):
         self.source = source
         self.interval, self.keepalive, self.queue_size, self.retry_ms = interval, keepalive, queue_size, retry_ms
         self.subscriptions: set[Subscription] = set()

@@ -27,15 +27,17 @@ EXIT = {Status.COMPLETED: 0, Status.CANCELLED: 130}
 def _counters(snap: Snapshot) -> str:
     text = f"{snap.rows_processed:,} rows · {snap.rate_rows_per_sec:,.0f} rows/s · inserted {snap.rows_inserted:,}"
     if snap.mode == "upsert":
-        text += (f" · updated {snap.rows_updated:,} · unchanged {snap.rows_unchanged:,}"
-                 f" · protected {snap.rows_protected:,}")
+        text += (
+            f" · updated {snap.rows_updated:,} · unchanged {snap.rows_unchanged:,} · protected {snap.rows_protected:,}"
+        )
     else:
         text += f" · duplicate {snap.rows_duplicate:,}"
     return text + f" · invalid {snap.rows_invalid:,}"
 
 
-async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: int | None, dry_run: bool,
-                      console: Console) -> int:
+async def import_file(
+    settings: Settings, file: Path, *, mode: str, batch_size: int | None, dry_run: bool, console: Console
+) -> int:
     """Run one import to its end; exit code 0 when COMPLETED. Ctrl-C cancels it (resumable)."""
     settings = msgspec.structs.replace(settings, csv_file_path=str(file))
     errors = Console(stderr=True, soft_wrap=True)  # a reason is one line, whatever the terminal's width
@@ -68,17 +70,30 @@ async def import_file(settings: Settings, file: Path, *, mode: str, batch_size: 
         assert service.current is not None
         if interrupted:
             service.current.control.cancel.set()
-        console.print(f"job {state.job_id}: {escape(str(file))} ({state.file_size:,} bytes)"
-                      f"{escape(' [dry run]') if dry_run else ''}", soft_wrap=True)
-        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
-                      TextColumn("{task.fields[counters]}"), console=console, transient=False) as bar:
+        console.print(
+            f"job {state.job_id}: {escape(str(file))} ({state.file_size:,} bytes)"
+            f"{escape(' [dry run]') if dry_run else ''}",
+            soft_wrap=True,
+        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[counters]}"),
+            console=console,
+            transient=False,
+        ) as bar:
             task = bar.add_task("importing", total=state.file_size, counters="")
             while service.current is not None:
                 snap = Snapshot.of(state)
                 bar.update(task, completed=state.bytes_read, counters=_counters(snap))
                 await asyncio.sleep(0.25)
-            bar.update(task, completed=state.bytes_read if state.status != Status.COMPLETED else state.file_size,
-                       counters=_counters(Snapshot.of(state)))
+            bar.update(
+                task,
+                completed=state.bytes_read if state.status != Status.COMPLETED else state.file_size,
+                counters=_counters(Snapshot.of(state)),
+            )
         final = Snapshot.of(state)
         console.print(f"{final.status}: {_counters(final)} in {final.elapsed_sec:,.1f}s", soft_wrap=True)
         if final.error:

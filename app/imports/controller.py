@@ -32,8 +32,12 @@ async def _rejected_rows(service: ImportService, job_id: str | None, *, after_li
         raise NotFound(f"import job {job_id!r} does not exist" if job_id else "no import has run yet")
     rows = await service.store.rejections(state.job_id, after_line=after_line, limit=limit)
     items = [RejectedRow(**row) for row in rows]
-    return RejectedRows(job_id=state.job_id, rows_invalid=state.rows_invalid, items=items,
-                        next_after_line=items[-1].line if len(items) == limit else None)
+    return RejectedRows(
+        job_id=state.job_id,
+        rows_invalid=state.rows_invalid,
+        items=items,
+        next_after_line=items[-1].line if len(items) == limit else None,
+    )
 
 
 class ImportController(Controller):
@@ -70,8 +74,10 @@ class ImportController(Controller):
     @get("/progress/stream", summary="Server-sent events: snapshot, progress while a job runs, done/error/cancelled")
     async def stream(self, state: State) -> ServerSentEvent:
         events = state.broadcast.events()
-        return ServerSentEvent(ServerSentEventMessage(data=e.data, event=e.kind, id=e.id, retry=e.retry,
-                                                      comment=e.comment) async for e in events)
+        return ServerSentEvent(
+            ServerSentEventMessage(data=e.data, event=e.kind, id=e.id, retry=e.retry, comment=e.comment)
+            async for e in events
+        )
 
     @get("/jobs", summary="Import jobs, newest first, by page or afterStartedAt cursor")
     async def jobs(
@@ -79,8 +85,10 @@ class ImportController(Controller):
         service: Service,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         page: Annotated[int | None, QueryParameter(ge=1, le=1_000_000, description="1-based page (skip)")] = None,
-        after_started_at: Annotated[dt.datetime | None, QueryParameter(
-            name="afterStartedAt", description="nextAfterStartedAt of the previous page")] = None,
+        after_started_at: Annotated[
+            dt.datetime | None,
+            QueryParameter(name="afterStartedAt", description="nextAfterStartedAt of the previous page"),
+        ] = None,
     ) -> JobPage:
         states, total = await recent_jobs(service.store, limit=limit, page=page, before=after_started_at)
         return JobPage.of(states, limit=limit, total=total, page=page)

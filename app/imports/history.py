@@ -10,8 +10,9 @@ from app.errors import InvalidInput
 from app.imports.jobs import JobState, JobStore
 
 
-async def recent_jobs(store: JobStore, *, limit: int, page: int | None = None,
-                      before: dt.datetime | None = None) -> tuple[list[JobState], int]:
+async def recent_jobs(
+    store: JobStore, *, limit: int, page: int | None = None, before: dt.datetime | None = None
+) -> tuple[list[JobState], int]:
     """Up to `limit` jobs started before `before` (or on 1-based `page`), newest first; and the number of jobs.
 
     The cursor is the last item's startedAt (millisecond precision in MongoDB). A job sharing that exact

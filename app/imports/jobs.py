@@ -64,11 +64,18 @@ class JobState(msgspec.Struct, rename="camel", kw_only=True):
 
     def progress_fields(self) -> dict[str, Any]:
         """What a checkpoint writes: the watermark and the counters it describes, in one update."""
-        return {"bytesRead": self.bytes_read, "linesRead": self.lines_read, "rowsProcessed": self.rows_processed,
-                "rowsInserted": self.rows_inserted, "rowsDuplicate": self.rows_duplicate,
-                "rowsUpdated": self.rows_updated, "rowsUnchanged": self.rows_unchanged,
-                "rowsProtected": self.rows_protected, "rowsInvalid": self.rows_invalid,
-                "recentCustomers": self.recent_customers}
+        return {
+            "bytesRead": self.bytes_read,
+            "linesRead": self.lines_read,
+            "rowsProcessed": self.rows_processed,
+            "rowsInserted": self.rows_inserted,
+            "rowsDuplicate": self.rows_duplicate,
+            "rowsUpdated": self.rows_updated,
+            "rowsUnchanged": self.rows_unchanged,
+            "rowsProtected": self.rows_protected,
+            "rowsInvalid": self.rows_invalid,
+            "recentCustomers": self.recent_customers,
+        }
 
 
 class JobStore:
@@ -99,29 +106,46 @@ class JobStore:
         1). Rebuilding the index drops the stale claim. MongoDB never gets here."""
         log.warning("import_state: a RUNNING insert was refused with no RUNNING job; rebuilding %s", RUNNING_INDEX)
         await self.jobs.drop_index(RUNNING_INDEX)
-        await self.jobs.create_indexes([model for model in INDEXES[IMPORT_STATE]
-                                        if model.document["name"] == RUNNING_INDEX])
+        await self.jobs.create_indexes(
+            [model for model in INDEXES[IMPORT_STATE] if model.document["name"] == RUNNING_INDEX]
+        )
 
-    async def checkpoint(self, state: JobState, progress: dict[str, Any] | None = None,
-                         **extra: Any) -> dict[str, Any] | None:
+    async def checkpoint(
+        self, state: JobState, progress: dict[str, Any] | None = None, **extra: Any
+    ) -> dict[str, Any] | None:
         """Persist progress (a snapshot taken with the rejections already saved) and renew the lease.
 
         None means this instance no longer owns the job and must stop writing.
         """
         state.updated_at = state.heartbeat_at = now()
-        fields = {**(progress or state.progress_fields()), "updatedAt": state.updated_at,
-                  "heartbeatAt": state.heartbeat_at, **extra}
+        fields = {
+            **(progress or state.progress_fields()),
+            "updatedAt": state.updated_at,
+            "heartbeatAt": state.heartbeat_at,
+            **extra,
+        }
         return await self.jobs.find_one_and_update(
-            {"_id": state.job_id, "owner": state.owner, "status": Status.RUNNING}, {"$set": fields},
-            projection={"cancelRequested": 1}, return_document=ReturnDocument.AFTER)
+            {"_id": state.job_id, "owner": state.owner, "status": Status.RUNNING},
+            {"$set": fields},
+            projection={"cancelRequested": 1},
+            return_document=ReturnDocument.AFTER,
+        )
 
     async def finish(self, state: JobState, status: Status, error: str | None = None) -> bool:
         state.status, state.error = status, error
         state.finished_at = state.updated_at = now()
-        fields = {**state.progress_fields(), "status": status, "error": error, "finishedAt": state.finished_at,
-                  "updatedAt": state.updated_at, "owner": None, "heartbeatAt": None}
+        fields = {
+            **state.progress_fields(),
+            "status": status,
+            "error": error,
+            "finishedAt": state.finished_at,
+            "updatedAt": state.updated_at,
+            "owner": None,
+            "heartbeatAt": None,
+        }
         result = await self.jobs.update_one(
-            {"_id": state.job_id, "owner": state.owner, "status": Status.RUNNING}, {"$set": fields})
+            {"_id": state.job_id, "owner": state.owner, "status": Status.RUNNING}, {"$set": fields}
+        )
         return result.modified_count == 1
 
     async def release(self, state: JobState) -> None:
@@ -134,7 +158,8 @@ class JobStore:
         doc = await self.jobs.find_one_and_update(
             {"status": Status.RUNNING, "$or": [{"heartbeatAt": None}, {"heartbeatAt": {"$lt": expired}}]},
             {"$set": {"owner": owner, "heartbeatAt": now(), "updatedAt": now()}, "$inc": {"attempts": 1}},
-            return_document=ReturnDocument.AFTER)
+            return_document=ReturnDocument.AFTER,
+        )
         return None if doc is None else JobState.from_doc(doc)
 
     async def reopen(self, job_id: str, owner: str) -> JobState:
@@ -142,9 +167,20 @@ class JobStore:
         try:
             doc = await self.jobs.find_one_and_update(
                 {"_id": job_id, "status": {"$in": [Status.FAILED, Status.CANCELLED]}},
-                {"$set": {"status": Status.RUNNING, "owner": owner, "heartbeatAt": now(), "updatedAt": now(),
-                          "error": None, "finishedAt": None, "cancelRequested": False}, "$inc": {"attempts": 1}},
-                return_document=ReturnDocument.AFTER)
+                {
+                    "$set": {
+                        "status": Status.RUNNING,
+                        "owner": owner,
+                        "heartbeatAt": now(),
+                        "updatedAt": now(),
+                        "error": None,
+                        "finishedAt": None,
+                        "cancelRequested": False,
+                    },
+                    "$inc": {"attempts": 1},
+                },
+                return_document=ReturnDocument.AFTER,
+            )
         except DuplicateKeyError:
             running = await self.running()
             raise ImportRunning(running.job_id if running else "unknown") from None
@@ -167,8 +203,10 @@ class JobStore:
         """Store rejected rows; idempotent (keyed by job and line) so a resumed job never stores one twice."""
         if not rejections:
             return
-        docs = [{"_id": f"{job_id}:{r.line}", "jobId": job_id, "line": r.line, "reason": r.reason, "text": r.text}
-                for r in rejections]
+        docs = [
+            {"_id": f"{job_id}:{r.line}", "jobId": job_id, "line": r.line, "reason": r.reason, "text": r.text}
+            for r in rejections
+        ]
         try:
             await self.rejects.insert_many(docs, ordered=False)
         except BulkWriteError as exc:

@@ -40,8 +40,14 @@ class Ledger:
         state.rows_unchanged += outcome.unchanged
         state.rows_protected += outcome.protected
         state.rows_invalid += outcome.invalid
-        state.rows_processed += (outcome.inserted + outcome.duplicate + outcome.updated + outcome.unchanged
-                                 + outcome.protected + outcome.invalid)
+        state.rows_processed += (
+            outcome.inserted
+            + outcome.duplicate
+            + outcome.updated
+            + outcome.unchanged
+            + outcome.protected
+            + outcome.invalid
+        )
         if outcome.recent:
             state.recent_customers = (outcome.recent[::-1] + state.recent_customers)[:RECENT]
 

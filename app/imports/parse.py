@@ -19,9 +19,19 @@ from app.imports.model import Batch, ColumnMap, Mode, Parsed, ParseSpec, Rejecti
 
 # Normalised header name -> document field. Names match ignoring case, spaces, '_' and '-'.
 KNOWN_COLUMNS = {
-    "customerid": "customerId", "firstname": "firstName", "lastname": "lastName", "company": "company",
-    "city": "city", "country": "country", "phone1": "phone1", "phone2": "phone2", "email": "email",
-    "subscriptiondate": "subscriptionDate", "website": "website", "about": "about", "aboutcustomer": "about",
+    "customerid": "customerId",
+    "firstname": "firstName",
+    "lastname": "lastName",
+    "company": "company",
+    "city": "city",
+    "country": "country",
+    "phone1": "phone1",
+    "phone2": "phone2",
+    "email": "email",
+    "subscriptiondate": "subscriptionDate",
+    "website": "website",
+    "about": "about",
+    "aboutcustomer": "about",
 }
 SKIPPED_COLUMNS = {"index"}
 BOM = b"\xef\xbb\xbf"
@@ -113,7 +123,7 @@ class _BlockParser:
         """Physical lines start..end of the block (relative, 1-based)."""
         if self._lines is None:
             self._lines = self.text.split("\n")
-        return self._lines[start - 1:end]
+        return self._lines[start - 1 : end]
 
     def raw(self, start: int, end: int) -> str:
         """The record's text (physical lines start..end, relative), truncated; bad bytes shown escaped."""
@@ -168,8 +178,10 @@ class _BlockParser:
         return len(",".join(row).encode("utf-8", "surrogateescape")) > limit
 
     def _too_large(self, start: int) -> str:
-        return (f"record at line {self.first_line + start - 1} exceeds IMPORT_MAX_RECORD_BYTES "
-                f"({self.spec.max_record_bytes} bytes); an unterminated quote?")
+        return (
+            f"record at line {self.first_line + start - 1} exceeds IMPORT_MAX_RECORD_BYTES "
+            f"({self.spec.max_record_bytes} bytes); an unterminated quote?"
+        )
 
     def row(self, row: list[str], start: int, end: int) -> None:
         """Validate from the three columns that can make a row invalid; build the document only for a real
@@ -209,8 +221,16 @@ class _BlockParser:
         return None
 
     def insert(self, customer_id: str, doc: dict[str, object], digest: str, line: int) -> None:
-        doc = {"_id": customer_id, **doc, **index_keys(doc), "createdAt": self.now, "updatedAt": self.now,
-               "importJobId": self.spec.job_id, "importLine": line, "importHash": digest}
+        doc = {
+            "_id": customer_id,
+            **doc,
+            **index_keys(doc),
+            "createdAt": self.now,
+            "updatedAt": self.now,
+            "importJobId": self.spec.job_id,
+            "importLine": line,
+            "importHash": digest,
+        }
         self.batch.docs.append(bson.encode(doc))
 
     def upsert(self, customer_id: str, doc: dict[str, object], digest: str, line: int) -> None:
@@ -219,17 +239,24 @@ class _BlockParser:
         with E11000, which the sink classifies as unchanged or protected. Fields of the file's columns that
         are empty in this row are removed; fields of columns the file does not have are left alone."""
         keys = index_keys(doc)
-        to_set = {**doc, **keys, "updatedAt": self.now, "importHash": digest,
-                  "lastImport": {"jobId": self.spec.job_id, "line": line}}
+        to_set = {
+            **doc,
+            **keys,
+            "updatedAt": self.now,
+            "importHash": digest,
+            "lastImport": {"jobId": self.spec.job_id, "line": line},
+        }
         to_unset = {name: "" for name in (*self.file_fields, *self.file_keys) if name not in doc and name not in keys}
         update: dict[str, object] = {
             "$set": to_set,
-            "$setOnInsert": {"createdAt": self.now, "importJobId": self.spec.job_id, "importLine": line}}
+            "$setOnInsert": {"createdAt": self.now, "importJobId": self.spec.job_id, "importLine": line},
+        }
         if to_unset:
             update["$unset"] = to_unset
         self.batch.docs.append(bson.encode(update))
-        self.batch.filters.append(bson.encode(
-            {"_id": customer_id, "handEdited": {"$ne": True}, "importHash": {"$ne": digest}}))
+        self.batch.filters.append(
+            bson.encode({"_id": customer_id, "handEdited": {"$ne": True}, "importHash": {"$ne": digest}})
+        )
 
     def flush(self) -> None:
         if self.batch.ids:

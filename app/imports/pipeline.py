@@ -51,13 +51,29 @@ class Control:
 
 
 class ImportRun:
-    def __init__(self, state: JobState, path: Path, columns: ColumnMap, *, store: JobStore,
-                 sink: Sink | DrySink, pool: Executor, settings: Settings, control: Control):
+    def __init__(
+        self,
+        state: JobState,
+        path: Path,
+        columns: ColumnMap,
+        *,
+        store: JobStore,
+        sink: Sink | DrySink,
+        pool: Executor,
+        settings: Settings,
+        control: Control,
+    ):
         self.state, self.path, self.store, self.sink, self.pool = state, path, store, sink, pool
         self.settings, self.control = settings, control
         self.ledger = Ledger(state, max_rejects=settings.import_max_rejects)
-        self.spec = ParseSpec(columns, state.job_id, state.batch_size, settings.import_max_record_bytes,
-                              dry_run=state.dry_run, mode=Mode(state.mode))
+        self.spec = ParseSpec(
+            columns,
+            state.job_id,
+            state.batch_size,
+            settings.import_max_record_bytes,
+            dry_run=state.dry_run,
+            mode=Mode(state.mode),
+        )
         self.in_flight = asyncio.Semaphore(settings.import_blocks_in_flight)
 
     async def run(self) -> Status:
@@ -73,9 +89,13 @@ class ImportRun:
 
     async def _feed(self, group: asyncio.TaskGroup) -> None:
         workers: set[asyncio.Task[None]] = set()
-        blocks = read_blocks(self.path, start=self.state.bytes_read, first_line=self.state.lines_read + 1,
-                             block_bytes=self.settings.import_block_bytes,
-                             max_record=self.settings.import_max_record_bytes)
+        blocks = read_blocks(
+            self.path,
+            start=self.state.bytes_read,
+            first_line=self.state.lines_read + 1,
+            block_bytes=self.settings.import_block_bytes,
+            max_record=self.settings.import_max_record_bytes,
+        )
         failure: RecordTooLarge | None = None
         async with contextlib.aclosing(blocks):
             try:
@@ -100,8 +120,9 @@ class ImportRun:
     async def _process(self, block: Block, tail: bytes) -> None:
         try:
             loop = asyncio.get_running_loop()
-            parsed = await loop.run_in_executor(self.pool, parse_range, str(self.path), block.start, block.end,
-                                                block.first_line, tail, self.spec)
+            parsed = await loop.run_in_executor(
+                self.pool, parse_range, str(self.path), block.start, block.end, block.first_line, tail, self.spec
+            )
             if parsed.fatal:
                 raise ImportFailed(parsed.fatal)
             outcome = Outcome(block, invalid=len(parsed.rejections), rejections=parsed.rejections)
@@ -125,10 +146,14 @@ class ImportRun:
         progress = self.state.progress_fields()
         rejections = self.ledger.take_rejections()
         seconds = self.settings.import_retry_seconds
-        await retry(lambda: self.store.save_rejections(self.state.job_id, rejections), seconds=seconds,
-                    what="saving rejected rows")
-        doc = await retry(lambda: self.store.checkpoint(self.state, progress, **extra), seconds=seconds,
-                          what="checkpoint")
+        await retry(
+            lambda: self.store.save_rejections(self.state.job_id, rejections),
+            seconds=seconds,
+            what="saving rejected rows",
+        )
+        doc = await retry(
+            lambda: self.store.checkpoint(self.state, progress, **extra), seconds=seconds, what="checkpoint"
+        )
         if doc is None:
             raise LeaseLost(f"job {self.state.job_id} is no longer owned by this instance")
         if doc.get("cancelRequested"):
@@ -154,8 +179,11 @@ class ImportRun:
     async def _finish(self, status: Status, error: str | None = None) -> None:
         rejections = self.ledger.take_rejections()
         seconds = self.settings.import_retry_seconds
-        await retry(lambda: self.store.save_rejections(self.state.job_id, rejections), seconds=seconds,
-                    what="saving rejected rows")
+        await retry(
+            lambda: self.store.save_rejections(self.state.job_id, rejections),
+            seconds=seconds,
+            what="saving rejected rows",
+        )
         if not await retry(lambda: self.store.finish(self.state, status, error), seconds=seconds, what="finish"):
             log.warning("job %s was taken over before it could be marked %s", self.state.job_id, status)
 

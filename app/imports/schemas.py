@@ -13,13 +13,24 @@ from app.imports.model import Mode, Status
 
 
 class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    file_path: Annotated[str, Meta(min_length=1, max_length=4096,
-                                   description="CSV path, relative to IMPORT_DIR; default CSV_FILE_PATH")] | None = None
+    file_path: (
+        Annotated[
+            str,
+            Meta(min_length=1, max_length=4096, description="CSV path, relative to IMPORT_DIR; default CSV_FILE_PATH"),
+        ]
+        | None
+    ) = None
     batch_size: Annotated[int, Meta(ge=1, le=10_000, description="documents per insert_many")] | None = None
-    mode: Annotated[Mode, Meta(description=(
-        "insert: a customer id already stored is a skipped duplicate. upsert (re-sync): new ids are inserted, "
-        "customers whose CSV values changed are updated, unchanged ones are not written, and customers created or "
-        "edited through the API (handEdited) are never overwritten"))] = Mode.INSERT
+    mode: Annotated[
+        Mode,
+        Meta(
+            description=(
+                "insert: a customer id already stored is a skipped duplicate. upsert (re-sync): new ids are inserted, "
+                "customers whose CSV values changed are updated, unchanged ones are not written, and customers created or "
+                "edited through the API (handEdited) are never overwritten"
+            )
+        ),
+    ] = Mode.INSERT
     dry_run: bool = msgspec.field(default=False)
     """Read, parse and validate the whole file and report the counters, writing no customers."""
 
@@ -67,15 +78,33 @@ class Progress(msgspec.Struct, rename="camel"):
         if state.status == Status.RUNNING and 0.001 < fraction < 1:
             eta = round(elapsed * (1 - fraction) / fraction, 1)
         return cls(
-            status=state.status, job_id=state.job_id, file_path=state.file_path, file_size=state.file_size,
-            mode=state.mode, dry_run=state.dry_run, batch_size=state.batch_size, bytes_read=state.bytes_read,
-            percent=round(fraction * 100, 2), rows_processed=state.rows_processed,
-            rows_inserted=state.rows_inserted, rows_duplicate=state.rows_duplicate, rows_updated=state.rows_updated,
-            rows_unchanged=state.rows_unchanged, rows_protected=state.rows_protected, rows_invalid=state.rows_invalid,
-            rate_rows_per_sec=round(rate, 1), elapsed_sec=round(elapsed, 1), eta_sec=eta,
-            started_at=state.started_at, updated_at=state.updated_at, finished_at=state.finished_at,
-            error=state.error, attempts=state.attempts, recent_customers=state.recent_customers,
-            ignored_columns=state.ignored_columns)
+            status=state.status,
+            job_id=state.job_id,
+            file_path=state.file_path,
+            file_size=state.file_size,
+            mode=state.mode,
+            dry_run=state.dry_run,
+            batch_size=state.batch_size,
+            bytes_read=state.bytes_read,
+            percent=round(fraction * 100, 2),
+            rows_processed=state.rows_processed,
+            rows_inserted=state.rows_inserted,
+            rows_duplicate=state.rows_duplicate,
+            rows_updated=state.rows_updated,
+            rows_unchanged=state.rows_unchanged,
+            rows_protected=state.rows_protected,
+            rows_invalid=state.rows_invalid,
+            rate_rows_per_sec=round(rate, 1),
+            elapsed_sec=round(elapsed, 1),
+            eta_sec=eta,
+            started_at=state.started_at,
+            updated_at=state.updated_at,
+            finished_at=state.finished_at,
+            error=state.error,
+            attempts=state.attempts,
+            recent_customers=state.recent_customers,
+            ignored_columns=state.ignored_columns,
+        )
 
 
 class RejectedRow(msgspec.Struct, rename="camel"):
@@ -103,5 +132,10 @@ class JobPage(msgspec.Struct, rename="camel"):
     @classmethod
     def of(cls, states: list[JobState], *, limit: int, total: int, page: int | None) -> JobPage:
         after = states[-1].started_at if len(states) == limit else None
-        return cls(items=[Progress.of(state) for state in states], limit=limit, total=total, page=page,
-                   next_after_started_at=after)
+        return cls(
+            items=[Progress.of(state) for state in states],
+            limit=limit,
+            total=total,
+            page=page,
+            next_after_started_at=after,
+        )

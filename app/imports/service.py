@@ -57,11 +57,20 @@ class ImportService:
         columns, header_end, header_lines = await self._read_header(path)
         identity = await file_identity(path)
         state = JobState(
-            job_id=uuid.uuid4().hex, status=Status.RUNNING, file_path=str(path), file_size=int(identity["size"]),
-            file_identity=identity, mode=request.mode, dry_run=request.dry_run,
+            job_id=uuid.uuid4().hex,
+            status=Status.RUNNING,
+            file_path=str(path),
+            file_size=int(identity["size"]),
+            file_identity=identity,
+            mode=request.mode,
+            dry_run=request.dry_run,
             batch_size=request.batch_size or self.settings.import_batch_size,
-            ignored_columns=list(columns.ignored), bytes_read=header_end, lines_read=header_lines,
-            owner=self.instance_id, heartbeat_at=now())
+            ignored_columns=list(columns.ignored),
+            bytes_read=header_end,
+            lines_read=header_lines,
+            owner=self.instance_id,
+            heartbeat_at=now(),
+        )
         await self.store.claim_new(state)
         log.info("import %s started: %s (%d bytes)", state.job_id, path, state.file_size)
         self._launch(state, path, columns)
@@ -145,16 +154,26 @@ class ImportService:
         except OSError as exc:
             raise ImportFileError(f"{path} cannot be read ({exc.strerror})") from None
         if identity != state.file_identity:
-            raise ImportFileError(f"{path} changed since job {state.job_id} started; it cannot be resumed",
-                                  jobId=state.job_id)
+            raise ImportFileError(
+                f"{path} changed since job {state.job_id} started; it cannot be resumed", jobId=state.job_id
+            )
 
     def _launch(self, state: JobState, path: Path, columns: ColumnMap) -> None:
         control = Control.new()
-        sink = DrySink() if state.dry_run else Sink(
-            self.db[CUSTOMERS], job_id=state.job_id, retry_seconds=self.settings.import_retry_seconds,
-            writers=self.settings.import_writers, mode=Mode(state.mode))
-        run = ImportRun(state, path, columns, store=self.store, sink=sink, pool=self.pool,
-                        settings=self.settings, control=control)
+        sink = (
+            DrySink()
+            if state.dry_run
+            else Sink(
+                self.db[CUSTOMERS],
+                job_id=state.job_id,
+                retry_seconds=self.settings.import_retry_seconds,
+                writers=self.settings.import_writers,
+                mode=Mode(state.mode),
+            )
+        )
+        run = ImportRun(
+            state, path, columns, store=self.store, sink=sink, pool=self.pool, settings=self.settings, control=control
+        )
         task = asyncio.create_task(self._supervise(run), name=f"import-{state.job_id}")
         self.current = Running(state, control, task)
 
@@ -162,12 +181,21 @@ class ImportService:
         try:
             status = await run.run()
             s = run.state
-            log.info("import %s ended %s: %d rows (%d inserted, %d duplicate, %d updated, %d unchanged, "
-                     "%d protected, %d invalid)", s.job_id, status, s.rows_processed, s.rows_inserted,
-                     s.rows_duplicate, s.rows_updated, s.rows_unchanged, s.rows_protected, s.rows_invalid)
+            log.info(
+                "import %s ended %s: %d rows (%d inserted, %d duplicate, %d updated, %d unchanged, "
+                "%d protected, %d invalid)",
+                s.job_id,
+                status,
+                s.rows_processed,
+                s.rows_inserted,
+                s.rows_duplicate,
+                s.rows_updated,
+                s.rows_unchanged,
+                s.rows_protected,
+                s.rows_invalid,
+            )
         except Exception:
-            log.exception("import %s stopped; another instance (or the next start) takes it over",
-                          run.state.job_id)
+            log.exception("import %s stopped; another instance (or the next start) takes it over", run.state.job_id)
         finally:
             self.current = None
 

@@ -54,8 +54,9 @@ async def retry(operation: Callable[[], Awaitable[T]], *, seconds: float, what: 
 
 
 class Sink:
-    def __init__(self, customers: AsyncCollection, *, job_id: str, retry_seconds: float, writers: int,
-                 mode: Mode = Mode.INSERT):
+    def __init__(
+        self, customers: AsyncCollection, *, job_id: str, retry_seconds: float, writers: int, mode: Mode = Mode.INSERT
+    ):
         self.customers = customers
         self.job_id = job_id
         self.retry_seconds = retry_seconds
@@ -72,8 +73,9 @@ class Sink:
             refused = await retry(lambda: self._insert(batch), seconds=self.retry_seconds, what="insert_many")
         if not refused:
             return Written(inserted=len(batch.docs))
-        mine = await retry(lambda: self._written_by_this_job(batch, refused),
-                           seconds=self.retry_seconds, what="duplicate check")
+        mine = await retry(
+            lambda: self._written_by_this_job(batch, refused), seconds=self.retry_seconds, what="duplicate check"
+        )
         skipped = set(refused) - mine
         return Written(inserted=len(batch.docs) - len(skipped), duplicate=len(skipped), skipped=skipped)
 
@@ -98,13 +100,11 @@ class Sink:
 
     async def upsert(self, batch: Batch) -> Written:
         async with self.writers:
-            upserted, refused = await retry(lambda: self._upsert(batch), seconds=self.retry_seconds,
-                                            what="bulk_write")
+            upserted, refused = await retry(lambda: self._upsert(batch), seconds=self.retry_seconds, what="bulk_write")
         written = Written(inserted=len(upserted))
         written.updated = len(batch.docs) - len(upserted) - len(refused)
         if refused:
-            stored = await retry(lambda: self._stamps(batch, refused), seconds=self.retry_seconds,
-                                 what="re-sync check")
+            stored = await retry(lambda: self._stamps(batch, refused), seconds=self.retry_seconds, what="re-sync check")
             for i in refused:
                 doc = stored.get(batch.ids[i])
                 if doc is not None and doc.get("lastImport") == {"jobId": self.job_id, "line": batch.lines[i]}:
@@ -122,8 +122,10 @@ class Sink:
 
     async def _upsert(self, batch: Batch) -> tuple[set[int], list[int]]:
         """(indexes of rows inserted, indexes of rows refused with E11000); the rest were updated."""
-        ops = [UpdateOne(RawBSONDocument(flt), RawBSONDocument(update), upsert=True)
-               for flt, update in zip(batch.filters, batch.docs, strict=True)]
+        ops = [
+            UpdateOne(RawBSONDocument(flt), RawBSONDocument(update), upsert=True)
+            for flt, update in zip(batch.filters, batch.docs, strict=True)
+        ]
         try:
             result = (await self.customers.bulk_write(ops, ordered=False)).bulk_api_result
             refused: list[int] = []

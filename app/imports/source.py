@@ -25,8 +25,10 @@ class RecordTooLarge(Exception):
     """A record grew past the limit: almost always an unterminated quote swallowing the rest of the file."""
 
     def __init__(self, line: int, offset: int, limit: int):
-        super().__init__(f"the record starting at line {line} (byte offset {offset}) is longer than "
-                         f"IMPORT_MAX_RECORD_BYTES ({limit} bytes); an unterminated quote?")
+        super().__init__(
+            f"the record starting at line {line} (byte offset {offset}) is longer than "
+            f"IMPORT_MAX_RECORD_BYTES ({limit} bytes); an unterminated quote?"
+        )
         self.line, self.offset = line, offset
 
 
@@ -69,12 +71,13 @@ async def read_header(path: Path, max_record: int) -> Header:
         if len(head) > max_record + skip:
             raise RecordTooLarge(1, 0, max_record)
         end = len(head) - skip  # a file that is only a header
-    record = head[skip:skip + end]
+    record = head[skip : skip + end]
     return Header(record=record, end=skip + end, lines=record.count(NEWLINE))
 
 
-async def read_blocks(path: Path, *, start: int, first_line: int, block_bytes: int, max_record: int,
-                      first_index: int = 0) -> AsyncIterator[Block]:
+async def read_blocks(
+    path: Path, *, start: int, first_line: int, block_bytes: int, max_record: int, first_index: int = 0
+) -> AsyncIterator[Block]:
     """Blocks of complete records from byte `start` (a record boundary at physical line `first_line`)."""
     carry, offset, line, index = b"", start, first_line, first_index
     async with aiofiles.open(path, "rb") as file:

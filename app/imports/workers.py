@@ -50,8 +50,12 @@ def parse_range(path: str, start: int, end: int, first_line: int, tail: bytes, s
 
 def parser_pool(workers: int, nice: int = 0) -> ProcessPoolExecutor:
     """Worker processes from a forkserver (PyMongo is not fork-safe, so never plain fork)."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=_init_worker, initargs=(os.getpid(), nice))
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_init_worker,
+        initargs=(os.getpid(), nice),
+    )
 
 
 async def warm_up(pool: ProcessPoolExecutor, workers: int) -> None:

@@ -42,16 +42,22 @@ def fuzzed_app(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
 async def known_customer(mongo: AsyncMongoClient) -> None:
     """(Re)create the customer that half of the customer-id cases ask for, so they get past the 404."""
     now = dt.datetime.now(dt.UTC)
-    doc = {"firstName": "Fuzz", "lastName": "Target", "email": "fuzz@example.com", "country": "Fuzzland",
-           "createdAt": now, "updatedAt": now}
-    await mongo[FUZZ_DB].customers.replace_one({"_id": KNOWN_ID}, {**doc, **index_keys(doc)},
-                                               upsert=True)
+    doc = {
+        "firstName": "Fuzz",
+        "lastName": "Target",
+        "email": "fuzz@example.com",
+        "country": "Fuzzland",
+        "createdAt": now,
+        "updatedAt": now,
+    }
+    await mongo[FUZZ_DB].customers.replace_one({"_id": KNOWN_ID}, {**doc, **index_keys(doc)}, upsert=True)
 
 
 def cases(operation: schemathesis.APIOperation) -> st.SearchStrategy[schemathesis.Case]:
     known = [{"customer_id": KNOWN_ID}] if "{customer_id}" in operation.path else []
-    return st.one_of([operation.as_strategy(mode, path_parameters=fixed)
-                      for mode in GenerationMode for fixed in [None, *known]])
+    return st.one_of(
+        [operation.as_strategy(mode, path_parameters=fixed) for mode in GenerationMode for fixed in [None, *known]]
+    )
 
 
 def timeout(operation: schemathesis.APIOperation) -> float:
@@ -60,11 +66,11 @@ def timeout(operation: schemathesis.APIOperation) -> float:
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.label)
-def test_no_operation_answers_5xx(operation: schemathesis.APIOperation, fuzzed_app: Litestar,
-                                  known_customer: None) -> None:
+def test_no_operation_answers_5xx(
+    operation: schemathesis.APIOperation, fuzzed_app: Litestar, known_customer: None
+) -> None:
     @given(case=cases(operation))
-    @settings(max_examples=40, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=40, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     def fuzz(case: schemathesis.Case) -> None:
         case.call_and_validate(app=fuzzed_app, checks=[not_a_server_error], timeout=timeout(operation))
 
@@ -77,8 +83,9 @@ def known_5xx(operation: schemathesis.APIOperation) -> list[pytest.MarkDecorator
 
 
 @pytest.mark.parametrize("operation", [pytest.param(op, id=op.label, marks=known_5xx(op)) for op in OPERATIONS])
-def test_boundary_cases_never_answer_5xx(operation: schemathesis.APIOperation, fuzzed_app: Litestar,
-                                         known_customer: None) -> None:
+def test_boundary_cases_never_answer_5xx(
+    operation: schemathesis.APIOperation, fuzzed_app: Litestar, known_customer: None
+) -> None:
     """schemathesis's coverage phase: deterministic edge cases (lengths and bounds at and past their limits,
     wrong types, missing and duplicated parameters, unexpected methods)."""
     config = SCHEMA.config.generation_for(operation=operation, phase="coverage")

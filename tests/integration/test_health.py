@@ -54,7 +54,8 @@ async def stoppable(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[E
 
 
 async def test_health_is_503_while_the_database_is_stopped_and_the_app_keeps_serving(
-        stoppable: tuple[EmbeddedMongo, AsyncTestClient]) -> None:
+    stoppable: tuple[EmbeddedMongo, AsyncTestClient],
+) -> None:
     server, client = stoppable
     created = await client.post("/customers", json={"firstName": "A", "lastName": "B", "email": "a@b"})
     assert created.status_code == 201

@@ -49,8 +49,7 @@ async def listing(client: AsyncTestClient, **params: Any) -> dict[str, Any]:
 
 
 async def test_no_jobs_on_a_fresh_database(client: AsyncTestClient, db: AsyncDatabase) -> None:
-    assert await listing(client) == {"items": [], "limit": 20, "total": 0, "page": None,
-                                     "nextAfterStartedAt": None}
+    assert await listing(client) == {"items": [], "limit": 20, "total": 0, "page": None, "nextAfterStartedAt": None}
 
 
 async def test_jobs_are_listed_newest_first(client: AsyncTestClient, jobs: list[dict[str, Any]]) -> None:
@@ -63,8 +62,9 @@ async def test_jobs_are_listed_newest_first(client: AsyncTestClient, jobs: list[
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, JOBS])
-async def test_pages_and_cursor_walk_the_same_order(client: AsyncTestClient, jobs: list[dict[str, Any]],
-                                                    limit: int) -> None:
+async def test_pages_and_cursor_walk_the_same_order(
+    client: AsyncTestClient, jobs: list[dict[str, Any]], limit: int
+) -> None:
     newest_first = [job["jobId"] for job in reversed(jobs)]
     by_page: list[str] = []
     for number in range(1, JOBS + 2):
@@ -97,8 +97,11 @@ async def test_a_job_and_its_rejected_rows(client: AsyncTestClient, jobs: list[d
     oldest_with_two = jobs[2]["jobId"]
     first = (await client.get(f"/import/jobs/{oldest_with_two}/errors", params={"limit": 1})).json()
     assert [item["line"] for item in first["items"]] == [2] and first["nextAfterLine"] == 2
-    rest = (await client.get(f"/import/jobs/{oldest_with_two}/errors",
-                             params={"limit": 1, "afterLine": first["nextAfterLine"]})).json()
+    rest = (
+        await client.get(
+            f"/import/jobs/{oldest_with_two}/errors", params={"limit": 1, "afterLine": first["nextAfterLine"]}
+        )
+    ).json()
     assert [item["line"] for item in rest["items"]] == [4]
 
 
@@ -110,12 +113,18 @@ async def test_unknown_job_is_404_problem_json(client: AsyncTestClient, db: Asyn
     assert "nope" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("params", [
-    {"limit": 0}, {"limit": 101}, {"page": 0}, {"limit": "x"}, {"afterStartedAt": "yesterday"},
-    {"page": 1, "afterStartedAt": "2024-01-01T00:00:00Z"},
-])
-async def test_bad_history_queries_are_400(client: AsyncTestClient, db: AsyncDatabase,
-                                           params: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"page": 0},
+        {"limit": "x"},
+        {"afterStartedAt": "yesterday"},
+        {"page": 1, "afterStartedAt": "2024-01-01T00:00:00Z"},
+    ],
+)
+async def test_bad_history_queries_are_400(client: AsyncTestClient, db: AsyncDatabase, params: dict[str, Any]) -> None:
     response = await client.get("/import/jobs", params=params)
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"

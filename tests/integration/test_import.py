@@ -18,14 +18,18 @@ from app.asgi import create_app
 from app.settings import Settings
 from tests.conftest import with_settings
 
-HEADER = ("Index,Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Email,"
-          "Subscription Date,Website,About Customer")
+HEADER = (
+    "Index,Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Email,"
+    "Subscription Date,Website,About Customer"
+)
 
 
 def good_row(i: int, customer_id: str | None = None, about: str = "Likes tea") -> str:
     cid = customer_id or f"C{i:07d}"
-    return (f'{i},{cid},Ann{i},Lee,"Acme, ""Best"" Inc",Paris,France,+33 1,,ann{i}@example.com,'
-            f'2021-03-{1 + i % 28:02d},https://acme.example,"{about}"')
+    return (
+        f'{i},{cid},Ann{i},Lee,"Acme, ""Best"" Inc",Paris,France,+33 1,,ann{i}@example.com,'
+        f'2021-03-{1 + i % 28:02d},https://acme.example,"{about}"'
+    )
 
 
 def write(path: Path, lines: list[str | bytes], *, newline: bytes = b"\n") -> Path:
@@ -110,9 +114,12 @@ async def test_progress_is_idle_on_a_fresh_database(client: AsyncTestClient, db:
 
 
 async def test_hostile_file_imports_with_exact_counters_and_rejected_rows(
-        client: AsyncTestClient, db: AsyncDatabase, import_dir: Path) -> None:
-    created = await client.post("/customers", json={"customerId": "EXISTING-1", "firstName": "Keep",
-                                                    "lastName": "Me", "email": "keep@example.com"})
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    created = await client.post(
+        "/customers",
+        json={"customerId": "EXISTING-1", "firstName": "Keep", "lastName": "Me", "email": "keep@example.com"},
+    )
     assert created.status_code == 201
     path, counts, rejected = hostile_file(import_dir)
 
@@ -132,12 +139,16 @@ async def test_hostile_file_imports_with_exact_counters_and_rejected_rows(
     assert not any("\ufffd" in city for city in cities)
 
 
-async def test_documents_are_trimmed_typed_and_stamped(client: AsyncTestClient, db: AsyncDatabase,
-                                                     import_dir: Path) -> None:
-    path = write(import_dir / "shape.csv", [
-        "customer_id,FIRST NAME,last-name,email,subscription_date,phone_2,_id,importJobId",
-        "  X1  ,  Ann ,Lee,ann@exämple.de,2024-02-29,, hacked , hacked",
-    ])
+async def test_documents_are_trimmed_typed_and_stamped(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    path = write(
+        import_dir / "shape.csv",
+        [
+            "customer_id,FIRST NAME,last-name,email,subscription_date,phone_2,_id,importJobId",
+            "  X1  ,  Ann ,Lee,ann@exämple.de,2024-02-29,, hacked , hacked",
+        ],
+    )
     job = await start(client, path.name)
     progress = await wait_done(client)
     assert progress["rowsInserted"] == 1 and progress["ignoredColumns"] == ["_id", "importJobId"]
@@ -150,11 +161,11 @@ async def test_documents_are_trimmed_typed_and_stamped(client: AsyncTestClient, 
     assert state["rowsProcessed"] == 1 and state["fileSize"] == path.stat().st_size
 
 
-async def test_concurrent_starts_give_exactly_one_job(client: AsyncTestClient, db: AsyncDatabase,
-                                                      import_dir: Path) -> None:
+async def test_concurrent_starts_give_exactly_one_job(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
     path = write(import_dir / "race.csv", [HEADER, *(good_row(i) for i in range(3000))])
-    responses = await asyncio.gather(*(client.post("/import/sync", json={"filePath": path.name})
-                                       for _ in range(6)))
+    responses = await asyncio.gather(*(client.post("/import/sync", json={"filePath": path.name}) for _ in range(6)))
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [202, 409, 409, 409, 409, 409]
     winner = next(r.json()["jobId"] for r in responses if r.status_code == 202)
@@ -167,14 +178,14 @@ async def test_concurrent_starts_give_exactly_one_job(client: AsyncTestClient, d
 @pytest.fixture
 async def slow_client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
     """An app with small blocks, one writer and tiny batches: imports last long enough to cancel and poll."""
-    app = create_app(with_settings(settings, import_block_bytes=8192, import_writers=1,
-                                   import_checkpoint_seconds=0.1))
+    app = create_app(with_settings(settings, import_block_bytes=8192, import_writers=1, import_checkpoint_seconds=0.1))
     async with AsyncTestClient(app, timeout=30) as client:
         yield client
 
 
-async def test_cancel_stops_the_job_and_keeps_its_progress(slow_client: AsyncTestClient, db: AsyncDatabase,
-                                                           import_dir: Path) -> None:
+async def test_cancel_stops_the_job_and_keeps_its_progress(
+    slow_client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
     path = write(import_dir / "cancel.csv", [HEADER, *(good_row(i) for i in range(20000))])
     await start(slow_client, path.name, batchSize=50)
     deadline = time.monotonic() + 60
@@ -202,7 +213,8 @@ async def test_cancel_stops_the_job_and_keeps_its_progress(slow_client: AsyncTes
 
 
 async def test_unterminated_quote_fails_the_job_naming_line_and_offset(
-        client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, settings: Settings) -> None:
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, settings: Settings
+) -> None:
     rows = [HEADER, *(good_row(i) for i in range(100))]
     rows.append('100,C-broken,Ann,Lee,"unterminated,x,y,z,a@b.c,2021-01-01,w,about')
     rows += [good_row(i) for i in range(101, 101 + settings.import_max_record_bytes // 100)]
@@ -214,22 +226,26 @@ async def test_unterminated_quote_fails_the_job_naming_line_and_offset(
     assert progress["rowsInserted"] == 100 == await db.customers.count_documents({})
 
 
-@pytest.mark.parametrize(("body", "fragment"), [
-    ({"filePath": "missing.csv"}, "does not exist"),
-    ({"filePath": "."}, "not a regular file"),
-    ({"filePath": "../outside.csv"}, "outside the import folder"),
-    ({"filePath": "/etc/passwd"}, "outside the import folder"),
-    ({"filePath": "link.csv"}, "outside the import folder"),
-    ({"filePath": "noid.csv"}, "no customer id column"),
-    ({}, "CSV_FILE_PATH is not set"),
-    ({"filePath": "ok.csv", "batchSize": 0}, ""),
-    ({"filePath": "ok.csv", "batchSize": 10001}, ""),
-    ({"filePath": "ok.csv", "mode": "merge"}, ""),
-    ({"filePath": "ok.csv", "extra": 1}, ""),
-    ({"filePath": 5}, ""),
-])
-async def test_bad_import_requests_get_4xx_and_start_no_job(client: AsyncTestClient, db: AsyncDatabase,
-                                                            import_dir: Path, body: dict, fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"filePath": "missing.csv"}, "does not exist"),
+        ({"filePath": "."}, "not a regular file"),
+        ({"filePath": "../outside.csv"}, "outside the import folder"),
+        ({"filePath": "/etc/passwd"}, "outside the import folder"),
+        ({"filePath": "link.csv"}, "outside the import folder"),
+        ({"filePath": "noid.csv"}, "no customer id column"),
+        ({}, "CSV_FILE_PATH is not set"),
+        ({"filePath": "ok.csv", "batchSize": 0}, ""),
+        ({"filePath": "ok.csv", "batchSize": 10001}, ""),
+        ({"filePath": "ok.csv", "mode": "merge"}, ""),
+        ({"filePath": "ok.csv", "extra": 1}, ""),
+        ({"filePath": 5}, ""),
+    ],
+)
+async def test_bad_import_requests_get_4xx_and_start_no_job(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, body: dict, fragment: str
+) -> None:
     write(import_dir / "ok.csv", [HEADER, good_row(1)])
     write(import_dir / "noid.csv", ["Index,First Name,Email", "1,Ann,a@b.c"])
     outside = write(import_dir.parent / "outside.csv", [HEADER, good_row(1)])
@@ -258,8 +274,9 @@ async def test_resume_with_nothing_to_resume_is_404(client: AsyncTestClient, db:
     assert (await client.post("/import/resume")).status_code == 404
 
 
-async def test_dry_run_validates_everything_and_writes_no_customer(client: AsyncTestClient, db: AsyncDatabase,
-                                                                   import_dir: Path) -> None:
+async def test_dry_run_validates_everything_and_writes_no_customer(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
     path, counts, rejected = hostile_file(import_dir)
     job = await start(client, path.name, dryRun=True)
     progress = await wait_done(client)
@@ -279,8 +296,9 @@ async def test_unusable_paths_are_400_not_500(client: AsyncTestClient, db: Async
     assert response.headers["content-type"] == "application/problem+json"
 
 
-async def test_parser_workers_run_at_a_lower_cpu_priority(client: AsyncTestClient, db: AsyncDatabase,
-                                                          import_dir: Path, settings: Settings) -> None:
+async def test_parser_workers_run_at_a_lower_cpu_priority(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, settings: Settings
+) -> None:
     path = write(import_dir / "nice.csv", [HEADER, *(good_row(i) for i in range(50))])
     await start(client, path.name)
     assert (await wait_done(client))["status"] == "COMPLETED"

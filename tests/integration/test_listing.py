@@ -27,12 +27,32 @@ SEARCHED = ("firstName", "lastName", "company", "email")
 # Every combination the API accepts, with prefixes shorter and longer than PREFIX_CHARS that hit names,
 # companies, emails and nothing.
 FILTERS: list[dict[str, str]] = [
-    {"q": "ann"}, {"q": "ANN"}, {"q": "a"}, {"q": "än"}, {"q": "ångb"}, {"q": "ångbåt"}, {"q": "zz"}, {"q": "c0"},
-    {"q": "annab"}, {"q": "annandale"}, {"q": "annex l"}, {"q": "c3@example.com"}, {"q": "annz"}, {"q": "annabelle"},
-    {"country": "France"}, {"country": "fRANCE"}, {"country": "Nowhere"},
-    {"email": "c3@Example.com"}, {"email": "C3@EXAMPLE.COM"}, {"email": "shared@x.org"}, {"email": "c3"},
-    {"country": "France", "q": "ann"}, {"country": "Sweden", "q": "a"}, {"email": "shared@x.org", "q": "jo"},
-    {"email": "shared@x.org", "country": "USA"}, {"email": "shared@x.org", "country": "USA", "q": "b"},
+    {"q": "ann"},
+    {"q": "ANN"},
+    {"q": "a"},
+    {"q": "än"},
+    {"q": "ångb"},
+    {"q": "ångbåt"},
+    {"q": "zz"},
+    {"q": "c0"},
+    {"q": "annab"},
+    {"q": "annandale"},
+    {"q": "annex l"},
+    {"q": "c3@example.com"},
+    {"q": "annz"},
+    {"q": "annabelle"},
+    {"country": "France"},
+    {"country": "fRANCE"},
+    {"country": "Nowhere"},
+    {"email": "c3@Example.com"},
+    {"email": "C3@EXAMPLE.COM"},
+    {"email": "shared@x.org"},
+    {"email": "c3"},
+    {"country": "France", "q": "ann"},
+    {"country": "Sweden", "q": "a"},
+    {"email": "shared@x.org", "q": "jo"},
+    {"email": "shared@x.org", "country": "USA"},
+    {"email": "shared@x.org", "country": "USA", "q": "b"},
     {"country": "france", "q": "annandal"},
 ]
 assert {len(f["q"]) > PREFIX_CHARS for f in FILTERS if "q" in f} == {True, False}
@@ -49,8 +69,11 @@ async def people(db: AsyncDatabase) -> list[dict[str, Any]]:
     rng = random.Random(11)
     docs = []
     for index in range(150):
-        fields: dict[str, Any] = {"firstName": rng.choice(FIRST), "lastName": rng.choice(LAST),
-                                  "email": "shared@x.org" if index % 9 == 0 else f"c{index}@Example.com"}
+        fields: dict[str, Any] = {
+            "firstName": rng.choice(FIRST),
+            "lastName": rng.choice(LAST),
+            "email": "shared@x.org" if index % 9 == 0 else f"c{index}@Example.com",
+        }
         for name, choices in (("country", COUNTRIES), ("company", COMPANIES)):
             if (value := rng.choice(choices)) is not None:
                 fields[name] = value
@@ -63,6 +86,7 @@ async def people(db: AsyncDatabase) -> list[dict[str, Any]]:
 def expected_ids(docs: list[dict[str, Any]], filters: dict[str, str]) -> list[str]:
     """What the filters mean, in plain Python: case-insensitive exact email and country, and `q` a
     case-insensitive prefix of first name, last name, company or email."""
+
     def keep(doc: dict[str, Any]) -> bool:
         if "email" in filters and doc.get("email", "").lower() != filters["email"].lower():
             return False
@@ -70,6 +94,7 @@ def expected_ids(docs: list[dict[str, Any]], filters: dict[str, str]) -> list[st
             return False
         q = filters.get("q", "").lower()
         return any((doc.get(name) or "").lower().startswith(q) for name in SEARCHED if doc.get(name))
+
     return sorted(doc["_id"] for doc in docs if keep(doc))
 
 
@@ -92,8 +117,9 @@ async def walk(repository: CustomerRepository, limit: int, **filters: str) -> tu
 
 
 @pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()))
-async def test_a_filter_lists_what_it_means(db: AsyncDatabase, people: list[dict[str, Any]],
-                                           filters: dict[str, str]) -> None:
+async def test_a_filter_lists_what_it_means(
+    db: AsyncDatabase, people: list[dict[str, Any]], filters: dict[str, str]
+) -> None:
     repository = CustomerRepository(db.customers)
     expected = expected_ids(people, filters)
     assert len(expected) < len(people)
@@ -101,7 +127,7 @@ async def test_a_filter_lists_what_it_means(db: AsyncDatabase, people: list[dict
         assert await walk(repository, limit, **filters) == (expected, {len(expected)})
     for page_number in (1, 2, 3):
         page = await repository.list(limit=4, page=page_number, after=None, **filters)
-        assert [item.customer_id for item in page.items] == expected[(page_number - 1) * 4:page_number * 4]
+        assert [item.customer_id for item in page.items] == expected[(page_number - 1) * 4 : page_number * 4]
         assert (page.total, page.total_capped) == (len(expected), False)
 
 
@@ -111,15 +137,23 @@ def stages(plan: dict[str, Any]) -> list[str]:
     return [named, *(stage for child in below for stage in stages(child))]
 
 
-@pytest.mark.parametrize(("filters", "index"), [
-    ({}, "_id_"), ({"q": "ann"}, "searchKeys_id"), ({"q": "annandale"}, "searchKeys_id"),
-    ({"email": "C3@example.com"}, "emailKey_id"), ({"country": "FRANCE"}, "countryKey_id"),
-    ({"country": "France", "q": "ann"}, None), ({"email": "shared@x.org", "country": "USA", "q": "b"}, None),
-], ids=lambda value: str(value))
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [
+        ({}, "_id_"),
+        ({"q": "ann"}, "searchKeys_id"),
+        ({"q": "annandale"}, "searchKeys_id"),
+        ({"email": "C3@example.com"}, "emailKey_id"),
+        ({"country": "FRANCE"}, "countryKey_id"),
+        ({"country": "France", "q": "ann"}, None),
+        ({"email": "shared@x.org", "country": "USA", "q": "b"}, None),
+    ],
+    ids=lambda value: str(value),
+)
 @pytest.mark.parametrize("after", [None, "c050"])
 async def test_every_list_shape_walks_an_index_in_id_order_and_stops_at_the_limit(
-        db: AsyncDatabase, people: list[dict[str, Any]], filters: dict[str, str], index: str | None,
-        after: str | None) -> None:
+    db: AsyncDatabase, people: list[dict[str, Any]], filters: dict[str, str], index: str | None, after: str | None
+) -> None:
     """The page's find as the repository sends it: no SORT stage (the index gives the _id order), a LIMIT, and
     no more documents examined than the page needs plus what a compound filter's other conditions reject."""
     query = _filter(**everything(filters))
@@ -148,20 +182,44 @@ async def test_a_filtered_total_is_counted_up_to_the_cap(db: AsyncDatabase, peop
     assert (await walk(repository, 50, q="a"))[0] == many  # the cap limits the count, never the pages
     few = expected_ids(people, {"email": "shared@x.org"})
     page = await repository.list(limit=50, page=None, after=None, email="shared@x.org", q="jo")
-    assert page.total_capped is False and page.total == len(expected_ids(people, {"email": "shared@x.org",
-                                                                                   "q": "jo"})) <= len(few)
+    assert page.total_capped is False and page.total == len(
+        expected_ids(people, {"email": "shared@x.org", "q": "jo"})
+    ) <= len(few)
     unfiltered = await repository.list(limit=1, page=None, after=None)
     assert (unfiltered.total, unfiltered.total_capped) == (len(people), False)  # metadata count, never capped
 
 
-async def test_a_cursor_past_every_match_gives_an_empty_last_page(db: AsyncDatabase,
-                                                                   people: list[dict[str, Any]]) -> None:
+async def test_a_cursor_past_every_match_gives_an_empty_last_page(
+    db: AsyncDatabase, people: list[dict[str, Any]]
+) -> None:
     page = await CustomerRepository(db.customers).list(limit=10, page=None, after="eg", q="ann")  # "eg": "z"
     assert page.items == [] and page.next_cursor is None and page.total > 0
 
 
-ODD_IDS = ["-", ".5", "0", "00", "000000000", "0000000001", "9", "A", "Z", "_", "a", "a" * 64, "ab", "b-1", "z",
-           "zzzzzzzzzz", "~", "é", "éa", "ü-2", "中文", "\U0001f600"]
+ODD_IDS = [
+    "-",
+    ".5",
+    "0",
+    "00",
+    "000000000",
+    "0000000001",
+    "9",
+    "A",
+    "Z",
+    "_",
+    "a",
+    "a" * 64,
+    "ab",
+    "b-1",
+    "z",
+    "zzzzzzzzzz",
+    "~",
+    "é",
+    "éa",
+    "ü-2",
+    "中文",
+    "\U0001f600",
+]
 
 
 @pytest.mark.parametrize("limit", [1, 3, 50])
@@ -176,6 +234,7 @@ async def test_the_unfiltered_walk_is_the_id_order_of_odd_ids(db: AsyncDatabase,
 
 # --- the start-up migration of a database written by the previous version ----------------------------------
 
+
 def previous_version(customer_id: str, **fields: Any) -> dict[str, Any]:
     """A customer as the previous version stored it: one `searchKeys` array with the lower-cased terms, the
     country tagged "\\x1ecountry:" and the id tagged "\\x1did:", and no emailKey/countryKey."""
@@ -184,13 +243,22 @@ def previous_version(customer_id: str, **fields: Any) -> dict[str, Any]:
     return {"_id": customer_id, **fields, "createdAt": NOW, "updatedAt": NOW, "searchKeys": terms + tags}
 
 
-async def test_the_migration_rekeys_every_customer_once(db: AsyncDatabase, caplog: pytest.LogCaptureFixture,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_migration_rekeys_every_customer_once(
+    db: AsyncDatabase, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await db.customers.drop()
     await db.customers.create_index("searchKeys", name="searchKeys")  # the previous version's one index
     await db.service_meta.insert_one({"_id": "customers", "idKeys": True, "count": 2500})
-    old = [previous_version(f"m{i:04d}", firstName=f"Ann{i}", lastName="Lee", email=f"M{i}@X.org",
-                            **({"country": "France"} if i % 2 else {})) for i in range(2499)]
+    old = [
+        previous_version(
+            f"m{i:04d}",
+            firstName=f"Ann{i}",
+            lastName="Lee",
+            email=f"M{i}@X.org",
+            **({"country": "France"} if i % 2 else {}),
+        )
+        for i in range(2499)
+    ]
     old.append({"_id": 7, "note": "an operator's document without customer fields"})
     await db.customers.insert_many(old)
     await ensure_indexes(db)
@@ -206,7 +274,12 @@ async def test_the_migration_rekeys_every_customer_once(db: AsyncDatabase, caplo
     repository = CustomerRepository(db.customers)
     assert (await repository.list(limit=5, page=None, after=None, country="FRANCE")).total == 1249
     assert [c.customer_id for c in (await repository.list(limit=5, page=None, after=None, q="ann12")).items] == [
-        "m0012", "m0120", "m0121", "m0122", "m0123"]
+        "m0012",
+        "m0120",
+        "m0121",
+        "m0122",
+        "m0123",
+    ]
 
     caplog.clear()
     await migrate_customers(db)  # done once: the next start finds nothing to do

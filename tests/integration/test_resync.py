@@ -19,11 +19,14 @@ from tests.integration.test_import import HEADER, start, wait_done, write
 ROWS = 240
 
 
-def row(i: int, *, first: str | None = None, phone: str = "+33 1", about: str = "Likes tea",
-        customer_id: str | None = None) -> str:
+def row(
+    i: int, *, first: str | None = None, phone: str = "+33 1", about: str = "Likes tea", customer_id: str | None = None
+) -> str:
     cid = customer_id or f"R{i:05d}"
-    return (f"{i},{cid},{first or f'Ann{i}'},Lee,Acme,Paris,France,{phone},,ann{i}@example.com,"
-            f"2021-03-{1 + i % 28:02d},https://acme.example,{about}")
+    return (
+        f"{i},{cid},{first or f'Ann{i}'},Lee,Acme,Paris,France,{phone},,ann{i}@example.com,"
+        f"2021-03-{1 + i % 28:02d},https://acme.example,{about}"
+    )
 
 
 def csv_lines(rows: dict[int, str]) -> list[str]:
@@ -45,7 +48,8 @@ def counters(progress: dict[str, Any]) -> dict[str, int]:
 
 
 async def test_resync_updates_what_changed_and_never_overwrites_hand_edits(
-        client: AsyncTestClient, db: AsyncDatabase, import_dir: Path) -> None:
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
     first = {i: row(i) for i in range(1, ROWS + 1)}
     await import_and_wait(client, write(import_dir / "v1.csv", csv_lines(first)))
     before = {doc["_id"]: doc async for doc in db.customers.find({})}
@@ -55,8 +59,10 @@ async def test_resync_updates_what_changed_and_never_overwrites_hand_edits(
     # next file also carries.
     patched = await client.patch("/customers/R00007", json={"firstName": "Edited", "phone1": None})
     assert patched.status_code == 200, patched.text
-    created = await client.post("/customers", json={"customerId": "HAND-1", "firstName": "Hand", "lastName": "Made",
-                                                   "email": "hand@example.com"})
+    created = await client.post(
+        "/customers",
+        json={"customerId": "HAND-1", "firstName": "Hand", "lastName": "Made", "email": "hand@example.com"},
+    )
     assert created.status_code == 201, created.text
 
     second = dict(first)
@@ -74,9 +80,14 @@ async def test_resync_updates_what_changed_and_never_overwrites_hand_edits(
     progress = await import_and_wait(client, path, mode="upsert")
 
     updated = len(changed) + 2  # + the renamed and the emptied row
-    assert counters(progress) == {"rowsInserted": 30, "rowsUpdated": updated,
-                                  "rowsUnchanged": ROWS - updated - 1, "rowsProtected": 2, "rowsDuplicate": 0,
-                                  "rowsInvalid": 1}
+    assert counters(progress) == {
+        "rowsInserted": 30,
+        "rowsUpdated": updated,
+        "rowsUnchanged": ROWS - updated - 1,
+        "rowsProtected": 2,
+        "rowsDuplicate": 0,
+        "rowsInvalid": 1,
+    }
     assert progress["mode"] == "upsert"
     after = {doc["_id"]: doc async for doc in db.customers.find({})}
     assert len(after) == ROWS + 1 + 30
@@ -93,7 +104,8 @@ async def test_resync_updates_what_changed_and_never_overwrites_hand_edits(
     assert "phone1" not in after["R00005"] and after["R00005"]["firstName"] == "Ann5"
     # The keys follow the new name.
     assert {name: after["R00003"][name] for name in ("searchKeys", "searchTerms")} == {
-        name: value for name, value in index_keys(after["R00003"]).items() if name in ("searchKeys", "searchTerms")}
+        name: value for name, value in index_keys(after["R00003"]).items() if name in ("searchKeys", "searchTerms")
+    }
     assert "renamed" in after["R00003"]["searchTerms"] and "ann3" in before["R00003"]["searchTerms"]
     found = (await client.get("/customers", params={"q": "renam"})).json()
     assert [item["customerId"] for item in found["items"]] == ["R00003"]
@@ -109,8 +121,14 @@ async def test_resync_updates_what_changed_and_never_overwrites_hand_edits(
 
     # The same file again changes nothing.
     again = await import_and_wait(client, path, mode="upsert")
-    assert counters(again) == {"rowsInserted": 0, "rowsUpdated": 0, "rowsUnchanged": ROWS + 30 - 1,
-                               "rowsProtected": 2, "rowsDuplicate": 0, "rowsInvalid": 1}
+    assert counters(again) == {
+        "rowsInserted": 0,
+        "rowsUpdated": 0,
+        "rowsUnchanged": ROWS + 30 - 1,
+        "rowsProtected": 2,
+        "rowsDuplicate": 0,
+        "rowsInvalid": 1,
+    }
     assert {doc["_id"]: doc async for doc in db.customers.find({})} == after
 
 
@@ -122,8 +140,7 @@ async def test_resync_dry_run_writes_nothing(client: AsyncTestClient, db: AsyncD
     assert await db.customers.count_documents({}) == 0
 
 
-async def test_an_unknown_mode_is_a_400_problem(client: AsyncTestClient, db: AsyncDatabase,
-                                                import_dir: Path) -> None:
+async def test_an_unknown_mode_is_a_400_problem(client: AsyncTestClient, db: AsyncDatabase, import_dir: Path) -> None:
     path = write(import_dir / "mode.csv", csv_lines({1: row(1)}))
     response = await client.post("/import/sync", json={"filePath": path.name, "mode": "merge"})
     assert response.status_code == 400

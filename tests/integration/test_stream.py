@@ -53,11 +53,19 @@ class Message:
 def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """uvicorn in a thread on a free port: small blocks and one writer, so a 30k-row import takes a while."""
     folder = tmp_path_factory.mktemp("stream")
-    app = create_app(with_settings(settings, mongodb_db=f"stream_{uuid.uuid4().hex[:8]}", import_dir=str(folder),
-                                   import_block_bytes=65536, import_writers=1))
+    app = create_app(
+        with_settings(
+            settings,
+            mongodb_db=f"stream_{uuid.uuid4().hex[:8]}",
+            import_dir=str(folder),
+            import_block_bytes=65536,
+            import_writers=1,
+        )
+    )
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none",
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none", timeout_graceful_shutdown=5
+    )
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
     thread.start()
@@ -84,9 +92,14 @@ def big_file(folder: Path, name: str) -> Path:
 
 def message(fields: dict[str, str]) -> Message:
     data = fields.get("data")
-    return Message(fields.get("event"), int(fields["id"]) if "id" in fields else None,
-                   json.loads(data) if data else None, int(fields["retry"]) if "retry" in fields else None,
-                   fields.get(""), time.monotonic())
+    return Message(
+        fields.get("event"),
+        int(fields["id"]) if "id" in fields else None,
+        json.loads(data) if data else None,
+        int(fields["retry"]) if "retry" in fields else None,
+        fields.get(""),
+        time.monotonic(),
+    )
 
 
 async def collect(http: httpx.AsyncClient, into: list[Message], connected: asyncio.Event | None = None) -> None:
@@ -182,8 +195,9 @@ async def paced(database: EmbeddedMongo, messages: list[Message], events: int) -
         database.process.send_signal(signal.SIGCONT)
 
 
-async def test_two_subscribers_follow_a_job_to_the_same_terminal_event(server: Server, http: httpx.AsyncClient,
-                                                                      mongo_server: EmbeddedMongo) -> None:
+async def test_two_subscribers_follow_a_job_to_the_same_terminal_event(
+    server: Server, http: httpx.AsyncClient, mongo_server: EmbeddedMongo
+) -> None:
     big_file(server.import_dir, "first")
     (a, a_messages), (b, b_messages) = await subscribe(http), await subscribe(http)
     job_id = await start(http, "first.csv")
@@ -204,7 +218,8 @@ async def test_two_subscribers_follow_a_job_to_the_same_terminal_event(server: S
 
 
 async def test_late_subscriber_gets_the_terminal_snapshot_then_follows_the_next_job(
-        server: Server, http: httpx.AsyncClient, settings: Settings) -> None:
+    server: Server, http: httpx.AsyncClient, settings: Settings
+) -> None:
     write(server.import_dir / "small.csv", [HEADER, *(good_row(i, f"small-{i}") for i in range(200))])
     job_id = await start(http, "small.csv")
     finished = await wait_done(http)
@@ -218,9 +233,12 @@ async def test_late_subscriber_gets_the_terminal_snapshot_then_follows_the_next_
     done, _ = await asyncio.wait({task}, timeout=1.0)
     assert not done and len(messages) == 1
 
-    broken = [HEADER, *(good_row(i, f"broken-{i}") for i in range(50)),
-              '50,C-broken,Ann,Lee,"unterminated,x,y,z,a@b.c,2021-01-01,w,about',
-              *(good_row(i, f"broken-{i}") for i in range(51, 51 + settings.import_max_record_bytes // 100))]
+    broken = [
+        HEADER,
+        *(good_row(i, f"broken-{i}") for i in range(50)),
+        '50,C-broken,Ann,Lee,"unterminated,x,y,z,a@b.c,2021-01-01,w,about',
+        *(good_row(i, f"broken-{i}") for i in range(51, 51 + settings.import_max_record_bytes // 100)),
+    ]
     write(server.import_dir / "broken.csv", broken)
     next_id = await start(http, "broken.csv")
     await asyncio.wait_for(task, 60)
@@ -267,9 +285,18 @@ class Source:
         return self.state
 
     def set(self, status: Status, rows: int, job_id: str = "j1") -> None:
-        self.state = JobState(job_id=job_id, status=status, file_path="f.csv", file_size=1000,
-                              file_identity={}, mode="insert", batch_size=10, bytes_read=rows,
-                              rows_processed=rows, rows_inserted=rows)
+        self.state = JobState(
+            job_id=job_id,
+            status=status,
+            file_path="f.csv",
+            file_size=1000,
+            file_identity={},
+            mode="insert",
+            batch_size=10,
+            bytes_read=rows,
+            rows_processed=rows,
+            rows_inserted=rows,
+        )
 
 
 async def test_stream_sends_keep_alives_while_idle_and_ends_at_the_terminal_event() -> None:

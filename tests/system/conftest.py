@@ -248,8 +248,14 @@ def held(server: EmbeddedMongo) -> Iterator[None]:
         server.process.send_signal(signal.SIGCONT)
 
 
-def step_until(app: App, server: EmbeddedMongo, predicate: Callable[[dict[str, Any]], bool], what: str,
-               then: Callable[[], None] | None = None, timeout: float = IMPORT_TIMEOUT) -> dict[str, Any]:
+def step_until(
+    app: App,
+    server: EmbeddedMongo,
+    predicate: Callable[[dict[str, Any]], bool],
+    what: str,
+    then: Callable[[], None] | None = None,
+    timeout: float = IMPORT_TIMEOUT,
+) -> dict[str, Any]:
     """The owner's /import/progress (served from its memory) looked at with the database held still, and the
     database let run for STEP_SECONDS between looks: however fast the database, the import stops at each look
     and advances about one slice between two, so the test sees it pass `predicate` while still RUNNING. `then`

@@ -31,8 +31,15 @@ pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", re
 RUN_TIMEOUT = 60.0
 # rich reads these; the tests look at what a user sees in a log file (no terminal, no colours)
 TERMINAL_ENV = {"COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "TERM"}
-COUNTERS = ("rowsProcessed", "rowsInserted", "rowsDuplicate", "rowsUpdated", "rowsUnchanged", "rowsProtected",
-            "rowsInvalid")
+COUNTERS = (
+    "rowsProcessed",
+    "rowsInserted",
+    "rowsDuplicate",
+    "rowsUpdated",
+    "rowsUnchanged",
+    "rowsProtected",
+    "rowsInvalid",
+)
 SMALL = 300
 INVALID = ["9001,C9001,too,few", _row(9002, "C9002", email="ann@@example.com")]
 
@@ -89,8 +96,15 @@ class Cli:
     def popen(self, *args: str, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
         # a session of its own: a signal to the process group is what Ctrl-C in a terminal sends, and whatever
         # the CLI leaves behind (forkserver, parser workers) can be found by its id
-        process = subprocess.Popen([sys.executable, "-m", "app", "import", *args], env=self.env, cwd=self.folder,
-                                   stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "import", *args],
+            env=self.env,
+            cwd=self.folder,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
         self.started.append(process)
         return process
 
@@ -101,8 +115,10 @@ class Cli:
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()
-            pytest.fail(f"`python -m app import {' '.join(args)}` did not end within {RUN_TIMEOUT:.0f}s\n"
-                        f"{Run(-1, out.decode(errors='replace'), err.decode(errors='replace'))}")
+            pytest.fail(
+                f"`python -m app import {' '.join(args)}` did not end within {RUN_TIMEOUT:.0f}s\n"
+                f"{Run(-1, out.decode(errors='replace'), err.decode(errors='replace'))}"
+            )
         return Run(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def jobs(self) -> list[dict[str, Any]]:
@@ -138,8 +154,9 @@ def assert_clean(run: Run) -> None:
     assert "Traceback" not in run.out + run.err, str(run)
 
 
-def assert_completed(cli: Cli, file: Path, expected: dict[str, int], *, mode: str = "insert",
-                     dry_run: bool = False) -> dict[str, Any]:
+def assert_completed(
+    cli: Cli, file: Path, expected: dict[str, int], *, mode: str = "insert", dry_run: bool = False
+) -> dict[str, Any]:
     """The latest job: COMPLETED, of this file, with these counters."""
     job = cli.db.import_state.find_one({}, sort=[("startedAt", -1)])
     assert job is not None
@@ -204,8 +221,13 @@ def test_upsert_updates_inserts_and_protects_hand_edits(cli: Cli) -> None:
     rows[150:150] = INVALID
     v2 = write_csv(cli.folder / "imports" / "v2.csv", rows)
     changed = SMALL // 3
-    expected = counters(rowsInserted=NEW, rowsUpdated=changed - 1, rowsUnchanged=SMALL - changed - 1,
-                        rowsProtected=len(HAND_EDITED), rowsInvalid=2)
+    expected = counters(
+        rowsInserted=NEW,
+        rowsUpdated=changed - 1,
+        rowsUnchanged=SMALL - changed - 1,
+        rowsProtected=len(HAND_EDITED),
+        rowsInvalid=2,
+    )
 
     run = cli.run(str(v2), "--mode", "upsert")
 
@@ -213,8 +235,13 @@ def test_upsert_updates_inserts_and_protects_hand_edits(cli: Cli) -> None:
     assert_clean(run)
     job = assert_completed(cli, v2, expected, mode="upsert")
     line = summary(run, "COMPLETED")
-    for text in (f"inserted {NEW}", f"updated {changed - 1}", f"unchanged {SMALL - changed - 1}",
-                 f"protected {len(HAND_EDITED)}", "invalid 2"):
+    for text in (
+        f"inserted {NEW}",
+        f"updated {changed - 1}",
+        f"unchanged {SMALL - changed - 1}",
+        f"protected {len(HAND_EDITED)}",
+        "invalid 2",
+    ):
         assert text in line, line
 
     after = {doc["_id"]: doc for doc in cli.db.customers.find({})}
@@ -247,10 +274,14 @@ def test_dry_run_writes_no_customer(cli: Cli) -> None:
 # ---- 4. refused before any job ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("content", "reason"), [
-    (None, "not a readable file"),
-    ("Index,First Name,Email\n1,Ann,ann@example.com\n", "no customer id column"),
-], ids=["missing file", "no customer id column"])
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "not a readable file"),
+        ("Index,First Name,Email\n1,Ann,ann@example.com\n", "no customer id column"),
+    ],
+    ids=["missing file", "no customer id column"],
+)
 def test_unusable_file_fails_with_a_one_line_reason(cli: Cli, content: str | None, reason: str) -> None:
     file = cli.folder / "imports" / "customers.csv"
     if content is not None:
@@ -274,9 +305,18 @@ def test_unusable_file_fails_with_a_one_line_reason(cli: Cli, content: str | Non
 def test_refused_while_another_job_runs(cli: Cli) -> None:
     file = write_csv(cli.folder / "imports" / "customers.csv", small_rows())
     # a job another instance runs right now (fresh heartbeat), as that instance stores it
-    other = JobState(job_id=uuid.uuid4().hex, status=Status.RUNNING, file_path="/elsewhere/other.csv", file_size=10**9,
-                     file_identity={"size": 10**9}, mode="insert", batch_size=1000, bytes_read=4096,
-                     owner="other-host:1:abcdef01", heartbeat_at=dt.datetime.now(dt.UTC))
+    other = JobState(
+        job_id=uuid.uuid4().hex,
+        status=Status.RUNNING,
+        file_path="/elsewhere/other.csv",
+        file_size=10**9,
+        file_identity={"size": 10**9},
+        mode="insert",
+        batch_size=1000,
+        bytes_read=4096,
+        owner="other-host:1:abcdef01",
+        heartbeat_at=dt.datetime.now(dt.UTC),
+    )
     cli.db.import_state.insert_one(other.to_doc())
     stored = cli.db.import_state.find_one({"_id": other.job_id})
 
@@ -356,8 +396,10 @@ def test_ctrl_c_cancels_and_the_job_resumes_to_the_uninterrupted_counters(cli: C
     assert (cancelled["status"], cancelled["owner"], cancelled["error"]) == ("CANCELLED", None, None), cancelled
     assert 0 < running["bytesRead"] <= cancelled["bytesRead"] < cancelled["fileSize"], cancelled  # progress kept
     assert 0 < cancelled["rowsProcessed"] < expected["rowsProcessed"], cancelled
-    print(f"\nCLI exited {time.monotonic() - interrupted:.1f}s after SIGINT, job cancelled at "
-          f"{cancelled['bytesRead'] / cancelled['fileSize']:.0%}")
+    print(
+        f"\nCLI exited {time.monotonic() - interrupted:.1f}s after SIGINT, job cancelled at "
+        f"{cancelled['bytesRead'] / cancelled['fileSize']:.0%}"
+    )
 
     # resumed by a served app from the watermark: it ends exactly like an uninterrupted import
     apps = Apps(cli.folder, app_env(cli.server, cli.folder, cli.db.name))
@@ -388,8 +430,13 @@ def test_ctrl_c_with_the_embedded_database_cancels_the_job(cli: Cli) -> None:
     file = cli.folder / "imports" / "big.csv"
     write_big(file)
     del cli.env["MONGODB_URI"]
-    cli.env |= {"EMBEDDED_DB_PORT": str(free_port()), "IMPORT_WRITERS": "1", "IMPORT_BLOCK_BYTES": "65536",
-                "IMPORT_RETRY_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
+    cli.env |= {
+        "EMBEDDED_DB_PORT": str(free_port()),
+        "IMPORT_WRITERS": "1",
+        "IMPORT_BLOCK_BYTES": "65536",
+        "IMPORT_RETRY_SECONDS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
     data = Path(cli.env["DATA_DIR"])
     out, err = cli.folder / "cli.out", cli.folder / "cli.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -405,8 +452,9 @@ def test_ctrl_c_with_the_embedded_database_cancels_the_job(cli: Cli) -> None:
             server = json.loads((data / "db.pid").read_text())
         except (OSError, ValueError):
             return None
-        with MongoClient(f"mongodb://127.0.0.1:{server['port']}/?directConnection=true",
-                         serverSelectionTimeoutMS=2000) as client:
+        with MongoClient(
+            f"mongodb://127.0.0.1:{server['port']}/?directConnection=true", serverSelectionTimeoutMS=2000
+        ) as client:
             job = client[cli.db.name].import_state.find_one({"status": "RUNNING"})
         return server if job is not None and job["rowsProcessed"] > 0 else None
 

@@ -29,8 +29,15 @@ STOPPED = re.compile(r"embedded database stopped in \d+\.\d+s")
 def apps(tmp_path: Path) -> Iterator[Apps]:
     """Apps with no MONGODB_URI: each starts its own embedded server on a free port, data in tmp_path/data."""
     (tmp_path / "data" / "imports").mkdir(parents=True)
-    launcher = Apps(tmp_path, {"DATA_DIR": str(tmp_path / "data"), "EMBEDDED_DB_PORT": str(free_port()),
-                               "IMPORT_CHECKPOINT_SECONDS": "0.2", "LOG_LEVEL": "INFO"})
+    launcher = Apps(
+        tmp_path,
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "EMBEDDED_DB_PORT": str(free_port()),
+            "IMPORT_CHECKPOINT_SECONDS": "0.2",
+            "LOG_LEVEL": "INFO",
+        },
+    )
     try:
         yield launcher
     finally:
@@ -93,16 +100,22 @@ def test_the_python_server_runs_the_app(apps: Apps, tmp_path: Path) -> None:
     job_id = started.json()["jobId"]
     done = wait_until(lambda: (p := app.progress())["status"] != "RUNNING" and p, IMPORT_TIMEOUT, app, "import done")
     assert (done["jobId"], done["status"]) == (job_id, "COMPLETED"), done
-    assert (done["rowsProcessed"], done["rowsInserted"], done["rowsDuplicate"], done["rowsInvalid"]) == (ROWS, ROWS,
-                                                                                                        0, 0), done
+    assert (done["rowsProcessed"], done["rowsInserted"], done["rowsDuplicate"], done["rowsInvalid"]) == (
+        ROWS,
+        ROWS,
+        0,
+        0,
+    ), done
     customer = app.get("/customers/C0000007")
     assert customer.status_code == 200 and customer.json()["firstName"] == "Ann7", customer.text
 
     stop(app)
 
 
-@pytest.mark.skipif(find_server()[1:] == ["-m", "secantus"],
-                    reason="secantusd-rs is not installed (`make test` installs it when cargo and cmake exist)")
+@pytest.mark.skipif(
+    find_server()[1:] == ["-m", "secantus"],
+    reason="secantusd-rs is not installed (`make test` installs it when cargo and cmake exist)",
+)
 def test_the_default_server_is_secantusd_rs_and_stops_cleanly(apps: Apps) -> None:
     app = apps.start()
     text = app.log.read_text(errors="replace")

@@ -51,8 +51,7 @@ def assert_same_as_reference(app: App, sync_mongo: MongoClient, job_id: str, ref
     assert result.rejected == reference.rejected
 
 
-def kill_when(deployment: Deployment, app: App, reached: Callable[[dict[str, Any]], bool],
-              what: str) -> dict[str, Any]:
+def kill_when(deployment: Deployment, app: App, reached: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
     """kill -9 the app as soon as its progress satisfies `reached`, with the database held still meanwhile (so a
     fast database cannot finish the job first); the job must still be running."""
     return step_until(app, deployment.server, reached, what, then=app.kill)
@@ -199,8 +198,13 @@ def test_sigterm_releases_the_lease_and_the_next_start_completes(
     app = deployment.start()
     job = start_import(app, deployment.file_name)
     # SIGTERM while the database is held: the app checkpoints and releases the job once it goes on.
-    at = step_until(app, deployment.server, lambda p: fraction(p) >= 0.3, "30%",
-                    then=lambda: app.process.send_signal(signal.SIGTERM))
+    at = step_until(
+        app,
+        deployment.server,
+        lambda p: fraction(p) >= 0.3,
+        "30%",
+        then=lambda: app.process.send_signal(signal.SIGTERM),
+    )
     began = time.monotonic()
     code, seconds = app.process.wait(25), time.monotonic() - began
     print(f"\nSIGTERM: exited {code} after {seconds:.1f}s")

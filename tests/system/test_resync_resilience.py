@@ -29,15 +29,24 @@ from tests.system.conftest import (
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 
 ROWS, NEW = 6000, 2000
-COUNTERS = ("rowsProcessed", "rowsInserted", "rowsUpdated", "rowsUnchanged", "rowsProtected", "rowsDuplicate",
-            "rowsInvalid")
+COUNTERS = (
+    "rowsProcessed",
+    "rowsInserted",
+    "rowsUpdated",
+    "rowsUnchanged",
+    "rowsProtected",
+    "rowsDuplicate",
+    "rowsInvalid",
+)
 # What a customer looks like to a user: the bookkeeping (timestamps, stamps, digests) may differ between runs.
 BOOKKEEPING = ("createdAt", "updatedAt", "importJobId", "importLine", "lastImport")
 
 
 def _row(i: int, about: str) -> str:
-    return (f"{i},R{i:06d},Ann{i},Lee,Acme,Paris,France,+33 1 23 45 67 {i % 100:02d},,ann{i}@example.com,"
-            f"2021-03-{1 + i % 28:02d},https://acme.example/{i},{about} about row {i} " + "x" * (i % 50))
+    return (
+        f"{i},R{i:06d},Ann{i},Lee,Acme,Paris,France,+33 1 23 45 67 {i % 100:02d},,ann{i}@example.com,"
+        f"2021-03-{1 + i % 28:02d},https://acme.example/{i},{about} about row {i} " + "x" * (i % 50)
+    )
 
 
 def write_files(folder: Path) -> tuple[Path, Path, dict[str, int]]:
@@ -94,12 +103,15 @@ def start(app: App, file_name: str, mode: str) -> dict[str, Any]:
 
 
 def customers(sync_mongo: MongoClient, database: str) -> dict[str, dict[str, Any]]:
-    return {doc["_id"]: {k: v for k, v in doc.items() if k not in BOOKKEEPING}
-            for doc in sync_mongo[database].customers.find({})}
+    return {
+        doc["_id"]: {k: v for k, v in doc.items() if k not in BOOKKEEPING}
+        for doc in sync_mongo[database].customers.find({})
+    }
 
 
 def test_kill_9_mid_resync_then_restart_ends_like_an_uninterrupted_resync(
-        mongo_server: EmbeddedMongo, sync_mongo: MongoClient, tmp_path: Path) -> None:
+    mongo_server: EmbeddedMongo, sync_mongo: MongoClient, tmp_path: Path
+) -> None:
     v1, v2, expected = write_files(tmp_path)
 
     # The reference: an uninterrupted re-sync.
@@ -124,8 +136,12 @@ def test_kill_9_mid_resync_then_restart_ends_like_an_uninterrupted_resync(
         stamped = sync_mongo[database].customers.count_documents({"lastImport.jobId": job["jobId"]})
         ahead = stamped - state["rowsInserted"] - state["rowsUpdated"]
         second = apps.start()
-        wait_until(lambda: sync_mongo[database].import_state.find_one({"_id": job["jobId"]})["attempts"] == 2,
-                   30, second, "takeover")
+        wait_until(
+            lambda: sync_mongo[database].import_state.find_one({"_id": job["jobId"]})["attempts"] == 2,
+            30,
+            second,
+            "takeover",
+        )
         final = wait_completed(second)
         print(f"\nre-sync killed at {fraction(progress):.0%}, {ahead} rows written beyond the watermark")
     finally:

@@ -115,12 +115,23 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
     def run(**env: str) -> Service:
         port = free_port()
         environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENV}
-        environ |= {"DATA_DIR": str(tmp_path / "data"), "HOST": "127.0.0.1", "PORT": str(port),
-                    "EMBEDDED_DB_PORT": str(free_port()), **env}
+        environ |= {
+            "DATA_DIR": str(tmp_path / "data"),
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "EMBEDDED_DB_PORT": str(free_port()),
+            **env,
+        }
         log = tmp_path / f"app-{len(services)}.log"
         with log.open("wb") as out:
-            process = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=environ, cwd=tmp_path,
-                                       stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve"],
+                env=environ,
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         service = Service(process, f"http://127.0.0.1:{port}", Path(environ["DATA_DIR"]), log)
         services.append(service)
         if not wait_until(lambda: healthy(service), START_TIMEOUT):
@@ -172,9 +183,24 @@ def test_next_start_works_after_kill_9(launch: Launch) -> None:
 def test_database_left_over_by_a_crashed_run_is_stopped(launch: Launch, tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", free_port()
     data_dir.mkdir()
-    orphan = subprocess.Popen([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-                               "--storage-path", str(data_dir / "db"), "--log-level", "WARNING"],
-                              cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    orphan = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(data_dir / "db"),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
     # reap it as soon as it exits: a zombie would look alive to the app's pid check
     threading.Thread(target=orphan.wait, daemon=True).start()
     try:

@@ -16,8 +16,21 @@ from types import ModuleType
 import pytest
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "generate_customers.py"
-HEADER = ["Index", "Customer Id", "First Name", "Last Name", "Company", "City", "Country", "Phone 1", "Phone 2",
-          "Email", "Subscription Date", "Website", "About Customer"]
+HEADER = [
+    "Index",
+    "Customer Id",
+    "First Name",
+    "Last Name",
+    "Company",
+    "City",
+    "Country",
+    "Phone 1",
+    "Phone 2",
+    "Email",
+    "Subscription Date",
+    "Website",
+    "About Customer",
+]
 
 
 @pytest.fixture(scope="module")
@@ -122,26 +135,49 @@ def test_same_seed_same_file(generator: ModuleType, tmp_path: Path) -> None:
     assert a.read_bytes() == b.read_bytes() != c.read_bytes()
 
 
-@pytest.mark.parametrize(("text", "size"), [("500K", 500_000), ("200MB", 200_000_000), ("2gb", 2_000_000_000),
-                                            ("1.5M", 1_500_000), ("1GiB", 2**30), ("64KiB", 65536), ("123", 123)])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("500K", 500_000),
+        ("200MB", 200_000_000),
+        ("2gb", 2_000_000_000),
+        ("1.5M", 1_500_000),
+        ("1GiB", 2**30),
+        ("64KiB", 65536),
+        ("123", 123),
+    ],
+)
 def test_sizes_are_decimal_unless_binary_units(generator: ModuleType, text: str, size: int) -> None:
     assert generator.parse_size(text) == size
 
 
 def test_cli_prints_a_json_summary(tmp_path: Path) -> None:
     out = tmp_path / "nested" / "c.csv"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--rows", "200", "--out", str(out), "--seed", "9",
-                           "--invalid-rate", "0.1"], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--rows", "200", "--out", str(out), "--seed", "9", "--invalid-rate", "0.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     summary = json.loads(done.stdout)
     assert summary["rows"] == 200
     assert summary["bytes"] == out.stat().st_size
     assert summary["invalid"] == sum(summary["invalidByKind"].values()) > 0
 
 
-@pytest.mark.parametrize("args", [["--rows", "5"], ["--out", "x.csv"], ["--size", "2XB", "--out", "x.csv"],
-                                  ["--rows", "5", "--out", "x.csv", "--invalid-rate", "1.5"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--rows", "5"],
+        ["--out", "x.csv"],
+        ["--size", "2XB", "--out", "x.csv"],
+        ["--rows", "5", "--out", "x.csv", "--invalid-rate", "1.5"],
+    ],
+)
 def test_cli_rejects_bad_arguments(tmp_path: Path, args: list[str]) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
-                          cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert done.returncode == 2
     assert not (tmp_path / "x.csv").exists()

@@ -16,9 +16,18 @@ HEADER_END = 40  # the watermark of a new job: data starts after the header
 
 
 def new_state(**changes: Any) -> JobState:
-    return JobState(job_id="job-1", status=Status.RUNNING, file_path="/imports/customers.csv", file_size=10_000,
-                    file_identity={"size": 10_000}, mode="insert", batch_size=100, bytes_read=HEADER_END,
-                    lines_read=1, **changes)
+    return JobState(
+        job_id="job-1",
+        status=Status.RUNNING,
+        file_path="/imports/customers.csv",
+        file_size=10_000,
+        file_identity={"size": 10_000},
+        mode="insert",
+        batch_size=100,
+        bytes_read=HEADER_END,
+        lines_read=1,
+        **changes,
+    )
 
 
 def make_blocks(sizes: list[int]) -> list[Block]:
@@ -30,12 +39,14 @@ def make_blocks(sizes: list[int]) -> list[Block]:
     return blocks
 
 
-def outcome(block: Block, *, inserted: int = 0, duplicate: int = 0, rejected: int = 0,
-            recent: list[str] | None = None) -> Outcome:
+def outcome(
+    block: Block, *, inserted: int = 0, duplicate: int = 0, rejected: int = 0, recent: list[str] | None = None
+) -> Outcome:
     """Rejections on the block's first lines, as a parser reports them."""
     rejections = [Rejection(block.first_line + i, "customer id is empty", f",row {i}") for i in range(rejected)]
-    return Outcome(block, inserted=inserted, duplicate=duplicate, invalid=rejected, rejections=rejections,
-                   recent=recent or [])
+    return Outcome(
+        block, inserted=inserted, duplicate=duplicate, invalid=rejected, rejections=rejections, recent=recent or []
+    )
 
 
 def watermark(blocks: list[Block], done: set[int]) -> int:
@@ -67,9 +78,11 @@ def test_the_watermark_only_passes_a_contiguous_prefix(order: list[int]) -> None
 @pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0], [1, 2, 0]])
 def test_counters_sum_to_rows_processed(order: list[int]) -> None:
     blocks = make_blocks([100, 100, 100])
-    outcomes = [outcome(blocks[0], inserted=5, duplicate=2, rejected=1),
-                outcome(blocks[1], inserted=0, duplicate=7, rejected=0),
-                outcome(blocks[2], inserted=9, duplicate=0, rejected=3)]
+    outcomes = [
+        outcome(blocks[0], inserted=5, duplicate=2, rejected=1),
+        outcome(blocks[1], inserted=0, duplicate=7, rejected=0),
+        outcome(blocks[2], inserted=9, duplicate=0, rejected=3),
+    ]
     state = new_state(rows_processed=10, rows_inserted=6, rows_duplicate=3, rows_invalid=1)  # a resumed job
     ledger = Ledger(state, max_rejects=100)
     for index in order:
@@ -79,18 +92,22 @@ def test_counters_sum_to_rows_processed(order: list[int]) -> None:
 
 
 @pytest.mark.parametrize("order", [[0, 1, 2, 3], [3, 2, 1, 0], [2, 3, 0, 1]])
-@pytest.mark.parametrize(("max_rejects", "already_invalid", "expected"), [
-    (0, 0, 0),
-    (1, 0, 1),
-    (4, 0, 4),
-    (5, 0, 5),
-    (6, 0, 6),
-    (100, 0, 9),
-    (5, 3, 2),  # a resumed job has already stored 3
-    (5, 7, 0),
-])
+@pytest.mark.parametrize(
+    ("max_rejects", "already_invalid", "expected"),
+    [
+        (0, 0, 0),
+        (1, 0, 1),
+        (4, 0, 4),
+        (5, 0, 5),
+        (6, 0, 6),
+        (100, 0, 9),
+        (5, 3, 2),  # a resumed job has already stored 3
+        (5, 7, 0),
+    ],
+)
 def test_only_the_first_max_rejects_rejections_are_handed_out_in_line_order(
-        order: list[int], max_rejects: int, already_invalid: int, expected: int) -> None:
+    order: list[int], max_rejects: int, already_invalid: int, expected: int
+) -> None:
     blocks = make_blocks([100, 100, 100, 100])
     outcomes = [outcome(block, rejected=n) for block, n in zip(blocks, [2, 0, 3, 4], strict=True)]
     ledger = Ledger(new_state(rows_invalid=already_invalid, rows_processed=already_invalid), max_rejects=max_rejects)
@@ -111,8 +128,11 @@ def test_rejections_of_blocks_not_yet_applied_are_not_handed_out() -> None:
     ledger.complete(outcome(blocks[1], rejected=2))
     assert ledger.take_rejections() == []
     ledger.complete(outcome(blocks[0], rejected=1))
-    assert [rejection.line for rejection in ledger.take_rejections()] == [blocks[0].first_line, blocks[1].first_line,
-                                                                          blocks[1].first_line + 1]
+    assert [rejection.line for rejection in ledger.take_rejections()] == [
+        blocks[0].first_line,
+        blocks[1].first_line,
+        blocks[1].first_line + 1,
+    ]
 
 
 @pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0], [1, 0, 2]])
@@ -143,8 +163,9 @@ def completions(draw: st.DrawFn) -> tuple[list[Outcome], list[int]]:
     for number, block in enumerate(make_blocks(sizes)):
         counts = st.integers(0, 5)
         recent = [f"b{number}-{i}" for i in range(draw(counts))]
-        outcomes.append(outcome(block, inserted=len(recent), duplicate=draw(counts), rejected=draw(counts),
-                                recent=recent))
+        outcomes.append(
+            outcome(block, inserted=len(recent), duplicate=draw(counts), rejected=draw(counts), recent=recent)
+        )
     return outcomes, draw(st.permutations(range(len(outcomes))))
 
 
@@ -163,8 +184,9 @@ def run(outcomes: list[Outcome], order: list[int], max_rejects: int) -> tuple[Jo
 
 @settings(max_examples=200, deadline=None)
 @given(case=completions(), max_rejects=st.integers(0, 30))
-def test_any_completion_order_gives_the_in_order_result(case: tuple[list[Outcome], list[int]],
-                                                        max_rejects: int) -> None:
+def test_any_completion_order_gives_the_in_order_result(
+    case: tuple[list[Outcome], list[int]], max_rejects: int
+) -> None:
     outcomes, order = case
     state, taken = run(outcomes, order, max_rejects)
     expected_state, expected_taken = run(outcomes, sorted(order), max_rejects)

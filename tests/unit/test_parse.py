@@ -65,58 +65,70 @@ def assert_accounted(parsed: Parsed) -> None:
 # ---- header -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["Customer Id", "customer_id", "CUSTOMERID", "customer-id", " Customer  ID ",
-                                  "Customer_ID", "customer - id"])
+@pytest.mark.parametrize(
+    "name",
+    ["Customer Id", "customer_id", "CUSTOMERID", "customer-id", " Customer  ID ", "Customer_ID", "customer - id"],
+)
 def test_customer_id_column_matches_ignoring_case_spaces_underscores_and_dashes(name: str) -> None:
     assert map_header(f"{name},x\n".encode()).fields[0] == "customerId"
 
 
-@pytest.mark.parametrize(("name", "field"), [
-    ("First Name", "firstName"),
-    ("first_name", "firstName"),
-    ("LAST-NAME", "lastName"),
-    ("Company", "company"),
-    ("city", "city"),
-    ("COUNTRY", "country"),
-    ("Phone 1", "phone1"),
-    ("phone_2", "phone2"),
-    ("Email", "email"),
-    ("E-mail", "email"),
-    ("Subscription Date", "subscriptionDate"),
-    ("Website", "website"),
-    ("About", "about"),
-    ("About Customer", "about"),
-])
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("First Name", "firstName"),
+        ("first_name", "firstName"),
+        ("LAST-NAME", "lastName"),
+        ("Company", "company"),
+        ("city", "city"),
+        ("COUNTRY", "country"),
+        ("Phone 1", "phone1"),
+        ("phone_2", "phone2"),
+        ("Email", "email"),
+        ("E-mail", "email"),
+        ("Subscription Date", "subscriptionDate"),
+        ("Website", "website"),
+        ("About", "about"),
+        ("About Customer", "about"),
+    ],
+)
 def test_known_columns_feed_their_field(name: str, field: str) -> None:
     columns = map_header(f"Customer Id,{name}\n".encode())
     assert columns.fields == ("customerId", field)
     assert columns.ignored == ()
 
 
-@pytest.mark.parametrize(("header", "fields", "ignored"), [
-    (b"Index,Customer Id\n", (None, "customerId"), ()),
-    (b"Customer Id,_id,importJobId,Notes\n", ("customerId", None, None, None), ("_id", "importJobId", "Notes")),
-    (b"Customer Id,createdAt,searchKeys\n", ("customerId", None, None), ("createdAt", "searchKeys")),
-    (b"Customer Id,customer_id\n", ("customerId", None), ("customer_id",)),
-    (b"Customer Id,About,About Customer\n", ("customerId", "about", None), ("About Customer",)),
-    (b"\xef\xbb\xbfCustomer Id,Email\r\n", ("customerId", "email"), ()),
-    (b'"Customer Id","First, Name"\n', ("customerId", None), ("First, Name",)),
-    (b"Customer Id", ("customerId",), ()),
-])
-def test_header_maps_columns_and_lists_the_ignored(header: bytes, fields: tuple[str | None, ...],
-                                                    ignored: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("header", "fields", "ignored"),
+    [
+        (b"Index,Customer Id\n", (None, "customerId"), ()),
+        (b"Customer Id,_id,importJobId,Notes\n", ("customerId", None, None, None), ("_id", "importJobId", "Notes")),
+        (b"Customer Id,createdAt,searchKeys\n", ("customerId", None, None), ("createdAt", "searchKeys")),
+        (b"Customer Id,customer_id\n", ("customerId", None), ("customer_id",)),
+        (b"Customer Id,About,About Customer\n", ("customerId", "about", None), ("About Customer",)),
+        (b"\xef\xbb\xbfCustomer Id,Email\r\n", ("customerId", "email"), ()),
+        (b'"Customer Id","First, Name"\n', ("customerId", None), ("First, Name",)),
+        (b"Customer Id", ("customerId",), ()),
+    ],
+)
+def test_header_maps_columns_and_lists_the_ignored(
+    header: bytes, fields: tuple[str | None, ...], ignored: tuple[str, ...]
+) -> None:
     columns = map_header(header)
     assert (columns.fields, columns.ignored) == (fields, ignored)
 
 
-@pytest.mark.parametrize("header", [
-    b"First Name,Email\n",
-    b"Id,Customer\n",
-    b"Customer,Id\n",
-    b"Index\n",
-    b"\xef\xbb\xbf\n",
-    (DATA / "no_customer_id.csv").read_bytes(),
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"First Name,Email\n",
+        b"Id,Customer\n",
+        b"Customer,Id\n",
+        b"Index\n",
+        b"\xef\xbb\xbf\n",
+        (DATA / "no_customer_id.csv").read_bytes(),
+    ],
+)
 def test_header_without_customer_id_is_refused_naming_it(header: bytes) -> None:
     with pytest.raises(HeaderError, match="customer id"):
         map_header(header)
@@ -133,8 +145,10 @@ def test_unreadable_header_is_refused(header: bytes) -> None:
 
 def test_bom_and_crlf() -> None:
     parsed = parse_file("bom_crlf.csv")
-    assert customers(parsed) == [{"_id": "C1", "firstName": "Ann", "email": "ann@example.com"},
-                                 {"_id": "C2", "firstName": "Bob"}]
+    assert customers(parsed) == [
+        {"_id": "C1", "firstName": "Ann", "email": "ann@example.com"},
+        {"_id": "C2", "firstName": "Bob"},
+    ]
     assert [doc["importLine"] for doc in documents(parsed)] == [2, 3]
     assert_accounted(parsed)
 
@@ -175,16 +189,37 @@ def test_every_known_column_and_no_column_can_set_the_importers_fields() -> None
     [doc] = documents(parsed)
     assert doc["emailKey"] == "ann@example.com" and doc["countryKey"] == "france"
     assert {k: v for k, v in doc.items() if k not in ("createdAt", "updatedAt", *KEYS, "importHash")} == {
-        "_id": "C1", "firstName": "Ann", "lastName": "Lee", "company": "Acme", "city": "Paris", "country": "France",
-        "phone1": "+33 1", "phone2": "+33 2", "email": "ann@example.com",
-        "subscriptionDate": dt.datetime(2024, 2, 29, tzinfo=dt.UTC), "website": "https://acme.example",
-        "about": "Likes tea", "importJobId": JOB, "importLine": 2,
+        "_id": "C1",
+        "firstName": "Ann",
+        "lastName": "Lee",
+        "company": "Acme",
+        "city": "Paris",
+        "country": "France",
+        "phone1": "+33 1",
+        "phone2": "+33 2",
+        "email": "ann@example.com",
+        "subscriptionDate": dt.datetime(2024, 2, 29, tzinfo=dt.UTC),
+        "website": "https://acme.example",
+        "about": "Likes tea",
+        "importJobId": JOB,
+        "importLine": 2,
     }
     # The digest is of the CSV text (the date as written), so a re-sync compares what the file says.
-    assert doc["importHash"] == content_hash({
-        "firstName": "Ann", "lastName": "Lee", "company": "Acme", "city": "Paris", "country": "France",
-        "phone1": "+33 1", "phone2": "+33 2", "email": "ann@example.com", "subscriptionDate": "2024-02-29",
-        "website": "https://acme.example", "about": "Likes tea"})
+    assert doc["importHash"] == content_hash(
+        {
+            "firstName": "Ann",
+            "lastName": "Lee",
+            "company": "Acme",
+            "city": "Paris",
+            "country": "France",
+            "phone1": "+33 1",
+            "phone2": "+33 2",
+            "email": "ann@example.com",
+            "subscriptionDate": "2024-02-29",
+            "website": "https://acme.example",
+            "about": "Likes tea",
+        }
+    )
 
 
 def test_content_hash_depends_on_every_value_and_field_but_not_their_order() -> None:
@@ -199,14 +234,21 @@ def test_content_hash_depends_on_every_value_and_field_but_not_their_order() -> 
 # ---- rejected rows ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "accepted", "rejections"), [
-    ("field_count.csv", ["C1", "C4"], [(3, "expected 3 fields, found 2"), (4, "expected 3 fields, found 4")]),
-    ("empty_customer_id.csv", ["C4"], [(2, "customer id is empty"), (3, "customer id is empty"),
-                                       (4, "customer id is empty")]),
-    ("bad_utf8.csv", ["C1", "C3"], [(3, "not valid UTF-8"), (5, "not valid UTF-8"), (6, "not valid UTF-8")]),
-])
-def test_invalid_rows_are_rejected_with_their_line(name: str, accepted: list[str],
-                                                   rejections: list[tuple[int, str]]) -> None:
+@pytest.mark.parametrize(
+    ("name", "accepted", "rejections"),
+    [
+        ("field_count.csv", ["C1", "C4"], [(3, "expected 3 fields, found 2"), (4, "expected 3 fields, found 4")]),
+        (
+            "empty_customer_id.csv",
+            ["C4"],
+            [(2, "customer id is empty"), (3, "customer id is empty"), (4, "customer id is empty")],
+        ),
+        ("bad_utf8.csv", ["C1", "C3"], [(3, "not valid UTF-8"), (5, "not valid UTF-8"), (6, "not valid UTF-8")]),
+    ],
+)
+def test_invalid_rows_are_rejected_with_their_line(
+    name: str, accepted: list[str], rejections: list[tuple[int, str]]
+) -> None:
     parsed = parse_file(name)
     assert [doc["_id"] for doc in documents(parsed)] == accepted
     assert rejected(parsed) == rejections
@@ -220,13 +262,17 @@ def test_invalid_utf8_is_never_imported_with_replacement_characters() -> None:
     assert texts == ["C2,Bj\\xf6rn", "\\xff\\xfe,Eve", "C5,Cut \\xe2\\x82"]
 
 
-@pytest.mark.parametrize(("name", "accepted", "lines", "texts"), [
-    ("malformed.csv", [("C2", 3)], [2, 4], ['C1,"Ann"x', 'C3,"never closed']),
-    # the error is on the first line of a quoted multi-line record: its other lines are not records
-    ("malformed_multiline.csv", [("C2", 4), ("C4", 8)], [2, 5], ['C1,"a"x,"b\nc",d', 'C3,"e"f,"g\nh\ni",j']),
-])
-def test_malformed_csv_is_one_rejected_row(name: str, accepted: list[tuple[str, int]], lines: list[int],
-                                           texts: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("name", "accepted", "lines", "texts"),
+    [
+        ("malformed.csv", [("C2", 3)], [2, 4], ['C1,"Ann"x', 'C3,"never closed']),
+        # the error is on the first line of a quoted multi-line record: its other lines are not records
+        ("malformed_multiline.csv", [("C2", 4), ("C4", 8)], [2, 5], ['C1,"a"x,"b\nc",d', 'C3,"e"f,"g\nh\ni",j']),
+    ],
+)
+def test_malformed_csv_is_one_rejected_row(
+    name: str, accepted: list[tuple[str, int]], lines: list[int], texts: list[str]
+) -> None:
     parsed = parse_file(name)
     assert [(doc["_id"], doc["importLine"]) for doc in documents(parsed)] == accepted
     assert [rejection.line for rejection in parsed.rejections] == lines
@@ -236,82 +282,96 @@ def test_malformed_csv_is_one_rejected_row(name: str, accepted: list[tuple[str, 
 
 
 def test_rejected_text_is_the_raw_record_truncated() -> None:
-    content = b"Customer Id,Email,About\nC1,nobody,\"two\nlines\"\n" + b"C2,x," + b"y" * 50 + b"\n"
+    content = b'Customer Id,Email,About\nC1,nobody,"two\nlines"\n' + b"C2,x," + b"y" * 50 + b"\n"
     parsed = parse(content, reject_chars=12)
-    assert [(r.line, r.text) for r in parsed.rejections] == [(2, "C1,nobody,\"t"), (4, "C2,x,yyyyyyy")]
-    assert [r.text for r in parse(content).rejections] == ["C1,nobody,\"two\nlines\"", "C2,x," + "y" * 50]
+    assert [(r.line, r.text) for r in parsed.rejections] == [(2, 'C1,nobody,"t'), (4, "C2,x,yyyyyyy")]
+    assert [r.text for r in parse(content).rejections] == ['C1,nobody,"two\nlines"', "C2,x," + "y" * 50]
 
 
-@pytest.mark.parametrize("email", [
-    "a@b",
-    "ann.lee+news@example.com",
-    "jürgen@exämple.de",
-    "用户@例子.广告",
-    "  ann@example.com  ",
-])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a@b",
+        "ann.lee+news@example.com",
+        "jürgen@exämple.de",
+        "用户@例子.广告",
+        "  ann@example.com  ",
+    ],
+)
 def test_valid_email(email: str) -> None:
     parsed = parse(csv_bytes(["Customer Id", "Email"], ["C1", email]))
     assert customers(parsed) == [{"_id": "C1", "email": email.strip()}]
 
 
-@pytest.mark.parametrize("email", [
-    "ann",
-    "ann@",
-    "@example.com",
-    "ann@@example.com",
-    "ann@example@com",
-    "ann lee@example.com",
-    "ann@example .com",
-    "ann\t@example.com",
-    "ann@exa\nmple.com",
-    "ann\u00a0x@example.com",
-])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ann",
+        "ann@",
+        "@example.com",
+        "ann@@example.com",
+        "ann@example@com",
+        "ann lee@example.com",
+        "ann@example .com",
+        "ann\t@example.com",
+        "ann@exa\nmple.com",
+        "ann\u00a0x@example.com",
+    ],
+)
 def test_invalid_email_rejects_the_row(email: str) -> None:
     parsed = parse(csv_bytes(["Customer Id", "Email"], ["C0", "ok@example.com"], ["C1", email]))
     assert [doc["_id"] for doc in documents(parsed)] == ["C0"]
     assert [(line, reason.split(" ")[:2]) for line, reason in rejected(parsed)] == [(3, ["invalid", "email"])]
 
 
-@pytest.mark.parametrize(("value", "date"), [
-    ("2024-02-29", dt.datetime(2024, 2, 29, tzinfo=dt.UTC)),
-    ("2023-01-05", dt.datetime(2023, 1, 5, tzinfo=dt.UTC)),
-    ("1999-12-31", dt.datetime(1999, 12, 31, tzinfo=dt.UTC)),
-    (" 2023-03-01 ", dt.datetime(2023, 3, 1, tzinfo=dt.UTC)),
-])
+@pytest.mark.parametrize(
+    ("value", "date"),
+    [
+        ("2024-02-29", dt.datetime(2024, 2, 29, tzinfo=dt.UTC)),
+        ("2023-01-05", dt.datetime(2023, 1, 5, tzinfo=dt.UTC)),
+        ("1999-12-31", dt.datetime(1999, 12, 31, tzinfo=dt.UTC)),
+        (" 2023-03-01 ", dt.datetime(2023, 3, 1, tzinfo=dt.UTC)),
+    ],
+)
 def test_subscription_date_is_utc_midnight(value: str, date: dt.datetime) -> None:
     parsed = parse(csv_bytes(["Customer Id", "Subscription Date"], ["C1", value]))
     assert customers(parsed) == [{"_id": "C1", "subscriptionDate": date}]
 
 
-@pytest.mark.parametrize("value", [
-    "2023-02-29",
-    "2023-1-05",
-    "2023-01-5",
-    "20230105",
-    "2023-13-01",
-    "2023-00-10",
-    "2023-04-31",
-    "0000-01-01",
-    "2023/01/05",
-    "05-01-2023",
-    "2023-01-05T00:00:00",
-    "2023-01-05 x",
-    "+2023-01-05",
-    "\u0662\u0660\u0662\u0663-\u0660\u0661-\u0660\u0665",  # Arabic-Indic digits
-    "\uff12\uff10\uff12\uff13-\uff10\uff11-\uff10\uff15",  # fullwidth digits
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2023-02-29",
+        "2023-1-05",
+        "2023-01-5",
+        "20230105",
+        "2023-13-01",
+        "2023-00-10",
+        "2023-04-31",
+        "0000-01-01",
+        "2023/01/05",
+        "05-01-2023",
+        "2023-01-05T00:00:00",
+        "2023-01-05 x",
+        "+2023-01-05",
+        "\u0662\u0660\u0662\u0663-\u0660\u0661-\u0660\u0665",  # Arabic-Indic digits
+        "\uff12\uff10\uff12\uff13-\uff10\uff11-\uff10\uff15",  # fullwidth digits
+    ],
+)
 def test_invalid_subscription_date_rejects_the_row(value: str) -> None:
     parsed = parse(csv_bytes(["Customer Id", "Subscription Date"], ["C0", ""], ["C1", value]))
     assert customers(parsed) == [{"_id": "C0"}]
     assert [(line, reason.split(" ")[:3]) for line, reason in rejected(parsed)] == [
-        (3, ["invalid", "subscription", "date"])]
+        (3, ["invalid", "subscription", "date"])
+    ]
 
 
 # ---- documents and batches ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("batch_size", "sizes"), [(1, [1, 1, 1, 1, 1]), (2, [2, 2, 1]), (3, [3, 2]), (5, [5]),
-                                                    (100, [5])])
+@pytest.mark.parametrize(
+    ("batch_size", "sizes"), [(1, [1, 1, 1, 1, 1]), (2, [2, 2, 1]), (3, [3, 2]), (5, [5]), (100, [5])]
+)
 def test_batches_hold_at_most_batch_size_with_parallel_ids_and_lines(batch_size: int, sizes: list[int]) -> None:
     content = csv_bytes(["Customer Id", "Email"], ["A", ""], ["B", "bad"], ["C", ""], ["D", ""], ["E", ""], ["F", ""])
     parsed = parse(content, batch_size=batch_size)
@@ -326,8 +386,12 @@ def test_batches_hold_at_most_batch_size_with_parallel_ids_and_lines(batch_size:
     assert parsed.rows == 6
 
 
-@pytest.mark.parametrize("name", sorted(path.name for path in DATA.glob("*.csv")
-                                        if path.name not in ("no_customer_id.csv", "unterminated_quote.csv")))
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        path.name for path in DATA.glob("*.csv") if path.name not in ("no_customer_id.csv", "unterminated_quote.csv")
+    ),
+)
 def test_rows_are_documents_plus_rejections(name: str) -> None:
     assert_accounted(parse_file(name))
 
@@ -342,12 +406,15 @@ def test_first_line_numbers_the_block() -> None:
 # ---- record size --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("record", [
-    b'C2,"' + b"x" * 2000 + b'"',  # one field over the max
-    b"C2," + b",".join([b"x" * 400] * 3),  # every field under the max, the record over it
-    b"C2," + "é".encode() * 600,  # 600 characters, 1200 bytes
-    b'C2,"unterminated\n' + b"C3,x\n" * 300,
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        b'C2,"' + b"x" * 2000 + b'"',  # one field over the max
+        b"C2," + b",".join([b"x" * 400] * 3),  # every field under the max, the record over it
+        b"C2," + "é".encode() * 600,  # 600 characters, 1200 bytes
+        b'C2,"unterminated\n' + b"C3,x\n" * 300,
+    ],
+)
 def test_a_record_over_the_max_is_fatal_naming_its_line(record: bytes) -> None:
     parsed = parse(b"Customer Id,About\nC1,ok\n" + record + b"\n", max_record=1024)
     assert parsed.fatal is not None
@@ -355,14 +422,17 @@ def test_a_record_over_the_max_is_fatal_naming_its_line(record: bytes) -> None:
     assert "1024 bytes" in parsed.fatal
 
 
-@pytest.mark.parametrize(("field", "max_record"), [
-    (b"x" * 300 * 1024, MIB),  # more than the csv module's default field limit (128 KiB)
-    (b"y" * 1000, 1024),
-    ("é".encode() * 500, 1024),
-])
+@pytest.mark.parametrize(
+    ("field", "max_record"),
+    [
+        (b"x" * 300 * 1024, MIB),  # more than the csv module's default field limit (128 KiB)
+        (b"y" * 1000, 1024),
+        ("é".encode() * 500, 1024),
+    ],
+)
 def test_a_record_within_the_max_parses(field: bytes, max_record: int) -> None:
-    parse(b"Customer Id,About\nC0,\"" + b"z" * 100 + b"\"\n", max_record=128)  # a lower limit set before
-    parsed = parse(b"Customer Id,About\nC1,\"" + field + b"\"\n", max_record=max_record)
+    parse(b'Customer Id,About\nC0,"' + b"z" * 100 + b'"\n', max_record=128)  # a lower limit set before
+    parsed = parse(b'Customer Id,About\nC1,"' + field + b'"\n', max_record=max_record)
     assert customers(parsed) == [{"_id": "C1", "about": field.decode()}]
 
 
@@ -386,8 +456,12 @@ def csv_files(draw: st.DrawFn) -> tuple[str, list[tuple[str, ...]]]:
 @settings(max_examples=150, deadline=None)
 @given(file=csv_files(), block_bytes=st.integers(16, 4096), batch_size=st.integers(1, 7), bom=st.booleans())
 async def test_rows_written_by_csv_writer_come_back_identical(
-        tmp_path_factory: pytest.TempPathFactory, file: tuple[str, list[tuple[str, ...]]], block_bytes: int,
-        batch_size: int, bom: bool) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+    file: tuple[str, list[tuple[str, ...]]],
+    block_bytes: int,
+    batch_size: int,
+    bom: bool,
+) -> None:
     terminator, rows = file
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator=terminator)
@@ -401,15 +475,19 @@ async def test_rows_written_by_csv_writer_come_back_identical(
 
     header = await read_header(path, MIB)
     spec = ParseSpec(map_header(header.record), JOB, batch_size, MIB)
-    parsed = [parse_block(block.data, block.first_line, spec)
-              async for block in read_blocks(path, start=header.end, first_line=header.lines + 1,
-                                             block_bytes=block_bytes, max_record=MIB)]
+    parsed = [
+        parse_block(block.data, block.first_line, spec)
+        async for block in read_blocks(
+            path, start=header.end, first_line=header.lines + 1, block_bytes=block_bytes, max_record=MIB
+        )
+    ]
 
     docs = [doc for part in parsed for doc in documents(part)]
     assert [{k: v for k, v in doc.items() if k not in BOOKKEEPING} for doc in docs] == [
-        {"_id": values[0]} | {field: value for field, value in zip(FIELDS[1:], values[1:], strict=True)
-                              if field and value}
-        for values in rows]
+        {"_id": values[0]}
+        | {field: value for field, value in zip(FIELDS[1:], values[1:], strict=True) if field and value}
+        for values in rows
+    ]
     assert [doc["importLine"] for doc in docs] == lines
     assert all(part.rejections == [] and part.fatal is None for part in parsed)
     assert all(len(batch.docs) <= batch_size for part in parsed for batch in part.batches)
@@ -425,7 +503,8 @@ def test_a_worker_reads_its_block_by_offsets_and_notices_a_rewritten_file(tmp_pa
     parsed = parse_range(str(path), start, end, 2, body[-TAIL:], spec)
     assert parsed.fatal is None and parsed.batches[0].ids == ["C1", "C2"]
     path.write_bytes(b"customer id,first name\n" + body.replace(b"Bob", b"Bea"))
-    assert "changed while it was being imported" in (parse_range(str(path), start, end, 2, body[-TAIL:], spec).fatal
-                                                      or "")
+    assert "changed while it was being imported" in (
+        parse_range(str(path), start, end, 2, body[-TAIL:], spec).fatal or ""
+    )
     path.write_bytes(b"customer id,first name\nC1")
     assert parse_range(str(path), start, end, 2, body[-TAIL:], spec).fatal is not None

@@ -17,32 +17,50 @@ def test_defaults_when_the_environment_is_empty() -> None:
     assert settings.embedded_db_server == "auto"
 
 
-@pytest.mark.parametrize(("env", "field", "value"), [
-    ({"PORT": "8080"}, "port", 8080), ({"PORT": "0"}, "port", 0),
-    ({"MONGODB_URI": "mongodb://db:27017"}, "mongodb_uri", "mongodb://db:27017"),
-    ({"LOG_LEVEL": "DEBUG"}, "log_level", "DEBUG"), ({"LOG_LEVEL": "warning"}, "log_level", "WARNING"),
-    ({"MAX_BODY_BYTES": "2048"}, "max_body_bytes", 2048),
-    ({"IMPORT_BATCH_SIZE": "10000"}, "import_batch_size", 10_000),
-    ({"IMPORT_CHECKPOINT_SECONDS": "0.25"}, "import_checkpoint_seconds", 0.25),
-    ({"IMPORT_RETRY_SECONDS": "5"}, "import_retry_seconds", 5.0),
-    ({"IMPORT_MAX_REJECTS": "0"}, "import_max_rejects", 0),
-    ({"CSV_FILE_PATH": "/data/customers.csv"}, "csv_file_path", "/data/customers.csv"),
-    ({"EMBEDDED_DB_SERVER": "python"}, "embedded_db_server", "python"),
-    ({"EMBEDDED_DB_SERVER": sys.executable}, "embedded_db_server", sys.executable),  # any executable file
-    ({"PORT": ""}, "port", 8000),  # an empty variable means "use the default"
-    ({"port": "1"}, "port", 8000),  # names are upper case
-    ({"UNRELATED": "x"}, "port", 8000),
-])
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ({"PORT": "8080"}, "port", 8080),
+        ({"PORT": "0"}, "port", 0),
+        ({"MONGODB_URI": "mongodb://db:27017"}, "mongodb_uri", "mongodb://db:27017"),
+        ({"LOG_LEVEL": "DEBUG"}, "log_level", "DEBUG"),
+        ({"LOG_LEVEL": "warning"}, "log_level", "WARNING"),
+        ({"MAX_BODY_BYTES": "2048"}, "max_body_bytes", 2048),
+        ({"IMPORT_BATCH_SIZE": "10000"}, "import_batch_size", 10_000),
+        ({"IMPORT_CHECKPOINT_SECONDS": "0.25"}, "import_checkpoint_seconds", 0.25),
+        ({"IMPORT_RETRY_SECONDS": "5"}, "import_retry_seconds", 5.0),
+        ({"IMPORT_MAX_REJECTS": "0"}, "import_max_rejects", 0),
+        ({"CSV_FILE_PATH": "/data/customers.csv"}, "csv_file_path", "/data/customers.csv"),
+        ({"EMBEDDED_DB_SERVER": "python"}, "embedded_db_server", "python"),
+        ({"EMBEDDED_DB_SERVER": sys.executable}, "embedded_db_server", sys.executable),  # any executable file
+        ({"PORT": ""}, "port", 8000),  # an empty variable means "use the default"
+        ({"port": "1"}, "port", 8000),  # names are upper case
+        ({"UNRELATED": "x"}, "port", 8000),
+    ],
+)
 def test_values_are_converted_from_strings(env: dict[str, str], field: str, value: object) -> None:
     assert getattr(Settings.from_env(env), field) == value
 
 
-@pytest.mark.parametrize(("name", "raw"), [
-    ("PORT", "abc"), ("PORT", "70000"), ("PORT", "-1"), ("PORT", "80.5"), ("LOG_LEVEL", "LOUD"),
-    ("IMPORT_BATCH_SIZE", "0"), ("IMPORT_BATCH_SIZE", "10001"), ("IMPORT_WORKERS", "0"),
-    ("IMPORT_BLOCK_BYTES", "100"), ("IMPORT_CHECKPOINT_SECONDS", "0"), ("IMPORT_LEASE_SECONDS", "soon"),
-    ("MAX_BODY_BYTES", "1MB"), ("EMBEDDED_DB_SERVER", "/nonexistent/secantusd-rs"), ("EMBEDDED_DB_SERVER", "rust"),
-])
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("PORT", "-1"),
+        ("PORT", "80.5"),
+        ("LOG_LEVEL", "LOUD"),
+        ("IMPORT_BATCH_SIZE", "0"),
+        ("IMPORT_BATCH_SIZE", "10001"),
+        ("IMPORT_WORKERS", "0"),
+        ("IMPORT_BLOCK_BYTES", "100"),
+        ("IMPORT_CHECKPOINT_SECONDS", "0"),
+        ("IMPORT_LEASE_SECONDS", "soon"),
+        ("MAX_BODY_BYTES", "1MB"),
+        ("EMBEDDED_DB_SERVER", "/nonexistent/secantusd-rs"),
+        ("EMBEDDED_DB_SERVER", "rust"),
+    ],
+)
 def test_a_bad_value_names_the_variable(name: str, raw: str) -> None:
     with pytest.raises(SettingsError, match=f"^{name}="):
         Settings.from_env({"PORT": "8000", name: raw})
@@ -50,8 +68,9 @@ def test_a_bad_value_names_the_variable(name: str, raw: str) -> None:
 
 def test_serve_with_a_bad_port_exits_with_one_line_naming_it() -> None:
     env = {"PORT": "abc", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

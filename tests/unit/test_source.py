@@ -19,14 +19,25 @@ FILES = sorted(path.name for path in DATA.glob("*.csv"))
 MIB = 1_048_576
 
 
-async def collect(path: Path, *, start: int = 0, first_line: int = 1, block_bytes: int, max_record: int = 4096,
-                  first_index: int = 0) -> list[Block]:
-    return [block async for block in read_blocks(path, start=start, first_line=first_line, block_bytes=block_bytes,
-                                                 max_record=max_record, first_index=first_index)]
+async def collect(
+    path: Path, *, start: int = 0, first_line: int = 1, block_bytes: int, max_record: int = 4096, first_index: int = 0
+) -> list[Block]:
+    return [
+        block
+        async for block in read_blocks(
+            path,
+            start=start,
+            first_line=first_line,
+            block_bytes=block_bytes,
+            max_record=max_record,
+            first_index=first_index,
+        )
+    ]
 
 
-def assert_blocks_cover(blocks: list[Block], content: bytes, *, start: int, first_line: int,
-                        first_index: int = 0) -> None:
+def assert_blocks_cover(
+    blocks: list[Block], content: bytes, *, start: int, first_line: int, first_index: int = 0
+) -> None:
     """Byte-exact cover of content[start:], consistent offsets and lines, every cut at a record boundary."""
     assert b"".join(block.data for block in blocks) == content[start:]
     offset, line = start, first_line
@@ -35,7 +46,7 @@ def assert_blocks_cover(blocks: list[Block], content: bytes, *, start: int, firs
         assert block.data
         assert block.end == block.start + len(block.data)
         assert block.lines == block.data.count(b"\n")
-        assert block.first_line == content[:block.start].count(b"\n") + 1
+        assert block.first_line == content[: block.start].count(b"\n") + 1
         offset, line = block.end, line + block.lines
     for block in blocks[:-1]:  # the last block ends at the end of the file
         assert block.data.endswith(b"\n")
@@ -45,22 +56,25 @@ def assert_blocks_cover(blocks: list[Block], content: bytes, *, start: int, firs
 # ---- boundaries ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("buf", "first", "last"), [
-    (b"", -1, -1),
-    (b"a,b", -1, -1),
-    (b"a\n", 2, 2),
-    (b"a\nb", 2, 2),
-    (b"a\r\nb\r\nc", 3, 6),
-    (b"a\nb\nc\n", 2, 6),
-    (b'"a\nb"\n', 6, 6),
-    (b'"a\nb"\nc', 6, 6),
-    (b'"a\nb', -1, -1),
-    (b'x\n"a\nb', 2, 2),
-    (b'"a""\n"\n', 7, 7),
-    (b'"a""b"",\n""c"\nd\n', 14, 16),
-    (b'a,"b\n\nc",d\ne,"\n', 11, 11),
-    (b'\n\n', 1, 2),
-])
+@pytest.mark.parametrize(
+    ("buf", "first", "last"),
+    [
+        (b"", -1, -1),
+        (b"a,b", -1, -1),
+        (b"a\n", 2, 2),
+        (b"a\nb", 2, 2),
+        (b"a\r\nb\r\nc", 3, 6),
+        (b"a\nb\nc\n", 2, 6),
+        (b'"a\nb"\n', 6, 6),
+        (b'"a\nb"\nc', 6, 6),
+        (b'"a\nb', -1, -1),
+        (b'x\n"a\nb', 2, 2),
+        (b'"a""\n"\n', 7, 7),
+        (b'"a""b"",\n""c"\nd\n', 14, 16),
+        (b'a,"b\n\nc",d\ne,"\n', 11, 11),
+        (b"\n\n", 1, 2),
+    ],
+)
 def test_record_ends_are_newlines_outside_quotes(buf: bytes, first: int, last: int) -> None:
     assert (first_record_end(buf), last_record_end(buf)) == (first, last)
 
@@ -68,18 +82,21 @@ def test_record_ends_are_newlines_outside_quotes(buf: bytes, first: int, last: i
 # ---- header -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "record", "lines"), [
-    ("bom_crlf.csv", b"Index,Customer Id,First Name,Email\r\n", 1),
-    ("quoted_header.csv", b'"Customer Id","Notes\n(free text)"\n', 2),
-    ("only_header.csv", b"Customer Id,First Name", 0),
-    ("blank_lines.csv", b"Customer Id,First Name\n", 1),
-])
+@pytest.mark.parametrize(
+    ("name", "record", "lines"),
+    [
+        ("bom_crlf.csv", b"Index,Customer Id,First Name,Email\r\n", 1),
+        ("quoted_header.csv", b'"Customer Id","Notes\n(free text)"\n', 2),
+        ("only_header.csv", b"Customer Id,First Name", 0),
+        ("blank_lines.csv", b"Customer Id,First Name\n", 1),
+    ],
+)
 async def test_read_header_strips_the_bom_and_says_where_data_starts(name: str, record: bytes, lines: int) -> None:
     path = DATA / name
     header = await read_header(path, 4096)
     assert (header.record, header.lines) == (record, lines)
     content = path.read_bytes()
-    assert content[:header.end].endswith(record)
+    assert content[: header.end].endswith(record)
     assert header.end == len(record) + (3 if content.startswith(b"\xef\xbb\xbf") else 0)
 
 
@@ -171,8 +188,9 @@ def csv_rows(data: bytes) -> list[list[str]]:
 
 @settings(max_examples=150, deadline=None)
 @given(content=csv_files(), block_bytes=st.integers(1, 300))
-async def test_blocks_never_split_a_record(tmp_path_factory: pytest.TempPathFactory, content: bytes,
-                                           block_bytes: int) -> None:
+async def test_blocks_never_split_a_record(
+    tmp_path_factory: pytest.TempPathFactory, content: bytes, block_bytes: int
+) -> None:
     path = tmp_path_factory.mktemp("cut") / "file.csv"
     path.write_bytes(content)
     blocks = await collect(path, block_bytes=block_bytes, max_record=len(content) + 1)
