@@ -26,8 +26,8 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
         Meta(
             description=(
                 "insert: a customer id already stored is a skipped duplicate. upsert (re-sync): new ids are inserted, "
-                "customers whose CSV values changed are updated, unchanged ones are not written, and customers created or "
-                "edited through the API (handEdited) are never overwritten"
+                "customers whose CSV values changed are updated, unchanged ones are not written, and customers "
+                "created or edited through the API (handEdited) are never overwritten"
             )
         ),
     ] = Mode.INSERT
