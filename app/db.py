@@ -30,6 +30,7 @@ INDEXES: dict[str, list[IndexModel]] = {
             [("status", ASCENDING)], name=RUNNING_INDEX, unique=True, partialFilterExpression={"status": "RUNNING"}
         ),
         IndexModel([("startedAt", DESCENDING)], name="startedAt"),
+        IndexModel([("updatedAt", DESCENDING)], name="updatedAt"),  # the latest job: the one that ran last
     ],
     IMPORT_ERRORS: [
         IndexModel([("jobId", ASCENDING), ("line", ASCENDING)], name="job_line"),

@@ -50,7 +50,7 @@ async def import_file(
         nonlocal interrupted
         interrupted = True
         if service.current is not None:
-            service.current.control.cancel.set()
+            service.current.control.request_cancel()
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, interrupt)
@@ -69,7 +69,7 @@ async def import_file(
             return 2
         assert service.current is not None
         if interrupted:
-            service.current.control.cancel.set()
+            service.current.control.request_cancel()
         console.print(
             f"job {state.job_id}: {escape(str(file))} ({state.file_size:,} bytes)"
             f"{escape(' [dry run]') if dry_run else ''}",

@@ -14,7 +14,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from app.errors import NotFound
 from app.imports.history import recent_jobs
-from app.imports.schemas import ImportRequest, JobPage, Progress, RejectedRow, RejectedRows
+from app.imports.schemas import ImportRequest, JobPage, Progress, RejectedRow, RejectedRows, ResumeRequest
 from app.imports.service import ImportService
 
 
@@ -57,9 +57,13 @@ class ImportController(Controller):
     async def cancel(self, service: Service) -> Progress:
         return Progress.of(await service.cancel())
 
-    @post("/resume", status_code=HTTP_202_ACCEPTED, summary="Resume the latest FAILED or CANCELLED job")
-    async def resume(self, service: Service) -> Progress:
-        return Progress.of(await service.resume())
+    @post(
+        "/resume",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Resume a FAILED or CANCELLED job (default: the latest) from its watermark; 409 while one runs",
+    )
+    async def resume(self, service: Service, data: JSONBody[ResumeRequest | None] = None) -> Progress:
+        return Progress.of(await service.resume(data.job_id if data else None))
 
     @get("/errors", summary="Rejected rows of a job (default: the latest), by line")
     async def errors(

@@ -54,6 +54,9 @@ class JobState(msgspec.Struct, rename="camel", kw_only=True):
     attempts: int = 1
     cancel_requested: bool = False
     recent_customers: list[str] = []
+    rate_rows_per_sec: float = 0.0  # over about the last 10 s while RUNNING; the average over active time after
+    eta_sec: float | None = None
+    active_seconds: float = 0.0  # time spent RUNNING over every attempt (not the time it was cancelled)
 
     def to_doc(self) -> dict[str, Any]:
         return {"_id": self.job_id, **msgspec.to_builtins(self, builtin_types=(dt.datetime,))}
@@ -75,6 +78,9 @@ class JobState(msgspec.Struct, rename="camel", kw_only=True):
             "rowsProtected": self.rows_protected,
             "rowsInvalid": self.rows_invalid,
             "recentCustomers": self.recent_customers,
+            "rateRowsPerSec": self.rate_rows_per_sec,
+            "etaSec": self.eta_sec,
+            "activeSeconds": self.active_seconds,
         }
 
 
@@ -132,20 +138,23 @@ class JobStore:
         )
 
     async def finish(self, state: JobState, status: Status, error: str | None = None) -> bool:
-        state.status, state.error = status, error
-        state.finished_at = state.updated_at = now()
+        """End the job. The in-memory state shows the end only once import_state does: a client that saw
+        CANCELLED can start the next job at once."""
+        finished = now()
         fields = {
             **state.progress_fields(),
             "status": status,
             "error": error,
-            "finishedAt": state.finished_at,
-            "updatedAt": state.updated_at,
+            "finishedAt": finished,
+            "updatedAt": finished,
             "owner": None,
             "heartbeatAt": None,
         }
         result = await self.jobs.update_one(
             {"_id": state.job_id, "owner": state.owner, "status": Status.RUNNING}, {"$set": fields}
         )
+        state.status, state.error = status, error
+        state.finished_at = state.updated_at = finished
         return result.modified_count == 1
 
     async def release(self, state: JobState) -> None:
@@ -196,7 +205,8 @@ class JobStore:
         return None if doc is None else JobState.from_doc(doc)
 
     async def latest(self) -> JobState | None:
-        doc = await self.jobs.find_one({}, sort=[("startedAt", DESCENDING)])
+        """The job that ran last (a resumed older job is the latest once it ran)."""
+        doc = await self.jobs.find_one({}, sort=[("updatedAt", DESCENDING)])
         return None if doc is None else JobState.from_doc(doc)
 
     async def save_rejections(self, job_id: str, rejections: list[Rejection]) -> None:

@@ -3,12 +3,16 @@
 `bytesRead` only passes a block once it and every block before it are fully accounted (written, or
 counted as duplicate or invalid), so a checkpoint of (watermark, counters) is always consistent and a
 resumed job restarts at a record boundary with counters that describe exactly the bytes before it.
+
+What is shown live moves faster than the watermark: `overlay()` adds the batches already written by blocks
+that are still being written (or wait for an earlier block). It is never persisted, so it can be dropped at
+any time: a block that does not finish (cancel, shutdown, crash) is re-read and counted again on resume.
 """
 
 from __future__ import annotations
 
 from app.imports.jobs import JobState
-from app.imports.model import Outcome, Rejection
+from app.imports.model import COUNTED, Outcome, Rejection
 
 RECENT = 10
 
@@ -18,15 +22,32 @@ class Ledger:
         self.state = state
         self.max_rejects = max_rejects
         self.next_index = 0
-        self.pending: dict[int, Outcome] = {}
+        self.pending: dict[int, Outcome] = {}  # finished blocks waiting for an earlier one
+        self.open: dict[int, Outcome] = {}  # blocks being written: their outcome grows batch by batch
         self.unsaved: list[Rejection] = []
+
+    def begin(self, outcome: Outcome) -> None:
+        self.open[outcome.block.index] = outcome
+
+    def abandon(self, index: int) -> None:
+        """A block that will not finish (the run stops): it is not accounted, and not shown any more."""
+        self.open.pop(index, None)
 
     def complete(self, outcome: Outcome) -> None:
         """Record a finished block; apply it and any queued successors that are now contiguous."""
+        self.open.pop(outcome.block.index, None)
         self.pending[outcome.block.index] = outcome
         while (ready := self.pending.pop(self.next_index, None)) is not None:
             self._apply(ready)
             self.next_index += 1
+
+    def overlay(self) -> dict[str, int]:
+        """Rows written or rejected by blocks not yet applied, by counter (attribute) name."""
+        totals = dict.fromkeys(COUNTED, 0)
+        for outcome in (*self.open.values(), *self.pending.values()):
+            for name in COUNTED:
+                totals[name] += getattr(outcome, name)
+        return totals
 
     def _apply(self, outcome: Outcome) -> None:
         state = self.state
@@ -34,20 +55,10 @@ class Ledger:
         self.unsaved.extend(outcome.rejections[:room])
         state.bytes_read = outcome.block.end
         state.lines_read += outcome.block.lines
-        state.rows_inserted += outcome.inserted
-        state.rows_duplicate += outcome.duplicate
-        state.rows_updated += outcome.updated
-        state.rows_unchanged += outcome.unchanged
-        state.rows_protected += outcome.protected
-        state.rows_invalid += outcome.invalid
-        state.rows_processed += (
-            outcome.inserted
-            + outcome.duplicate
-            + outcome.updated
-            + outcome.unchanged
-            + outcome.protected
-            + outcome.invalid
-        )
+        for name in COUNTED:
+            field = f"rows_{name}"
+            setattr(state, field, getattr(state, field) + getattr(outcome, name))
+        state.rows_processed += outcome.rows
         if outcome.recent:
             state.recent_customers = (outcome.recent[::-1] + state.recent_customers)[:RECENT]
 

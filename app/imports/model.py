@@ -103,6 +103,10 @@ class Parsed:
     fatal: str | None = None
 
 
+# The row counters of an Outcome (and, prefixed `rows_`, of a job); rowsProcessed is their sum.
+COUNTED = ("inserted", "duplicate", "updated", "unchanged", "protected", "invalid")
+
+
 @dataclass(slots=True)
 class Outcome:
     """A block fully accounted: what was written and rejected. Applied to the job in block order."""
@@ -116,6 +120,10 @@ class Outcome:
     invalid: int = 0
     rejections: list[Rejection] = field(default_factory=list)
     recent: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(getattr(self, name) for name in COUNTED)
 
     def add(self, written: Written) -> None:
         self.inserted += written.inserted

@@ -1,5 +1,9 @@
 """One import run: source -> process pool -> sink -> ledger, with bounded work in flight.
 
+Stopping (cancel or shutdown) does not wait for the blocks in flight: they are abandoned at once, even in the
+middle of a write, and stay above the watermark. Their rows are read again on resume, where a row this job
+already wrote counts as inserted (see sink.py), so a cancel takes as long as one checkpoint, at any write speed.
+
 The event loop only moves bytes: reading a block is one await (to find where its records end), a worker
 reads the same bytes again from the page cache and parses and BSON-encodes them (offsets cross the process
 boundary, not megabytes), writing is insert_many of already-encoded documents. At most `blocks_in_flight`
@@ -12,12 +16,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from app.imports.jobs import JobState, JobStore
 from app.imports.ledger import RECENT, Ledger
+from app.imports.meter import Meter
 from app.imports.model import Block, ColumnMap, Mode, Outcome, ParseSpec, Status
 from app.imports.sink import DrySink, Sink, WriteFailed, retry
 from app.imports.source import RecordTooLarge, read_blocks
@@ -37,17 +45,27 @@ class LeaseLost(Exception):
 
 @dataclass
 class Control:
-    """Signals into a run: cancel (ends CANCELLED) and shutdown (stays RUNNING, lease released)."""
+    """Signals into a run: cancel (ends CANCELLED) and shutdown (stays RUNNING, lease released); `stop` is set
+    by either."""
 
     cancel: asyncio.Event
     shutdown: asyncio.Event
+    stop: asyncio.Event
 
     @classmethod
     def new(cls) -> Control:
-        return cls(asyncio.Event(), asyncio.Event())
+        return cls(asyncio.Event(), asyncio.Event(), asyncio.Event())
+
+    def request_cancel(self) -> None:
+        self.cancel.set()
+        self.stop.set()
+
+    def request_shutdown(self) -> None:
+        self.shutdown.set()
+        self.stop.set()
 
     def stopping(self) -> bool:
-        return self.cancel.is_set() or self.shutdown.is_set()
+        return self.stop.is_set()
 
 
 class ImportRun:
@@ -75,20 +93,52 @@ class ImportRun:
             mode=Mode(state.mode),
         )
         self.in_flight = asyncio.Semaphore(settings.import_blocks_in_flight)
+        self.workers: set[asyncio.Task[None]] = set()
+        self.meter = Meter()
+        self.started, self.active_before = time.monotonic(), state.active_seconds
 
     async def run(self) -> Status:
         """Run to the end; return the final status (RUNNING if shut down or the lease was lost)."""
         try:
             async with asyncio.TaskGroup() as group:
                 checkpoints = group.create_task(self._checkpoint_loop())
+                abandon = group.create_task(self._abandon_when_stopped())
                 await self._feed(group)
                 checkpoints.cancel()
+                abandon.cancel()
         except BaseExceptionGroup as group_error:
             return await self._failed(_first(group_error))
         return await self._ended()
 
+    def live(self) -> JobState:
+        """The job as a user should see it now: the accounted counters plus the batches written since."""
+        overlay = self.ledger.overlay()
+        state = self.state
+        counters = {f"rows_{name}": getattr(state, f"rows_{name}") + value for name, value in overlay.items()}
+        live = msgspec.structs.replace(state, **counters, rows_processed=state.rows_processed + sum(overlay.values()))
+        self._measure(live.rows_processed)
+        return msgspec.structs.replace(
+            live, rate_rows_per_sec=state.rate_rows_per_sec, eta_sec=state.eta_sec, active_seconds=state.active_seconds
+        )
+
+    def _measure(self, rows: int) -> None:
+        """Sample the rate (rows including batches not yet accounted) and store it, with the ETA, in the state."""
+        state = self.state
+        self.meter.sample(rows, state.bytes_read)
+        rows_per_sec, bytes_per_sec = self.meter.rates()
+        state.active_seconds = self.active_before + (time.monotonic() - self.started)
+        state.rate_rows_per_sec = round(rows_per_sec, 1)
+        remaining = max(0, state.file_size - state.bytes_read)
+        state.eta_sec = round(remaining / bytes_per_sec, 1) if bytes_per_sec > 0 else None
+
+    async def _abandon_when_stopped(self) -> None:
+        """Cancel or shutdown: stop the blocks in flight now, mid-write if need be (see the module docstring)."""
+        await self.control.stop.wait()
+        for task in list(self.workers):
+            task.cancel()
+
     async def _feed(self, group: asyncio.TaskGroup) -> None:
-        workers: set[asyncio.Task[None]] = set()
+        workers = self.workers
         blocks = read_blocks(
             self.path,
             start=self.state.bytes_read,
@@ -126,6 +176,7 @@ class ImportRun:
             if parsed.fatal:
                 raise ImportFailed(parsed.fatal)
             outcome = Outcome(block, invalid=len(parsed.rejections), rejections=parsed.rejections)
+            self.ledger.begin(outcome)
             for batch in parsed.batches:
                 written = await self.sink.write(batch)
                 outcome.add(written)
@@ -133,6 +184,9 @@ class ImportRun:
                 recent = [batch.ids[i] for i in tail if i not in written.skipped]
                 outcome.recent = (outcome.recent + recent)[-RECENT:]
             self.ledger.complete(outcome)
+        except asyncio.CancelledError:
+            self.ledger.abandon(block.index)
+            raise
         finally:
             self.in_flight.release()
 
@@ -143,6 +197,7 @@ class ImportRun:
 
     async def checkpoint(self, **extra: object) -> None:
         """Store the rejections of applied blocks, then the watermark and counters that cover them."""
+        self.live()  # samples the rate even when nobody asks for progress
         progress = self.state.progress_fields()
         rejections = self.ledger.take_rejections()
         seconds = self.settings.import_retry_seconds
@@ -157,7 +212,7 @@ class ImportRun:
         if doc is None:
             raise LeaseLost(f"job {self.state.job_id} is no longer owned by this instance")
         if doc.get("cancelRequested"):
-            self.control.cancel.set()
+            self.control.request_cancel()
 
     async def _ended(self) -> Status:
         if self.control.shutdown.is_set() and not self.control.cancel.is_set():
@@ -177,6 +232,9 @@ class ImportRun:
         return Status.FAILED
 
     async def _finish(self, status: Status, error: str | None = None) -> None:
+        self._measure(self.state.rows_processed)
+        self.state.eta_sec = None
+        self.state.rate_rows_per_sec = round(self.state.rows_processed / max(self.state.active_seconds, 1e-3), 1)
         rejections = self.ledger.take_rejections()
         seconds = self.settings.import_retry_seconds
         await retry(

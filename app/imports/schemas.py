@@ -35,6 +35,12 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     """Read, parse and validate the whole file and report the counters, writing no customers."""
 
 
+class ResumeRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    job_id: (
+        Annotated[str, Meta(min_length=1, max_length=64, description="the job to resume; default the latest")] | None
+    ) = None
+
+
 class Progress(msgspec.Struct, rename="camel"):
     """A job's snapshot; `percent` is by bytes and exactly 100 when COMPLETED."""
 
@@ -54,9 +60,14 @@ class Progress(msgspec.Struct, rename="camel"):
     rows_unchanged: int = 0
     rows_protected: int = 0
     rows_invalid: int = 0
-    rate_rows_per_sec: float = 0.0
-    elapsed_sec: float = 0.0
-    eta_sec: float | None = None
+    rate_rows_per_sec: float = msgspec.field(default=0.0)
+    """Rows per second over about the last 10 s while RUNNING; once ended, the average over the active time."""
+    elapsed_sec: float = msgspec.field(default=0.0)
+    """Wall-clock seconds since the job started (including time it spent cancelled or failed)."""
+    active_sec: float = msgspec.field(default=0.0)
+    """Seconds the job spent RUNNING, over every attempt."""
+    eta_sec: float | None = msgspec.field(default=None)
+    """Seconds to the end at the recent byte rate (RUNNING only)."""
     started_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -73,10 +84,7 @@ class Progress(msgspec.Struct, rename="camel"):
         elapsed = max((end - state.started_at).total_seconds(), 1e-3)
         done = state.status == Status.COMPLETED
         fraction = 1.0 if done else state.bytes_read / state.file_size if state.file_size else 0.0
-        rate = state.rows_processed / elapsed
-        eta = None
-        if state.status == Status.RUNNING and 0.001 < fraction < 1:
-            eta = round(elapsed * (1 - fraction) / fraction, 1)
+        running = state.status == Status.RUNNING
         return cls(
             status=state.status,
             job_id=state.job_id,
@@ -94,9 +102,10 @@ class Progress(msgspec.Struct, rename="camel"):
             rows_unchanged=state.rows_unchanged,
             rows_protected=state.rows_protected,
             rows_invalid=state.rows_invalid,
-            rate_rows_per_sec=round(rate, 1),
+            rate_rows_per_sec=state.rate_rows_per_sec,
             elapsed_sec=round(elapsed, 1),
-            eta_sec=eta,
+            active_sec=round(state.active_seconds, 1),
+            eta_sec=state.eta_sec if running else None,
             started_at=state.started_at,
             updated_at=state.updated_at,
             finished_at=state.finished_at,

@@ -19,7 +19,7 @@ from pathlib import Path
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.db import CUSTOMERS
-from app.errors import Conflict, ImportFileError, NotFound
+from app.errors import Conflict, ImportFileError, ImportRunning, NotFound
 from app.imports.jobs import JobState, JobStore, now
 from app.imports.model import ColumnMap, Mode, Status
 from app.imports.parse import HeaderError, map_header
@@ -31,13 +31,21 @@ from app.imports.workers import parser_pool, warm_up
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+RESUMABLE = (Status.FAILED, Status.CANCELLED)
 
 
 @dataclass
 class Running:
-    state: JobState
-    control: Control
+    run: ImportRun
     task: asyncio.Task[None]
+
+    @property
+    def state(self) -> JobState:
+        return self.run.state
+
+    @property
+    def control(self) -> Control:
+        return self.run.control
 
 
 class ImportService:
@@ -78,7 +86,7 @@ class ImportService:
 
     async def cancel(self) -> JobState:
         if self.current is not None:
-            self.current.control.cancel.set()
+            self.current.control.request_cancel()
             return self.current.state
         running = await self.store.running()
         if running is None:
@@ -86,15 +94,27 @@ class ImportService:
         await self.store.request_cancel(running.job_id)  # its owner sees this at its next checkpoint
         return running
 
-    async def resume(self) -> JobState:
-        """Resume the latest FAILED or CANCELLED job from its watermark, if its file did not change."""
-        latest = await self.store.latest()
-        if latest is None or latest.status not in (Status.FAILED, Status.CANCELLED):
-            raise NotFound("no failed or cancelled import to resume")
-        path = Path(latest.file_path)
+    async def resume(self, job_id: str | None = None) -> JobState:
+        """Resume a FAILED or CANCELLED job from its watermark (default: the latest job), if its file did not
+        change. 409 while a job runs (naming it) or when the named job cannot be resumed."""
+        if (running := await self.store.running()) is not None:
+            raise ImportRunning(running.job_id)
+        if job_id is None:
+            target = await self.store.latest()
+            if target is None or target.status not in RESUMABLE:
+                raise NotFound("no failed or cancelled import to resume")
+        else:
+            target = await self.store.get(job_id)
+            if target is None:
+                raise NotFound(f"import job {job_id!r} does not exist")
+            if target.status not in RESUMABLE:
+                raise Conflict(
+                    f"import job {job_id} is {target.status}; only FAILED or CANCELLED jobs resume", jobId=job_id
+                )
+        path = Path(target.file_path)
         columns, _, _ = await self._read_header(path)
-        await self._check_unchanged(latest, path)
-        state = await self.store.reopen(latest.job_id, self.instance_id)
+        await self._check_unchanged(target, path)
+        state = await self.store.reopen(target.job_id, self.instance_id)
         log.info("import %s resumed at byte %d", state.job_id, state.bytes_read)
         self._launch(state, path, columns)
         return state
@@ -103,7 +123,7 @@ class ImportService:
 
     async def snapshot(self, job_id: str | None = None) -> JobState | None:
         if self.current is not None and job_id in (None, self.current.state.job_id):
-            return self.current.state
+            return self.current.run.live()
         return await (self.store.get(job_id) if job_id else self.store.latest())
 
     def worker_pids(self) -> list[int]:
@@ -158,24 +178,32 @@ class ImportService:
                 f"{path} changed since job {state.job_id} started; it cannot be resumed", jobId=state.job_id
             )
 
-    def _launch(self, state: JobState, path: Path, columns: ColumnMap) -> None:
-        control = Control.new()
-        sink = (
-            DrySink()
-            if state.dry_run
-            else Sink(
-                self.db[CUSTOMERS],
-                job_id=state.job_id,
-                retry_seconds=self.settings.import_retry_seconds,
-                writers=self.settings.import_writers,
-                mode=Mode(state.mode),
-            )
+    def make_sink(self, state: JobState) -> Sink | DrySink:
+        """Where a job's batches go (tests wrap it to hold writes back)."""
+        if state.dry_run:
+            return DrySink()
+        return Sink(
+            self.db[CUSTOMERS],
+            job_id=state.job_id,
+            retry_seconds=self.settings.import_retry_seconds,
+            writers=self.settings.import_writers,
+            mode=Mode(state.mode),
         )
+
+    def _launch(self, state: JobState, path: Path, columns: ColumnMap) -> None:
+        sink = self.make_sink(state)
         run = ImportRun(
-            state, path, columns, store=self.store, sink=sink, pool=self.pool, settings=self.settings, control=control
+            state,
+            path,
+            columns,
+            store=self.store,
+            sink=sink,
+            pool=self.pool,
+            settings=self.settings,
+            control=Control.new(),
         )
         task = asyncio.create_task(self._supervise(run), name=f"import-{state.job_id}")
-        self.current = Running(state, control, task)
+        self.current = Running(run, task)
 
     async def _supervise(self, run: ImportRun) -> None:
         try:
@@ -241,7 +269,7 @@ class ImportService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         if self.current is not None:
-            self.current.control.shutdown.set()
+            self.current.control.request_shutdown()
             task = self.current.task
             try:
                 async with asyncio.timeout(20):
