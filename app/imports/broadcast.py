@@ -3,8 +3,9 @@
 Every `interval` seconds the broadcaster takes ImportService.snapshot() (from memory when this instance runs
 the job, else one import_state read shared by every client), encodes it once, and when something a client
 can see changed hands it to each subscriber. A subscriber's queue is bounded: a slow reader loses the oldest
-progress updates (each is a full snapshot, so the newest says everything), never the terminal update, and
-never holds up the others. No Litestar here: the controller turns `Event`s into server-sent events.
+progress updates (each is a full snapshot, so the newest says everything), never a terminal one, and
+never holds up the others. A stream follows one job after another: it ends only when the client leaves.
+No Litestar here: the controller turns `Event`s into server-sent events.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def visible(state: JobState | None) -> tuple[object, ...]:
 
 
 class Subscription:
-    """A bounded queue of updates for one client. A terminal update is always the last one it holds."""
+    """A bounded queue of updates for one client. When full it drops the oldest progress update: a terminal one
+    (done, error, cancelled) is kept, so a slow reader still learns how each job ended."""
 
     def __init__(self, size: int):
         self.size = max(1, size)
@@ -83,11 +85,10 @@ class Subscription:
         self._wake = asyncio.Event()
 
     def offer(self, update: Update) -> None:
-        """Queue without blocking; when full, drop the oldest update (never the terminal one, which is last)."""
-        if self.items and self.items[-1].terminal:
-            return  # the stream ends at that event: nothing after it would be read
+        """Queue without blocking."""
         if len(self.items) >= self.size:
-            self.items.popleft()
+            victim = next((item for item in self.items if not item.terminal), self.items[0])
+            self.items.remove(victim)
             self.dropped += 1
         self.items.append(update)
         self._wake.set()
@@ -179,11 +180,9 @@ class Broadcaster:
             self.subscriptions.discard(subscription)
 
     async def events(self) -> AsyncIterator[Event]:
-        """One client's stream: a snapshot, progress while a job runs, then its terminal event, which ends it.
-
-        With no job running the stream stays open (keep-alive comments) and follows the next job; a client
-        arriving after a job ended gets that job's terminal state as its snapshot and waits likewise.
-        """
+        """One client's stream: a snapshot, then every job as it runs (progress) and ends (done, error,
+        cancelled), the next one (new or resumed) included, until the client leaves or the app stops.
+        Keep-alive comments flow while nothing changes."""
         try:
             await self.refresh()  # the snapshot is fresh, not up to `interval` old
         except Exception as exc:
@@ -198,7 +197,6 @@ class Broadcaster:
                     yield Event(None, comment="keep-alive")
                 elif update.terminal:
                     yield self._event(TERMINAL[update.status], update)
-                    return
                 elif update.status == Status.RUNNING:
                     yield self._event("progress", update)
 

@@ -102,8 +102,11 @@ def message(fields: dict[str, str]) -> Message:
     )
 
 
-async def collect(http: httpx.AsyncClient, into: list[Message], connected: asyncio.Event | None = None) -> None:
-    """Read the stream until the server ends it, parsing each SSE message into `into`."""
+async def collect(
+    http: httpx.AsyncClient, into: list[Message], connected: asyncio.Event | None = None, ends: int = 1
+) -> None:
+    """Read the stream, parsing each SSE message into `into`, until `ends` terminal events came (the stream itself
+    stays open for the next job: the client leaves)."""
     async with http.stream("GET", "/import/progress/stream") as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -118,13 +121,15 @@ async def collect(http: httpx.AsyncClient, into: list[Message], connected: async
                 fields = {}
                 if connected is not None:
                     connected.set()
+                if sum(m.event in TERMINAL for m in into) >= ends:
+                    return
 
 
-async def subscribe(http: httpx.AsyncClient) -> tuple[asyncio.Task[None], list[Message]]:
+async def subscribe(http: httpx.AsyncClient, ends: int = 1) -> tuple[asyncio.Task[None], list[Message]]:
     """Start reading a stream; return once its snapshot arrived (so it is subscribed)."""
     messages: list[Message] = []
     connected = asyncio.Event()
-    task = asyncio.create_task(collect(http, messages, connected))
+    task = asyncio.create_task(collect(http, messages, connected, ends))
     await asyncio.wait_for(connected.wait(), 10)
     return task, messages
 
@@ -203,7 +208,7 @@ async def test_two_subscribers_follow_a_job_to_the_same_terminal_event(
     job_id = await start(http, "first.csv")
     mongo_server.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
     await paced(mongo_server, a_messages, 3)
-    await asyncio.wait_for(asyncio.gather(a, b), 180)  # returns only because the server ended both streams
+    await asyncio.wait_for(asyncio.gather(a, b), 180)  # each returns at its terminal event
     final = (await http.get("/import/progress")).json()
 
     assert final["status"] == "COMPLETED" and final["rowsInserted"] == ROWS
@@ -250,19 +255,39 @@ async def test_late_subscriber_gets_the_terminal_snapshot_then_follows_the_next_
     assert {k: error.data[k] for k in COUNTERS} == {k: final[k] for k in COUNTERS}
 
 
-async def test_cancel_ends_the_stream_with_a_cancelled_event(server: Server, http: httpx.AsyncClient) -> None:
+async def test_one_stream_follows_a_job_through_cancel_and_resume(
+    server: Server, http: httpx.AsyncClient, mongo_server: EmbeddedMongo
+) -> None:
     big_file(server.import_dir, "cancelled")
-    task, messages = await subscribe(http)
+    task, messages = await subscribe(http, ends=2)
     job_id = await start(http, "cancelled.csv")
     deadline = time.monotonic() + 60
-    while not any(m.event == "progress" for m in messages):
+    while not any(m.event == "progress" and m.data["bytesRead"] > len(HEADER) + 1 for m in messages):
         assert time.monotonic() < deadline and not task.done()
         await asyncio.sleep(0.05)
     assert (await http.post("/import/cancel")).status_code == 202
-    await asyncio.wait_for(task, 60)
+    cancelled = await wait_done(http)
+    assert cancelled["status"] == "CANCELLED" and 0 < cancelled["rowsProcessed"] < ROWS, cancelled
+    while not any(m.event == "cancelled" for m in messages):
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.05)
+
+    before = sum(m.event == "progress" for m in messages)
+    assert (await http.post("/import/resume")).status_code == 202  # the same connection follows the resumed job
+    mongo_server.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+    await paced(mongo_server, messages, before + 2)
+    await asyncio.wait_for(task, 120)
     final = await wait_done(http)
-    check_followed(messages, job_id, final, "cancelled")
-    assert 0 < final["rowsProcessed"] < ROWS
+    assert final["status"] == "COMPLETED" and final["rowsInserted"] == ROWS, final
+
+    events = [m for m in messages if m.event is not None]
+    assert kinds(messages) == ["snapshot", "progress", "cancelled", "progress", "done"]
+    assert all(m.data["jobId"] == job_id for m in events[1:])
+    ids = [m.id for m in events]
+    assert ids == sorted(set(ids)), ids
+    resumed = [m.data for m in events if m.event == "progress"][before:]
+    assert len(resumed) >= 2 and all(p["attempts"] == 2 for p in resumed)
+    assert {k: events[-1].data[k] for k in COUNTERS} == {k: final[k] for k in COUNTERS}
 
 
 async def test_a_disconnected_client_is_unsubscribed(server: Server, http: httpx.AsyncClient) -> None:
@@ -299,7 +324,7 @@ class Source:
         )
 
 
-async def test_stream_sends_keep_alives_while_idle_and_ends_at_the_terminal_event() -> None:
+async def test_stream_sends_keep_alives_while_idle_and_follows_one_job_after_another() -> None:
     source = Source()
     broadcaster = Broadcaster(source, interval=0.01, keepalive=0.05)
     await broadcaster.start()
@@ -317,14 +342,21 @@ async def test_stream_sends_keep_alives_while_idle_and_ends_at_the_terminal_even
         while (event := await asyncio.wait_for(anext(events), 1)).kind is None:
             pass
         assert event.kind == "done" and json.loads(event.data or b"")["rowsProcessed"] == 20
-        with pytest.raises(StopAsyncIteration):
-            await anext(events)
+        source.set(Status.RUNNING, 5, job_id="j2")  # the next job (new or resumed): the same stream follows it
+        while (event := await asyncio.wait_for(anext(events), 1)).kind is None:
+            pass
+        assert event.kind == "progress" and json.loads(event.data or b"")["jobId"] == "j2"
+        source.set(Status.CANCELLED, 7, job_id="j2")
+        while (event := await asyncio.wait_for(anext(events), 1)).kind is None:
+            pass
+        assert event.kind == "cancelled" and json.loads(event.data or b"")["rowsProcessed"] == 7
+        await events.aclose()  # the client leaves
         assert not broadcaster.subscriptions
     finally:
         await broadcaster.close()
 
 
-async def test_only_changes_are_published_and_a_slow_subscriber_keeps_the_terminal_update() -> None:
+async def test_only_changes_are_published_and_a_slow_subscriber_keeps_every_terminal_update() -> None:
     source = Source()
     broadcaster = Broadcaster(source, queue_size=3)
     await broadcaster.poll()
@@ -336,13 +368,15 @@ async def test_only_changes_are_published_and_a_slow_subscriber_keeps_the_termin
             await broadcaster.poll()  # nothing visible changed: not published again
         source.set(Status.FAILED, 10)
         await broadcaster.poll()
-        source.set(Status.RUNNING, 0, job_id="j2")  # published, but a stream ends at the terminal update
-        await broadcaster.poll()
-        assert broadcaster.current.seq == 13
-        assert [u.status for u in fast.items] == [Status.RUNNING] * 10 + [Status.FAILED]
-        assert [u.seq for u in fast.items] == list(range(2, 13))
-        assert len(slow.items) == 3 and slow.items[-1].status == Status.FAILED and slow.dropped == 8
-        assert [json.loads(u.data)["rowsProcessed"] for u in slow.items] == [8, 9, 10]
+        for rows in range(3):  # the next job
+            source.set(Status.RUNNING, rows, job_id="j2")
+            await broadcaster.poll()
+        assert broadcaster.current.seq == 15
+        assert [u.status for u in fast.items] == [Status.RUNNING] * 10 + [Status.FAILED] + [Status.RUNNING] * 3
+        assert [u.seq for u in fast.items] == list(range(2, 16))
+        # the slow reader lost the oldest progress updates, never the end of the first job
+        assert [u.status for u in slow.items] == [Status.FAILED, Status.RUNNING, Status.RUNNING] and slow.dropped == 11
+        assert [json.loads(u.data)["rowsProcessed"] for u in slow.items] == [10, 1, 2]
     assert not broadcaster.subscriptions
 
 
