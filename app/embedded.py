@@ -5,14 +5,22 @@ where it is missing, SecantusDB's Python server (`python -m secantus`) is the fa
 flags and speak the MongoDB wire protocol; nothing else in the app knows which one answers.
 
 The database runs in its own process, never inside the app, so it cannot compete with the event loop.
-A pidfile next to the data lets the next start stop a server orphaned by a crashed run (it would
-hold the WiredTiger lock); the child also gets SIGTERM from the kernel if the app dies (Linux).
+
+Several processes of ours may use one data folder at once (`make run` serving, `python -m app import` beside
+it). Next to the data live `db.pid` (the server's pid and port, written once it answers ping), `db.users/`
+(one file per process using the server) and `db.lock` (an flock held while a process joins or leaves):
+- a process that finds a live server of ours that answers ping uses it, and registers as a user;
+- a process that leaves stops the server only when no other live user is left;
+- a server whose users are all gone (every one crashed) is stopped by a small watchdog process, or else
+  as a leftover by the next start (it would hold the WiredTiger lock).
+A database that a live process of ours is using is never stopped.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import ctypes
+import fcntl
 import json
 import logging
 import os
@@ -21,7 +29,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pymongo import MongoClient
@@ -54,14 +64,6 @@ def find_server(choice: str = "auto") -> list[str]:
     return [sys.executable, "-m", "secantus"]
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: ask Linux to SIGTERM it when the parent dies."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # As the server binds: connections of a stopped server in TIME_WAIT must not make its port look busy.
@@ -79,14 +81,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _pid_alive(pid: int) -> bool:
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if it is gone or a
+    zombie: with the pid it names one process, even after the pid is reused."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _pid_alive(pid: int) -> bool:
+    return _start_time(pid) is not None
 
 
 def _is_our_server(pid: int, storage: Path, program: str = RUST_SERVER) -> bool:
@@ -109,7 +115,7 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 
 
 class EmbeddedMongo:
-    """Start, find and stop one SecantusDB server whose data lives in `storage`."""
+    """Start (or join), and stop (or leave), the SecantusDB server whose data lives in `storage`."""
 
     def __init__(
         self, storage: Path, port: int, *, host: str = "127.0.0.1", log_level: str = "WARNING", server: str = "auto"
@@ -119,7 +125,9 @@ class EmbeddedMongo:
         self.host = host
         self.port = port
         self.log_level = log_level if log_level in {"DEBUG", "INFO", "WARNING", "ERROR"} else "WARNING"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | None = None  # the server, when this process started it
+        self.pid: int | None = None  # the server's pid, started here or joined
+        self.joined = False
 
     @property
     def uri(self) -> str:
@@ -130,18 +138,62 @@ class EmbeddedMongo:
         # by what runs, not by the file name: EMBEDDED_DB_SERVER may be the path of a binary named otherwise
         return "Python server" if self.command[1:] == ["-m", "secantus"] else RUST_SERVER
 
+    def _sibling(self, suffix: str) -> Path:
+        return self.storage.parent / f"{self.storage.name}.{suffix}"
+
     @property
     def _pidfile(self) -> Path:
-        return self.storage.parent / f"{self.storage.name}.pid"
+        return self._sibling("pid")
 
     @property
     def _logfile(self) -> Path:
-        return self.storage.parent / f"{self.storage.name}.log"
+        return self._sibling("log")
 
     def start(self) -> str:
-        """Start the server and return its URI once it answers ping."""
+        """Join the live server of this data folder, or start one; return its URI once it answers ping."""
         self.storage.mkdir(parents=True, exist_ok=True)
-        self._stop_orphan()
+        with _locked(self._sibling("lock")):
+            users = Users(self._sibling("users"))
+            found = self._recorded_server()
+            if found is not None and (others := users.others()):
+                return self._join(users, *found, others)
+            if found is not None:
+                self._stop_leftover(found[0])
+            self._pidfile.unlink(missing_ok=True)
+            self._spawn()
+            users.add()
+            self._pidfile.write_text(json.dumps({"pid": self.pid, "port": self.port}))
+        self._start_watchdog()
+        log.info(
+            "embedded SecantusDB (%s) ready: %s (data in %s; mongosh: npx mongosh '%s')",
+            self.name,
+            self.uri,
+            self.storage,
+            self.uri,
+        )
+        return self.uri
+
+    def _join(self, users: Users, pid: int, port: int, others: list[int]) -> str:
+        """Use the server another live process of ours runs on this data; never stop it."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _answers(self.host, port):
+            if time.monotonic() > deadline or not _pid_alive(pid):
+                raise RuntimeError(
+                    f"the embedded database of {self.storage} (pid {pid}, used by pid(s) {others}) does not answer "
+                    f"on port {port}; it is left alone because a live process uses it"
+                )
+            time.sleep(0.2)
+        self.pid, self.port, self.joined = pid, port, True
+        users.add()
+        log.info(
+            "using the embedded database of this data folder (pid %d, also used by pid(s) %s): %s",
+            pid,
+            others,
+            self.uri,
+        )
+        return self.uri
+
+    def _spawn(self) -> None:
         if self.port == 0:  # EMBEDDED_DB_PORT=0: any free port
             self.port = free_port(self.host)
         elif not port_is_free(self.host, self.port):
@@ -159,71 +211,73 @@ class EmbeddedMongo:
             self.log_level,
         ]
         # A session of its own: a terminal's Ctrl-C (sent to the whole foreground group) is the app's to handle;
-        # the database must stay up while the app cancels and checkpoints. PDEATHSIG still covers a dead app.
+        # the database must stay up while the app cancels and checkpoints.
         with self._logfile.open("ab") as out:
             self.process = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-                start_new_session=True,
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        self._pidfile.write_text(json.dumps({"pid": self.process.pid, "port": self.port}))
+        self.pid = self.process.pid
         self._wait_ready()
-        log.info(
-            "embedded SecantusDB (%s) ready: %s (data in %s; mongosh: npx mongosh '%s')",
-            self.name,
-            self.uri,
-            self.storage,
-            self.uri,
-        )
-        return self.uri
 
     def _wait_ready(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT
-        with MongoClient(self.uri, serverSelectionTimeoutMS=500, connectTimeoutMS=500) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    tail = self._logfile.read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"embedded database exited with {self.process.returncode}:\n{tail}")
-                try:
-                    client.admin.command("ping")
-                    return
-                except PyMongoError:
-                    time.sleep(0.2)
-        self.stop()
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self._logfile.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"embedded database exited with {self.process.returncode}:\n{tail}")
+            if _answers(self.host, self.port):
+                return
+            time.sleep(0.2)
+        _terminate(self.process.pid)
         raise RuntimeError(f"embedded database did not answer ping within {START_TIMEOUT:.0f}s")
 
-    def _stop_orphan(self) -> None:
-        """Stop a server left running by a crashed app: it holds the WiredTiger lock on our data."""
+    def _recorded_server(self) -> tuple[int, int] | None:
+        """(pid, port) from the pidfile when that process is alive and is our server on this data."""
         try:
-            pid = int(json.loads(self._pidfile.read_text())["pid"])
+            recorded = json.loads(self._pidfile.read_text())
+            pid, port = int(recorded["pid"]), int(recorded["port"])
         except (OSError, ValueError, KeyError, TypeError):
-            return
-        if _pid_alive(pid) and _is_our_server(pid, self.storage, self.command[-1]):
-            log.warning("stopping an embedded database left over by an earlier run (pid %d)", pid)
-            os.kill(pid, signal.SIGTERM)
-            if not _wait_exit(pid, STOP_TIMEOUT):
-                os.kill(pid, signal.SIGKILL)
-                _wait_exit(pid, 5)
-        self._pidfile.unlink(missing_ok=True)
+            return None
+        return (pid, port) if _pid_alive(pid) and _is_our_server(pid, self.storage, self.command[-1]) else None
+
+    def _stop_leftover(self, pid: int) -> None:
+        """A server no live process of ours uses (its users crashed): it holds the WiredTiger lock on our data."""
+        log.warning("stopping an embedded database left over by an earlier run (pid %d)", pid)
+        _terminate(pid)
+
+    def _start_watchdog(self) -> None:
+        """A small process that stops the server once every user is gone without stopping it (kill -9)."""
+        watchdog = subprocess.Popen(
+            [sys.executable, "-m", "app.embedded", "watch", str(self.storage), str(self.pid)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        threading.Thread(target=watchdog.wait, name="db-watchdog-reaper", daemon=True).start()
 
     def stop(self) -> None:
-        """Stop the server cleanly (SIGTERM lets WiredTiger checkpoint), killing it if it hangs."""
-        if self.process is None:
+        """Leave the server; stop it cleanly (SIGTERM lets WiredTiger checkpoint) if no other live user is left."""
+        if self.pid is None:
             return
-        if self.process.poll() is None:
+        with _locked(self._sibling("lock")):
+            users = Users(self._sibling("users"))
+            users.remove()
+            if others := users.others():
+                log.info("embedded database left running for pid(s) %s", ", ".join(map(str, others)))
+                self.pid = None
+                return
             started = time.monotonic()
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            log.info("embedded database stopped in %.1fs", time.monotonic() - started)
-        self._pidfile.unlink(missing_ok=True)
+            _terminate(self.pid)
+            self._reap()
+            self._pidfile.unlink(missing_ok=True)
+        log.info("embedded database stopped in %.1fs", time.monotonic() - started)
+        self.pid = None
+
+    def _reap(self) -> None:
+        if self.process is not None and self.process.poll() is None and not _pid_alive(self.process.pid):
+            self.process.wait()  # our child, already gone: only the zombie is left
 
     def __enter__(self) -> EmbeddedMongo:
         self.start()
@@ -231,3 +285,85 @@ class EmbeddedMongo:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Users:
+    """The processes using one embedded server: a file per process, named by pid, holding its start time."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, pid: int | None = None) -> None:
+        pid = pid or os.getpid()
+        (self.folder / str(pid)).write_text(_start_time(pid) or "")
+
+    def remove(self, pid: int | None = None) -> None:
+        (self.folder / str(pid or os.getpid())).unlink(missing_ok=True)
+
+    def others(self) -> list[int]:
+        """Live users other than this process; files of dead ones are removed."""
+        live = []
+        for entry in self.folder.iterdir():
+            try:
+                pid, started = int(entry.name), entry.read_text()
+            except (OSError, ValueError):
+                continue
+            if _start_time(pid) == started and started:
+                if pid != os.getpid():
+                    live.append(pid)
+            else:
+                entry.unlink(missing_ok=True)
+        return sorted(live)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def _answers(host: str, port: int) -> bool:
+    with MongoClient(
+        f"mongodb://{host}:{port}/?directConnection=true", serverSelectionTimeoutMS=500, connectTimeoutMS=500
+    ) as client:
+        try:
+            client.admin.command("ping")
+        except PyMongoError:
+            return False
+    return True
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM, then SIGKILL if the server has not exited within STOP_TIMEOUT."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_exit(pid, STOP_TIMEOUT):
+            os.kill(pid, signal.SIGKILL)
+            _wait_exit(pid, 5)
+
+
+def watch(storage: Path, pid: int, interval: float = 0.5) -> None:
+    """The watchdog's loop: once the server has no live user left, stop it (and go)."""
+    users = Users(storage.parent / f"{storage.name}.users")
+    while _pid_alive(pid):
+        time.sleep(interval)
+        with _locked(storage.parent / f"{storage.name}.lock"):
+            if _pid_alive(pid) and not users.others():
+                _terminate(pid)
+                (storage.parent / f"{storage.name}.pid").unlink(missing_ok=True)
+                return
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m app.embedded")
+    parser.add_argument("command", choices=["watch"])
+    parser.add_argument("storage", type=Path)
+    parser.add_argument("pid", type=int)
+    args = parser.parse_args()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch(args.storage, args.pid)

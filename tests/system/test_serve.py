@@ -17,11 +17,12 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from pymongo import MongoClient
 
 from app.embedded import EmbeddedMongo, free_port
 from app.settings import Settings
 
-pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and PDEATHSIG")]
+pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and flock")]
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -172,7 +173,7 @@ def test_next_start_works_after_kill_9(launch: Launch) -> None:
     first.process.kill()
     first.process.wait()
 
-    # started at once: the old database may still be shutting down (PDEATHSIG) and hold the data's lock
+    # started at once: the old database may still be shutting down (its watchdog stops it) and hold the data's lock
     second = launch()
     assert second.db()["pid"] != db_pid
     assert not alive(db_pid)
@@ -236,3 +237,63 @@ def test_nothing_is_spawned_when_mongodb_uri_is_set(launch: Launch, mongo_server
     assert not (service.data_dir / "db.pid").exists()
     assert not (service.data_dir / "db").exists()
     assert stop(service) == 0
+
+
+# ---- a second process beside the server (issue 12, item 1) -------------------------------------------------
+
+
+def cli_env(service: Service) -> dict[str, str]:
+    """The environment of `python -m app import` beside `make run`: the same DATA_DIR, no MONGODB_URI."""
+    environ = {key: value for key, value in os.environ.items() if key not in SETTINGS_ENV}
+    return environ | {"DATA_DIR": str(service.data_dir), "EMBEDDED_DB_PORT": str(free_port())}
+
+
+def test_a_cli_import_beside_the_server_uses_its_database(launch: Launch, tmp_path: Path) -> None:
+    service = launch()
+    db = service.db()
+    imports = service.data_dir / "imports"
+    imports.mkdir(exist_ok=True)
+    (imports / "beside.csv").write_text(
+        "Customer Id,First Name,Last Name,Email\n" + "".join(f"cli-{i},Ann,Lee,ann{i}@example.com\n" for i in range(50))
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "app", "import", str(imports / "beside.csv")],
+        env=cli_env(service),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "left over" not in run.stderr and "using the embedded database" in run.stderr, run.stderr
+    # the server's database was used, and is still the same live process
+    assert service.db() == db and alive(db["pid"])
+    assert httpx.get(f"{service.url}/health", timeout=10).status_code == 200
+    assert httpx.get(f"{service.url}/customers/cli-49", timeout=10).json()["email"] == "ann49@example.com"
+    assert stop(service) == 0
+    assert wait_until(lambda: not alive(db["pid"]), STOP_TIMEOUT)  # the last user stopped it
+
+
+def test_the_database_outlives_its_starter_while_another_process_uses_it(launch: Launch) -> None:
+    service = launch()
+    db = service.db()
+    guest = EmbeddedMongo(service.data_dir / "db", free_port())
+    try:
+        assert guest.start() == f"mongodb://127.0.0.1:{db['port']}/?directConnection=true"
+        assert guest.joined and guest.pid == db["pid"]
+        assert stop(service) == 0
+        assert alive(db["pid"])  # the app left it running for this process
+        with MongoClient(guest.uri, serverSelectionTimeoutMS=5000) as client:
+            assert client.admin.command("ping")["ok"] == 1
+    finally:
+        guest.stop()
+    assert not alive(db["pid"]) and not (service.data_dir / "db.pid").exists()
+
+
+def test_a_database_whose_users_all_died_is_stopped_by_its_watchdog(launch: Launch) -> None:
+    service = launch()
+    db = service.db()
+    service.process.kill()
+    service.process.wait()
+    assert wait_until(lambda: not alive(db["pid"]), STOP_TIMEOUT), "the database outlived every user"
+    assert not (service.data_dir / "db.pid").exists()
