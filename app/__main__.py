@@ -26,8 +26,15 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP API (and the embedded database if MONGODB_URI is unset)")
     serve.add_argument("--host", default=settings.host)
     serve.add_argument("--port", type=int, default=settings.port)
-    imp = commands.add_parser("import", help="import a CSV file with a progress bar (refused while a job runs)")
-    imp.add_argument("file", type=Path)
+    imp = commands.add_parser(
+        "import",
+        help="import a CSV file with a progress bar (refused while a job runs), or resume a job",
+        description="import FILE, or resume a CANCELLED or FAILED job with --resume [JOB_ID] (default: the latest)",
+    )
+    imp.add_argument("file", type=Path, nargs="?")
+    imp.add_argument(
+        "--resume", nargs="?", const="latest", default=None, metavar="JOB_ID", help="resume a job from its watermark"
+    )
     imp.add_argument("--mode", choices=["insert", "upsert"], default="insert")
     imp.add_argument("--batch-size", type=int, default=None, metavar="N", choices=range(1, 10_001))
     imp.add_argument("--dry-run", action="store_true", help="parse and validate only; write no customers")
@@ -99,7 +106,10 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
 
     from app.imports.cli import import_file as run
 
-    if not args.file.is_file():
+    if (args.file is None) == (args.resume is None):
+        print("give a FILE to import, or --resume [JOB_ID], not both", file=sys.stderr)
+        return 2
+    if args.file is not None and not args.file.is_file():
         print(f"{args.file}: not a readable file", file=sys.stderr)
         return 2
     try:
@@ -108,10 +118,11 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
             return asyncio.run(
                 run(
                     settings,
-                    args.file.resolve(),
+                    args.file.resolve() if args.file else None,
                     mode=args.mode,
                     batch_size=args.batch_size,
                     dry_run=args.dry_run,
+                    resume=args.resume,
                     console=Console(),
                 )
             )

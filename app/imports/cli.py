@@ -1,9 +1,13 @@
-"""`python -m app import FILE`: the same engine and import_state rules as the API, with a progress bar."""
+"""`python -m app import FILE` and `python -m app import --resume [JOB_ID]`: the same engine and import_state
+rules as the API, with a progress bar that shows the live counters and the log lines above it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -14,6 +18,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from app.customers.repository import migrate_customers
 from app.db import ensure_indexes, make_client
 from app.errors import AppError
+from app.imports.jobs import JobState
 from app.imports.model import Mode, Status
 from app.imports.schemas import ImportRequest
 from app.imports.schemas import Progress as Snapshot
@@ -22,6 +27,7 @@ from app.imports.workers import warm_up
 from app.settings import Settings
 
 EXIT = {Status.COMPLETED: 0, Status.CANCELLED: 130}
+LATEST = "latest"  # `--resume` without a job id
 
 
 def _counters(snap: Snapshot) -> str:
@@ -35,11 +41,48 @@ def _counters(snap: Snapshot) -> str:
     return text + f" · invalid {snap.rows_invalid:,}"
 
 
+class ConsoleHandler(logging.Handler):
+    """A log record as one line printed by a rich console: above a live progress bar, never across it."""
+
+    def __init__(self, console: Console, formatter: logging.Formatter | None):
+        super().__init__()
+        self.console = console
+        self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), soft_wrap=True, markup=False, highlight=False)
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def logs_through(console: Console) -> Iterator[None]:
+    """While the bar is drawn, log records print through its console, in the format configured at start."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    formatter = saved[0].formatter if saved else None
+    root.handlers = [ConsoleHandler(console, formatter)]
+    try:
+        yield
+    finally:
+        root.handlers = saved
+
+
 async def import_file(
-    settings: Settings, file: Path, *, mode: str, batch_size: int | None, dry_run: bool, console: Console
+    settings: Settings,
+    file: Path | None,
+    *,
+    mode: str = "insert",
+    batch_size: int | None = None,
+    dry_run: bool = False,
+    resume: str | None = None,
+    console: Console,
 ) -> int:
-    """Run one import to its end; exit code 0 when COMPLETED. Ctrl-C cancels it (resumable)."""
-    settings = msgspec.structs.replace(settings, csv_file_path=str(file))
+    """Run one import (or resume one: `resume` is a job id or "latest") to its end; exit code 0 when COMPLETED.
+    Ctrl-C cancels it (resumable)."""
+    if file is not None:
+        settings = msgspec.structs.replace(settings, csv_file_path=str(file))
     errors = Console(stderr=True, soft_wrap=True)  # a reason is one line, whatever the terminal's width
     client = make_client(settings.mongodb_uri or "")
     service = ImportService(client[settings.mongodb_db], settings)
@@ -48,6 +91,8 @@ async def import_file(
     def interrupt() -> None:
         # Installed before the job exists: a Ctrl-C between claiming the job and watching it must cancel it too.
         nonlocal interrupted
+        if not interrupted:
+            errors.print("cancelling… (the job stays resumable: python -m app import --resume)")
         interrupted = True
         if service.current is not None:
             service.current.control.request_cancel()
@@ -63,19 +108,40 @@ async def import_file(
             errors.print("interrupted before the import started")
             return EXIT[Status.CANCELLED]
         try:
-            state = await service.start(ImportRequest(mode=Mode(mode), batch_size=batch_size, dry_run=dry_run))
+            if resume is not None:
+                state = await service.resume(None if resume == LATEST else resume)
+            else:
+                state = await service.start(ImportRequest(mode=Mode(mode), batch_size=batch_size, dry_run=dry_run))
         except AppError as exc:
             errors.print(f"[red]refused:[/red] {escape(exc.detail)}")
             return 2
         assert service.current is not None
         if interrupted:
             service.current.control.request_cancel()
+        verb = f"resumed at byte {state.bytes_read:,}" if resume is not None else "started"
         console.print(
-            f"job {state.job_id}: {escape(str(file))} ({state.file_size:,} bytes)"
-            f"{escape(' [dry run]') if dry_run else ''}",
+            f"job {state.job_id}: {escape(state.file_path)} ({state.file_size:,} bytes) {verb}"
+            f"{escape(' [dry run]') if state.dry_run else ''}",
             soft_wrap=True,
         )
-        with Progress(
+        await _follow(service, state, console)
+        final = Snapshot.of(state)
+        console.print(f"{final.status}: {_counters(final)} in {final.elapsed_sec:,.1f}s", soft_wrap=True)
+        if final.error:
+            errors.print(f"[red]error:[/red] {escape(final.error)}")
+        if state.status == Status.CANCELLED:
+            console.print(f"cancelled; resume it with: python -m app import --resume {state.job_id}", soft_wrap=True)
+        return EXIT.get(state.status, 1)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        await service.close()
+        await client.close()
+
+
+async def _follow(service: ImportService, state: JobState, console: Console) -> None:
+    """Draw the bar (live counters, 4 times a second) until the job ends."""
+    with (
+        Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TaskProgressColumn(),
@@ -83,25 +149,16 @@ async def import_file(
             TextColumn("{task.fields[counters]}"),
             console=console,
             transient=False,
-        ) as bar:
-            task = bar.add_task("importing", total=state.file_size, counters="")
-            while service.current is not None:
-                snap = Snapshot.of(state)
-                bar.update(task, completed=state.bytes_read, counters=_counters(snap))
-                await asyncio.sleep(0.25)
-            bar.update(
-                task,
-                completed=state.bytes_read if state.status != Status.COMPLETED else state.file_size,
-                counters=_counters(Snapshot.of(state)),
-            )
-        final = Snapshot.of(state)
-        console.print(f"{final.status}: {_counters(final)} in {final.elapsed_sec:,.1f}s", soft_wrap=True)
-        if final.error:
-            errors.print(f"[red]error:[/red] {escape(final.error)}")
-        if state.status == Status.CANCELLED:
-            console.print("cancelled; resume it with POST /import/resume", soft_wrap=True)
-        return EXIT.get(state.status, 1)
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        await service.close()
-        await client.close()
+        ) as bar,
+        logs_through(bar.console),
+    ):
+        task = bar.add_task("importing", total=state.file_size, completed=state.bytes_read, counters="")
+        while service.current is not None:
+            live = await service.snapshot(state.job_id) or state
+            bar.update(task, completed=live.bytes_read, counters=_counters(Snapshot.of(live)))
+            await asyncio.sleep(0.25)
+        bar.update(
+            task,
+            completed=state.bytes_read if state.status != Status.COMPLETED else state.file_size,
+            counters=_counters(Snapshot.of(state)),
+        )

@@ -24,7 +24,7 @@ from pymongo.database import Database
 from app.embedded import EmbeddedMongo, free_port
 from app.imports.jobs import JobState
 from app.imports.model import Status
-from tests.system.conftest import HEADER, SETTINGS_ENV, Apps, _row, app_env, wait_completed, wait_until
+from tests.system.conftest import HEADER, SETTINGS_ENV, _row, app_env, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 
@@ -401,20 +401,40 @@ def test_ctrl_c_cancels_and_the_job_resumes_to_the_uninterrupted_counters(cli: C
         f"{cancelled['bytesRead'] / cancelled['fileSize']:.0%}"
     )
 
-    # resumed by a served app from the watermark: it ends exactly like an uninterrupted import
-    apps = Apps(cli.folder, app_env(cli.server, cli.folder, cli.db.name))
-    try:
-        app = apps.start()
-        response = app.post("/import/resume")
-        assert response.status_code == 202, response.text
-        assert response.json()["jobId"] == running["_id"]
-        final = wait_completed(app)
-    finally:
-        apps.close()
-    assert final["attempts"] == 2 and final["bytesRead"] == final["fileSize"], final
+    assert "cancelling…" in run.err, str(run)  # Ctrl-C is acknowledged at once
+    assert f"python -m app import --resume {running['_id']}" in run.out, str(run)
+
+    # resumed from the command line from the watermark: it ends exactly like an uninterrupted import
+    resumed = cli.run("--resume", running["_id"])
+    assert resumed.code == 0, str(resumed)
+    assert_clean(resumed)
+    assert f"job {running['_id']}: {file.resolve()}" in resumed.out and "resumed at byte" in resumed.out, str(resumed)
+    final = cli.only_job()
+    assert final["status"] == "COMPLETED" and final["attempts"] == 2 and final["bytesRead"] == final["fileSize"], final
     assert {k: final[k] for k in COUNTERS} == expected
     assert cli.db.customers.count_documents({}) == expected["rowsInserted"]
     assert cli.db.import_errors.count_documents({"jobId": running["_id"]}) == expected["rowsInvalid"]
+    nothing = cli.run("--resume")  # the latest job completed: nothing left to resume
+    assert nothing.code == 2 and "no failed or cancelled import to resume" in nothing.err, str(nothing)
+
+
+@pytest.mark.parametrize("args", [(), ("imports/x.csv", "--resume")], ids=["neither", "both"])
+def test_import_takes_a_file_or_resume_not_both(cli: Cli, args: tuple[str, ...]) -> None:
+    write_csv(cli.folder / "imports" / "x.csv", small_rows())
+    run = cli.run(*args)
+    assert run.code == 2 and "give a FILE to import, or --resume" in run.err, str(run)
+    assert cli.jobs() == []
+
+
+def test_log_lines_print_through_the_progress_bar_console(cli: Cli) -> None:
+    file = write_csv(cli.folder / "imports" / "logged.csv", small_rows())
+    cli.env["LOG_LEVEL"] = "INFO"
+    run = cli.run(str(file))
+    assert run.code == 0, str(run)
+    job = cli.only_job()
+    # logged while the bar is drawn: printed by the bar's console (above it), not across it on stderr
+    assert f"import {job['_id']} ended COMPLETED" in run.out, str(run)
+    assert f"import {job['_id']} ended" not in run.err, str(run)
 
 
 def alive(pid: int) -> bool:
