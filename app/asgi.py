@@ -88,7 +88,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lag_monitor, database, imports, broadcast],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,
-        before_request=reject_unknown_query,
+        guards=[reject_unknown_query],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Customer import service",
