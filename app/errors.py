@@ -105,7 +105,7 @@ _TITLES = {413: "Request body too large"}
 
 def _http(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    phrase = _phrase(status)
     detail = str(exc.detail)
     if status >= 500:
         log.error("%s %s: %s %s", request.method, request.url.path, status, detail)
@@ -115,6 +115,13 @@ def _http(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     response = problem(status, _TITLES.get(status, phrase), detail)
     response.headers.update(exc.headers or {})
     return response
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # a status code the standard library does not name
+        return "Error"
 
 
 def _framework_detail(request: Request, status: int) -> str:
@@ -128,7 +135,7 @@ def _framework_detail(request: Request, status: int) -> str:
         except (KeyError, AttributeError, ImproperlyConfiguredException):  # refused before routing
             limit = "what"
         return f"the request body is larger than {limit} this server accepts"
-    return HTTPStatus(status).description or "the request was refused"
+    return "the request was refused"
 
 
 def _db_down(request: Request, exc: Exception) -> Response[dict[str, Any]]:
