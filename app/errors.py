@@ -88,6 +88,8 @@ def _validation(request: Request, exc: ValidationException) -> Response[dict[str
 
 
 def _client_named(request: Request, error: dict[str, Any]) -> dict[str, Any]:
+    if error.get("key") == "data" and error.get("source") == "body":  # Litestar's name for a missing body
+        return {"message": "a JSON body is required", "source": "body"}
     parameter = request.route_handler.parsed_fn_signature.parameters.get(error.get("key", ""))
     name = getattr(parameter.kwarg_definition, "name", None) if parameter is not None else None
     return {**error, "key": name} if name else error

@@ -77,31 +77,36 @@ def lone_surrogate(body: bytes) -> str | None:
 
 
 @functools.cache
-def query_names(handler: BaseRouteHandler, path_params: frozenset[str]) -> frozenset[str]:
-    """The query parameters `handler` declares, as a client spells them."""
+def query_names(handler: BaseRouteHandler, path_params: frozenset[str]) -> dict[str, bool]:
+    """The query parameters `handler` declares, as a client spells them, each with whether it takes a list."""
     dependencies = handler.resolve_dependencies()
-    names = set()
+    names = {}
     for name, field in handler.parsed_fn_signature.parameters.items():
         kwarg = field.kwarg_definition
         if name in RESERVED_KWARGS or name in dependencies or name in path_params:
             continue
         if isinstance(kwarg, ParameterKwarg):
             if kwarg.param_type is ParamType.QUERY:
-                names.add(kwarg.name or name)
+                names[kwarg.name or name] = field.is_non_string_sequence
         elif not isinstance(kwarg, BodyKwarg | DependencyKwarg):
-            names.add(name)
-    return frozenset(names)
+            names[name] = field.is_non_string_sequence
+    return names
 
 
 def reject_unknown_query(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """An app-wide guard (guards add up across layers, where a before_request hook of a controller would replace
-    this one): a misspelt or unsupported parameter (`?email[$ne]=x`) is a 400, never silently ignored."""
-    if not connection.query_params or "query" in handler.parsed_fn_signature.parameters:  # it reads them all
+    this one): a misspelt or unsupported parameter (`?email[$ne]=x`) is a 400, never silently ignored, and so is
+    a single-valued one given twice (`?limit=1&limit=500`: which one did the client mean?)."""
+    query = connection.query_params
+    if not query or "query" in handler.parsed_fn_signature.parameters:  # the handler reads them all itself
         return
-    allowed = query_names(handler, frozenset(connection.path_params))
-    unknown = sorted(name for name in connection.query_params if name not in allowed)
+    declared = query_names(handler, frozenset(connection.path_params))
+    unknown = sorted(name for name in query if name not in declared)
     if unknown:
-        known = ", ".join(sorted(allowed)) or "none"
+        known = ", ".join(sorted(declared)) or "none"
         raise InvalidInput(
             f"unknown query parameter {unknown[0]!r} (this endpoint takes: {known})", unknownParameters=unknown
         )
+    repeated = sorted(name for name in query if not declared[name] and len(query.getall(name)) > 1)
+    if repeated:
+        raise InvalidInput(f"query parameter {repeated[0]!r} is given more than once", repeatedParameters=repeated)

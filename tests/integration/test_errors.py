@@ -240,3 +240,15 @@ async def test_a_strict_request_of_the_right_types_is_accepted(
     assert response.status_code == 202, response.text
     assert (response.json()["batchSize"], response.json()["dryRun"]) == (100, True)
     assert (await wait_done(client))["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("path", ["/customers?limit=1&limit=500", "/import/jobs?page=1&page=2", "/customers?q=a&q=b"])
+async def test_a_single_valued_query_parameter_given_twice_is_400(client: Client, db: AsyncDatabase, path: str) -> None:
+    name = path.split("?")[1].split("=")[0]
+    body = assert_problem(await client.get(path), 400)
+    assert body["repeatedParameters"] == [name]
+
+
+async def test_a_missing_body_says_so(client: Client, db: AsyncDatabase) -> None:
+    body = assert_problem(await client.post("/customers", content=b"", headers=JSON), 400)
+    assert body["detail"] == "a JSON body is required"
