@@ -8,20 +8,32 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from app.customers.controller import CustomerController
 from app.customers.repository import migrate_customers
 from app.db import ensure_indexes, make_client
+from app.docs import OfflineSwaggerUI
 from app.errors import EXCEPTION_HANDLERS
-from app.health import health
+from app.health import health, health_head
 from app.imports.broadcast import Broadcaster
 from app.imports.controller import ImportController
 from app.imports.service import ImportService
+from app.inputs import ApiRequest, reject_unknown_query
 from app.metrics import LagMonitor, metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def prepare_import_folder(settings: Settings) -> None:
+    """Create the folder that request filePaths resolve in, so a first user can copy a CSV there, and say where."""
+    folder = settings.import_path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("import folder %s cannot be created (%s); POST /import/sync will refuse its files", folder, exc)
+        return
+    log.info("import folder (request filePaths resolve here): %s", folder)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -71,14 +83,18 @@ def create_app(settings: Settings) -> Litestar:
             await broadcaster.close()
 
     return Litestar(
-        route_handlers=[health, metrics, CustomerController, ImportController],
+        route_handlers=[health, health_head, metrics, CustomerController, ImportController],
+        on_startup=[lambda: prepare_import_folder(settings)],
         lifespan=[lag_monitor, database, imports, broadcast],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=ApiRequest,
+        guards=[reject_unknown_query],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Customer import service",
             version="0.1.0",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            # Swagger UI from vendored assets (app/docs.py): offline, no inline script, no remote origin.
+            render_plugins=[OfflineSwaggerUI()],
         ),
         state=None,
         debug=False,

@@ -5,17 +5,23 @@ AppError
  ├── Conflict                 409
  │    └── ImportRunning       409, names the running job
  ├── InvalidInput             400 (bad values a client sent)
+ │    ├── MalformedBody       400 (not JSON, not UTF-8, an unpaired surrogate escape)
  │    └── ImportFileError     400 (missing, outside IMPORT_DIR, no customer id column, changed)
  └── Unavailable              503 (the database does not answer)
+
+Titles are plain words (RFC 9457: a short summary that does not change from occurrence to occurrence), never a
+class name; a parameter is named as the client wrote it (`afterStartedAt`, not `after_started_at`); a detail
+never holds a server path.
 """
 
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, ImproperlyConfiguredException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
 
@@ -34,7 +40,7 @@ class AppError(Exception):
 
 
 class NotFound(AppError):
-    status, title = 404, "Not found"
+    status, title = 404, "Not Found"
 
 
 class Conflict(AppError):
@@ -52,12 +58,16 @@ class InvalidInput(AppError):
     status, title = 400, "Invalid input"
 
 
+class MalformedBody(InvalidInput):
+    title = "Malformed request body"
+
+
 class ImportFileError(InvalidInput):
     title = "Cannot import this file"
 
 
 class Unavailable(AppError):
-    status, title = 503, "Service unavailable"
+    status, title = 503, "Service Unavailable"
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
@@ -69,9 +79,20 @@ def _app_error(_: Request, exc: AppError) -> Response[dict[str, Any]]:
     return problem(exc.status, exc.title, exc.detail, **exc.extra)
 
 
-def _validation(_: Request, exc: ValidationException) -> Response[dict[str, Any]]:
-    extra = {"errors": exc.extra} if exc.extra else {}
-    return problem(400, "Invalid request", str(exc.detail), **extra)
+def _validation(request: Request, exc: ValidationException) -> Response[dict[str, Any]]:
+    """Litestar's own validation (query and path parameters): each key as the client wrote it."""
+    errors = [_client_named(request, error) for error in exc.extra or [] if isinstance(error, dict)]
+    first = errors[0] if errors else {}
+    detail = f"{first['key']}: {first['message']}" if "key" in first else first.get("message", "invalid request")
+    return problem(400, InvalidInput.title, str(detail), **({"errors": errors} if errors else {}))
+
+
+def _client_named(request: Request, error: dict[str, Any]) -> dict[str, Any]:
+    if error.get("key") == "data" and error.get("source") == "body":  # Litestar's name for a missing body
+        return {"message": "a JSON body is required", "source": "body"}
+    parameter = request.route_handler.parsed_fn_signature.parameters.get(error.get("key", ""))
+    name = getattr(parameter.kwarg_definition, "name", None) if parameter is not None else None
+    return {**error, "key": name} if name else error
 
 
 def _undecodable(_: Request, exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
@@ -80,9 +101,43 @@ def _undecodable(_: Request, exc: UnicodeDecodeError) -> Response[dict[str, Any]
     return problem(400, "Malformed request body", f"the body is not valid UTF-8: {exc.reason}")
 
 
-def _http(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
-    title = exc.__class__.__name__ if exc.status_code < 500 else "Server error"
-    return problem(exc.status_code, title, str(exc.detail))
+# Framework errors keep their status; the title is the status's plain name, never the exception's class name.
+_TITLES = {413: "Request body too large"}
+
+
+def _http(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    phrase = _phrase(status)
+    detail = str(exc.detail)
+    if status >= 500:
+        log.error("%s %s: %s %s", request.method, request.url.path, status, detail)
+        detail = "unexpected error; see server log"
+    elif detail == phrase or not detail:  # Litestar's default detail just repeats the phrase
+        detail = _framework_detail(request, status)
+    response = problem(status, _TITLES.get(status, phrase), detail)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # a status code the standard library does not name
+        return "Error"
+
+
+def _framework_detail(request: Request, status: int) -> str:
+    if status == 404:
+        return f"nothing is served at {request.url.path}"
+    if status == 405:
+        return f"{request.method} is not allowed on {request.url.path}"
+    if status == 413:
+        try:
+            limit = f"the {request.route_handler.resolve_request_max_body_size()} bytes"
+        except (KeyError, AttributeError, ImproperlyConfiguredException):  # refused before routing
+            limit = "what"
+        return f"the request body is larger than {limit} this server accepts"
+    return "the request was refused"
 
 
 def _db_down(request: Request, exc: Exception) -> Response[dict[str, Any]]:
@@ -92,7 +147,7 @@ def _db_down(request: Request, exc: Exception) -> Response[dict[str, Any]]:
 
 def _unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error", "unexpected error; see server log")
+    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "unexpected error; see server log")
 
 
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from app.customers.repository import CustomerRepository
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
 from app.db import CUSTOMERS
+from app.errors import InvalidInput
 
 Repo = NamedDependency[CustomerRepository]
 
@@ -55,13 +56,18 @@ class CustomerController(Controller):
             ),
         ] = None,
     ) -> CustomerPage:
+        if page is not None and after is not None:
+            raise InvalidInput("give either page or after, not both")
         return await repository.list(limit=limit, page=page, after=after, email=email, country=country, q=q)
 
     @get("/{customer_id:str}", summary="Get a customer")
     async def get_customer(self, customer_id: FromPath[str], repository: Repo) -> Customer:
         return await repository.get(customer_id)
 
-    @patch("/{customer_id:str}", summary="Change some fields (marks the customer hand-edited)")
+    @patch(
+        "/{customer_id:str}",
+        summary="Change some fields (marks the customer hand-edited); an empty body is a 400, not a no-op",
+    )
     async def update(self, customer_id: FromPath[str], data: JSONBody[CustomerUpdate], repository: Repo) -> Customer:
         return await repository.update(customer_id, data)
 

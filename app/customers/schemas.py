@@ -78,6 +78,9 @@ class CustomerUpdate(Base):
     about: About | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
+        # An empty PATCH used to succeed and mark the customer handEdited, shielding it from every re-sync.
+        if all(getattr(self, name) is UNSET for name in self.__struct_fields__):
+            raise ValueError("nothing to change: name at least one field")
         _check_email(self.email)
 
 

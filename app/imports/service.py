@@ -138,7 +138,8 @@ class ImportService:
         try:
             return self._resolve(file_path)
         except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system, ...
-            raise ImportFileError(f"{(file_path or '')[:200]!r} is not a usable path: {exc}") from None
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)  # an OSError's str holds the path
+            raise ImportFileError(f"{(file_path or '')[:200]!r} is not a usable path: {reason}") from None
 
     def _resolve(self, file_path: str | None) -> Path:
         configured = Path(self.settings.csv_file_path).resolve() if self.settings.csv_file_path else None
@@ -150,13 +151,14 @@ class ImportService:
             root = self.settings.import_path
             path = (root / file_path).resolve()
             if path != configured and not path.is_relative_to(root):
-                raise ImportFileError(f"{file_path!r} is outside the import folder {str(root)!r}")
+                raise ImportFileError(f"{file_path!r} is outside the import folder")
+        name = repr(file_path) if file_path else f"CSV_FILE_PATH ({path.name})"  # never a server folder
         if not path.exists():
-            raise ImportFileError(f"{file_path or str(path)!r} does not exist")
+            raise ImportFileError(f"{name} does not exist")
         if not path.is_file():
-            raise ImportFileError(f"{file_path or str(path)!r} is not a regular file")
+            raise ImportFileError(f"{name} is not a regular file")
         if not os.access(path, os.R_OK):
-            raise ImportFileError(f"{file_path or str(path)!r} is not readable")
+            raise ImportFileError(f"{name} is not readable")
         return path
 
     async def _read_header(self, path: Path) -> tuple[ColumnMap, int, int]:
@@ -172,10 +174,10 @@ class ImportService:
         try:
             identity = await file_identity(path)
         except OSError as exc:
-            raise ImportFileError(f"{path} cannot be read ({exc.strerror})") from None
+            raise ImportFileError(f"{path.name} cannot be read ({exc.strerror})") from None
         if identity != state.file_identity:
             raise ImportFileError(
-                f"{path} changed since job {state.job_id} started; it cannot be resumed", jobId=state.job_id
+                f"{path.name} changed since job {state.job_id} started; it cannot be resumed", jobId=state.job_id
             )
 
     def make_sink(self, state: JobState) -> Sink | DrySink:

@@ -211,12 +211,14 @@ async def test_patch_null_clears_an_optional_field(client: Client, db: AsyncData
     assert "acme" not in stored["searchTerms"]
 
 
-async def test_patch_an_empty_object_only_marks_hand_edited(client: Client, db: AsyncDatabase) -> None:
+async def test_patch_an_empty_object_is_400_and_leaves_the_customer_unmarked(client: Client, db: AsyncDatabase) -> None:
+    """Issue 12 item 11: an empty PATCH used to answer 200 and set handEdited, shielding the customer from every
+    future re-sync. It changes nothing, so it is refused, and the stored customer stays as the import wrote it."""
     await insert_imported(db, "p-3")
-    response = await client.patch("/customers/p-3", json={})
-    assert response.status_code == 200
-    assert response.json()["handEdited"] is True
-    assert response.json()["lastName"] == "Lee"
+    before = await db.customers.find_one({"_id": "p-3"})
+    problem = assert_problem(await client.patch("/customers/p-3", json={}), 400)
+    assert "nothing to change" in problem["detail"]
+    assert await db.customers.find_one({"_id": "p-3"}) == before
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,13 @@
 
 import datetime as dt
 
+import msgspec
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar import Litestar
+from litestar.testing import TestClient
 from pymongo import AsyncMongoClient
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -95,3 +97,79 @@ def test_boundary_cases_never_answer_5xx(
         if response.status_code >= 500:
             server_errors.append(f"{response.status_code}: {case.as_curl_command()}"[:300])
     assert not server_errors, "\n".join(server_errors)
+
+
+# ---- depth and width: JSON no schema-driven generator produces (issue 12, item 2) --------------------------
+# A 2 KB body nested 1,000 deep was a RecursionError (500) on every JSON endpoint. These bodies go as raw bytes:
+# Python's own encoder cannot even write the deepest of them.
+
+RAW = SCHEMA.raw_schema
+BODY_OPERATIONS = [
+    op for op in OPERATIONS if "application/json" in op.definition.raw.get("requestBody", {}).get("content", {})
+]
+VALID_BODIES = {  # a body each operation accepts, so that the hostile value is the only thing wrong
+    "POST /customers": {"firstName": "Deep", "lastName": "Wide", "email": "deep@example.com"},
+    "PATCH /customers/{customer_id}": {"city": "Depth"},
+    "POST /import/sync": {"dryRun": True},
+    "POST /import/resume": {"jobId": "no-such-job"},
+}
+
+
+def body_fields(operation: schemathesis.APIOperation) -> list[str]:
+    """The top-level property names of the operation's JSON body (its one $ref'd component)."""
+    text = repr(operation.definition.raw["requestBody"])
+    ref = text.split("#/components/schemas/", 1)[1].split("'", 1)[0]
+    return sorted(RAW["components"]["schemas"][ref]["properties"])
+
+
+def nested(kind: str, depth: int) -> str:
+    return "[" * depth + "]" * depth if kind == "array" else '{"a":' * depth + "null" + "}" * depth
+
+
+def wide(kind: str, width: int) -> str:
+    if kind == "array":
+        return "[" + ",".join(["0"] * width) + "]"
+    return "{" + ",".join(f'"k{i}":0' for i in range(width)) + "}"
+
+
+@st.composite
+def hostile_bodies(draw: st.DrawFn, operation: schemathesis.APIOperation) -> bytes:
+    """Deep or wide JSON (or both: a wide array of deep values) as the whole body or as one field's value."""
+    kind = draw(st.sampled_from(["array", "object"]))
+    shape = draw(st.sampled_from(["deep", "wide", "wide of deep"]))
+    depth = draw(st.integers(min_value=2, max_value=20_000))
+    width = draw(st.integers(min_value=2, max_value=120_000))
+    if shape == "deep":
+        value = nested(kind, depth)
+    elif shape == "wide":
+        value = wide(kind, width)
+    else:
+        value = "[" + ",".join([nested(kind, min(depth, 2_000))] * min(width, 50)) + "]"
+    field = draw(st.sampled_from([None, "anUnknownField", *body_fields(operation)]))
+    if field is None:
+        return value.encode()
+    valid = VALID_BODIES[operation.label]
+    rest = msgspec.json.encode({name: v for name, v in valid.items() if name != field}).decode()[1:-1]
+    return ("{" + (rest + "," if rest else "") + f'"{field}":{value}' + "}").encode()
+
+
+@pytest.mark.parametrize("operation", BODY_OPERATIONS, ids=lambda operation: operation.label)
+def test_deep_and_wide_json_bodies_get_a_4xx_problem(
+    operation: schemathesis.APIOperation, fuzzed_app: Litestar, known_customer: None
+) -> None:
+    path = operation.path.replace("{customer_id}", KNOWN_ID)
+    with TestClient(fuzzed_app, timeout=30) as client:
+
+        @given(body=hostile_bodies(operation))
+        @settings(
+            max_examples=40, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+        )
+        def fuzz(body: bytes) -> None:
+            response = client.request(
+                operation.method.upper(), path, content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code in (400, 413), f"{response.status_code} for {body[:120]!r}"
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert response.json()["status"] == response.status_code
+
+        fuzz()

@@ -1,5 +1,6 @@
 """GET /health, and what the app answers while its database is down."""
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +30,13 @@ async def test_health_is_ok_when_the_database_answers(client: AsyncTestClient, d
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     assert response.json() == {"status": "ok", "database": "up"}
+
+
+async def test_head_health_answers_like_get_without_a_body(client: AsyncTestClient, db: AsyncDatabase) -> None:
+    """Issue 12 item 15: load balancers probe with HEAD, which was a 405."""
+    response = await client.head("/health")
+    assert response.status_code == 200
+    assert response.content == b""
 
 
 async def test_openapi_schema_is_served(client: AsyncTestClient) -> None:
@@ -65,6 +73,7 @@ async def test_health_is_503_while_the_database_is_stopped_and_the_app_keeps_ser
     for _ in range(2):
         problem = assert_problem(await client.get("/health"), 503)
         assert problem["database"] == "down"
+        assert (await client.head("/health")).status_code == 503
     # A data endpoint waits out server selection (5 s), then answers 503, not 500.
     assert_problem(await client.get(customer), 503)
     assert (await client.get("/schema/openapi.json")).status_code == 200
@@ -76,3 +85,22 @@ async def test_health_is_503_while_the_database_is_stopped_and_the_app_keeps_ser
     while (await client.get("/health")).status_code != 200:
         assert time.monotonic() < deadline, "the app did not reconnect within 30 s"
     assert (await client.get(customer)).status_code == 200
+    assert (await client.head("/health")).status_code == 200
+
+
+async def test_the_app_creates_the_import_folder_at_start_and_logs_it(settings: Settings, tmp_path: Path) -> None:
+    """Issue 12 item 16 (tests/system/test_serve.py checks the same through `python -m app serve`)."""
+    folder = tmp_path / "data" / "imports"
+    app = create_app(with_settings(settings, import_dir=None, csv_file_path=None, data_dir=str(tmp_path / "data")))
+    # A handler of its own: building an app reconfigures logging, which drops pytest's capture handler.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("app.asgi")
+    logger.addHandler(handler)
+    try:
+        async with AsyncTestClient(app):
+            assert folder.is_dir()
+    finally:
+        logger.removeHandler(handler)
+    assert any(str(folder) in record.getMessage() for record in records)

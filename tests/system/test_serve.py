@@ -297,3 +297,17 @@ def test_a_database_whose_users_all_died_is_stopped_by_its_watchdog(launch: Laun
     service.process.wait()
     assert wait_until(lambda: not alive(db["pid"]), STOP_TIMEOUT), "the database outlived every user"
     assert not (service.data_dir / "db.pid").exists()
+
+
+def test_serve_creates_the_import_folder_and_logs_its_path(launch: Launch, tmp_path: Path) -> None:
+    """Issue 12 item 16: the first POST /import/sync of a file copied into DATA_DIR/imports was a 400, because
+    nothing had created the folder."""
+    imports = tmp_path / "data" / "imports"
+    assert not imports.exists()
+    service = launch()
+    assert imports.is_dir()
+    assert f"import folder (request filePaths resolve here): {imports}" in service.log.read_text()
+    (imports / "first.csv").write_text("Customer Id,First Name,Last Name,Email\nf-1,Ann,Lee,ann@example.com\n")
+    response = httpx.post(f"{service.url}/import/sync", json={"filePath": "first.csv"}, timeout=10)
+    assert response.status_code == 202, response.text
+    assert stop(service) == 0
