@@ -199,13 +199,8 @@ class ImportRun:
         """Store the rejections of applied blocks, then the watermark and counters that cover them."""
         self.live()  # samples the rate even when nobody asks for progress
         progress = self.state.progress_fields()
-        rejections = self.ledger.take_rejections()
+        await self._save_rejections()
         seconds = self.settings.import_retry_seconds
-        await retry(
-            lambda: self.store.save_rejections(self.state.job_id, rejections),
-            seconds=seconds,
-            what="saving rejected rows",
-        )
         doc = await retry(
             lambda: self.store.checkpoint(self.state, progress, **extra), seconds=seconds, what="checkpoint"
         )
@@ -213,6 +208,21 @@ class ImportRun:
             raise LeaseLost(f"job {self.state.job_id} is no longer owned by this instance")
         if doc.get("cancelRequested"):
             self.control.request_cancel()
+
+    async def _save_rejections(self) -> None:
+        """Store the rejections of applied blocks. If that is interrupted (the checkpoint loop is cancelled at the
+        end of a run, mid-write) they go back to the ledger: the final checkpoint's watermark covers them, so
+        they must be stored by it, not lost."""
+        rejections = self.ledger.take_rejections()
+        try:
+            await retry(
+                lambda: self.store.save_rejections(self.state.job_id, rejections),
+                seconds=self.settings.import_retry_seconds,
+                what="saving rejected rows",
+            )
+        except BaseException:
+            self.ledger.unsaved[:0] = rejections
+            raise
 
     async def _ended(self) -> Status:
         if self.control.shutdown.is_set() and not self.control.cancel.is_set():
@@ -235,13 +245,8 @@ class ImportRun:
         self._measure(self.state.rows_processed)
         self.state.eta_sec = None
         self.state.rate_rows_per_sec = round(self.state.rows_processed / max(self.state.active_seconds, 1e-3), 1)
-        rejections = self.ledger.take_rejections()
+        await self._save_rejections()
         seconds = self.settings.import_retry_seconds
-        await retry(
-            lambda: self.store.save_rejections(self.state.job_id, rejections),
-            seconds=seconds,
-            what="saving rejected rows",
-        )
         if not await retry(lambda: self.store.finish(self.state, status, error), seconds=seconds, what="finish"):
             log.warning("job %s was taken over before it could be marked %s", self.state.job_id, status)
 

@@ -295,8 +295,8 @@ def test_a_database_whose_users_all_died_is_stopped_by_its_watchdog(launch: Laun
     db = service.db()
     service.process.kill()
     service.process.wait()
-    assert wait_until(lambda: not alive(db["pid"]), STOP_TIMEOUT), "the database outlived every user"
-    assert not (service.data_dir / "db.pid").exists()
+    pidfile = service.data_dir / "db.pid"
+    assert wait_until(lambda: not alive(db["pid"]) and not pidfile.exists(), STOP_TIMEOUT), "it outlived every user"
 
 
 def test_serve_creates_the_import_folder_and_logs_its_path(launch: Launch, tmp_path: Path) -> None:
