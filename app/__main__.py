@@ -80,9 +80,10 @@ def serve(settings: Settings) -> int:
     _start_forkserver_ignoring_sigint()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit)
+    embedded = not settings.mongodb_uri
     with database(settings) as settings:
         config = uvicorn.Config(
-            create_app(settings),
+            create_app(settings, embedded=embedded),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level.lower(),

@@ -7,25 +7,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
+from app import auth
 from app.customers.controller import CustomerController
 from app.customers.repository import migrate_customers
 from app.db import ensure_indexes, make_client
 from app.errors import EXCEPTION_HANDLERS
-from app.health import health
+from app.health import About, app_version, health
 from app.imports.broadcast import Broadcaster
 from app.imports.controller import ImportController
 from app.imports.service import ImportService
 from app.metrics import LagMonitor, metrics
 from app.settings import Settings
+from app.ui.routes import router as ui_router
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the app for `settings`; `settings.mongodb_uri` must point at a running server."""
+def create_app(settings: Settings, *, embedded: bool = False) -> Litestar:
+    """Build the app for `settings`; `settings.mongodb_uri` must point at a running server (`embedded`: one
+    that `python -m app serve` started, as /health reports)."""
     if not settings.mongodb_uri:
         raise ValueError("create_app needs settings.mongodb_uri (`python -m app serve` starts the embedded one)")
 
@@ -70,14 +74,19 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await broadcaster.close()
 
+    about = About(version=app_version(), database_server="embedded" if embedded else "external")
     return Litestar(
-        route_handlers=[health, metrics, CustomerController, ImportController],
+        route_handlers=[health, metrics, CustomerController, ImportController, ui_router()],
+        dependencies={"about": Provide(lambda: about, use_cache=True, sync_to_thread=False)},
+        middleware=auth.middleware(settings.api_token, settings.host),
         lifespan=[lag_monitor, database, imports, broadcast],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Customer import service",
-            version="0.1.0",
+            version=about.version,
+            components=auth.COMPONENTS,
+            security=auth.SECURITY,
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         state=None,

@@ -1,0 +1,60 @@
+"""Routes of the dashboard: `/` redirects to `/ui/`; each view's URL serves the one page; /ui/static/ its files.
+
+Every response here carries a Content-Security-Policy that allows scripts, styles, images and requests from
+this origin only: no inline script, no remote origin. The page renders data with textContent only.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from litestar import Response, Router, get
+from litestar.datastructures import CacheControlHeader, ResponseHeader
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+
+from app.auth import PUBLIC
+
+STATIC = Path(__file__).parent / "static"
+VIEWS = ["/ui", "/ui/jobs", "/ui/customers"]  # Litestar ignores a trailing slash: /ui/ is /ui
+CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+HEADERS = [
+    ResponseHeader(name="Content-Security-Policy", value=CSP),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
+]
+NO_CACHE = CacheControlHeader(no_cache=True)  # revalidate: a new version of the app is seen at once
+
+
+@cache
+def page() -> bytes:
+    return (STATIC / "index.html").read_bytes()
+
+
+@get("/", include_in_schema=False, opt=PUBLIC)
+async def root() -> Redirect:
+    return Redirect("/ui/")
+
+
+@get(VIEWS, include_in_schema=False, opt=PUBLIC, cache_control=NO_CACHE)
+async def view() -> Response[bytes]:
+    return Response(page(), media_type="text/html; charset=utf-8")
+
+
+def router() -> Router:
+    static = create_static_files_router(
+        path="/ui/static", directories=[STATIC], opt=PUBLIC, cache_control=NO_CACHE, name="ui-static"
+    )
+    return Router(path="/", route_handlers=[root, view, static], response_headers=HEADERS)
