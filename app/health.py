@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 import msgspec
 from litestar import HttpMethod, Response, route
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from app.auth import NO_SECURITY, PUBLIC
 from app.db import ping
@@ -42,7 +43,7 @@ def app_version() -> str:
     opt=PUBLIC,
     security=NO_SECURITY,
 )
-async def health(state: State, about: About) -> Response:
+async def health(state: State, about: NamedDependency[About]) -> Response:
     try:
         up = await asyncio.wait_for(ping(state.client), PING_TIMEOUT)
     except TimeoutError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from litestar import Response, Router, get
+from litestar import MediaType, Response, Router, get
 from litestar.datastructures import CacheControlHeader, ResponseHeader
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -50,7 +50,7 @@ async def root() -> Redirect:
 
 @get(VIEWS, include_in_schema=False, opt=PUBLIC, cache_control=NO_CACHE)
 async def view() -> Response[bytes]:
-    return Response(page(), media_type="text/html; charset=utf-8")
+    return Response(page(), media_type=MediaType.HTML)
 
 
 def router() -> Router:
