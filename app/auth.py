@@ -40,25 +40,25 @@ SECURITY: list[SecurityRequirement] = [{SCHEME: []}]
 NO_SECURITY: list[SecurityRequirement] = [{}]  # an empty requirement: open to anyone
 
 
-def matches(expected: bytes, offered: str | None) -> bool:
+def matches(expected: bytes, offered: bytes | None) -> bool:
     """Constant-time comparison (hmac.compare_digest) of the offered token with the expected one."""
-    if offered is None:
-        return False
-    return hmac.compare_digest(expected, offered.encode("utf-8", "surrogateescape"))
+    return offered is not None and hmac.compare_digest(expected, offered)
 
 
-def bearer(scope: Scope) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+def bearer(scope: Scope) -> bytes | None:
+    """The token of an `Authorization: Bearer <token>` header, as sent (bytes), if there is one."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
+            scheme, _, token = value.partition(b" ")
+            return token.strip() if scheme.lower() == b"bearer" else None
     return None
 
 
-def query_token(scope: Scope) -> str | None:
+def query_token(scope: Scope) -> bytes | None:
+    """The `access_token` query parameter, percent-decoded to its UTF-8 bytes."""
     query = scope.get("query_string", b"").decode("latin-1")
-    return next((value for name, value in parse_qsl(query) if name == QUERY_TOKEN), None)
+    pairs = parse_qsl(query, encoding="utf-8", errors="surrogateescape")
+    return next((value.encode("utf-8", "surrogateescape") for name, value in pairs if name == QUERY_TOKEN), None)
 
 
 class BearerAuth:

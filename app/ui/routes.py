@@ -10,9 +10,10 @@ from functools import cache
 from pathlib import Path
 
 from litestar import MediaType, Response, Router, get
-from litestar.datastructures import CacheControlHeader, ResponseHeader
+from litestar.datastructures import CacheControlHeader
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import PUBLIC
 
@@ -31,11 +32,26 @@ CSP = "; ".join(
     ]
 )
 HEADERS = [
-    ResponseHeader(name="Content-Security-Policy", value=CSP),
-    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
 ]
 NO_CACHE = CacheControlHeader(no_cache=True)  # revalidate: a new version of the app is seen at once
+
+
+def security_headers(app: ASGIApp) -> ASGIApp:
+    """ASGI middleware adding HEADERS to every response of the dashboard, the static files included (a
+    router's response_headers do not reach the static files' ASGI handler)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *HEADERS]
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware
 
 
 @cache
@@ -57,4 +73,4 @@ def router() -> Router:
     static = create_static_files_router(
         path="/ui/static", directories=[STATIC], opt=PUBLIC, cache_control=NO_CACHE, name="ui-static"
     )
-    return Router(path="/", route_handlers=[root, view, static], response_headers=HEADERS)
+    return Router(path="/", route_handlers=[root, view, static], middleware=[security_headers])

@@ -106,6 +106,21 @@ def test_cancel_and_resume_from_the_dashboard(
     expect(page.locator("#job-bar")).to_have_js_property("value", 100)
 
 
+def test_a_failed_job_shows_its_error_in_plain_words(dashboard: Served, watched: Watched) -> None:
+    unterminated = b'C2,"never closed,' + b"x" * (dashboard.settings.import_max_record_bytes + 1000) + b"\n"
+    (dashboard.import_dir / "broken.csv").write_bytes(b"Customer Id,First Name\nC1,Ann\n" + unterminated)
+    page = watched.page
+    page.goto(f"{dashboard.url}/ui/")
+    page.select_option("#import-file", "broken.csv")
+    page.click("#import-start")
+    expect(page.locator("#job-status")).to_have_text("FAILED")
+    failed = dashboard.api("GET", "/import/progress").json()
+    assert failed["status"] == "FAILED" and "line 3" in failed["error"], failed
+    expect(page.locator("#job-error")).to_be_visible()
+    expect(page.locator("#job-error")).to_contain_text(f"This import stopped with an error: {failed['error']}")
+    expect(page.locator("#job-resume")).to_be_enabled()
+
+
 @pytest.fixture
 def customers(dashboard: Served, mongo_server: EmbeddedMongo) -> Iterator[MongoClient]:
     """30 imported-looking customers named Zed… (not hand-edited), plus whatever the test adds."""

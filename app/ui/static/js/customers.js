@@ -64,7 +64,7 @@ async function page(cursor, previous) {
     Object.assign(state, { cursor, cursors: previous, next: result.nextCursor });
     $('customers-table').tBodies[0].replaceChildren(...result.items.map(row));
     const total = `${count(result.total)}${result.totalCapped ? '+' : ''}`;
-    $('customers-summary').textContent = result.items.length ? `${total} customers match` : 'No customer matches.';
+    $('customers-summary').textContent = result.items.length ? `${total} ${result.total === 1 ? 'customer matches' : 'customers match'}` : 'No customer matches.';
     $('customers-next').disabled = !result.nextCursor;
     $('customers-prev').disabled = cursor === null;
   } catch (error) {

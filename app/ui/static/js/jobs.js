@@ -5,6 +5,7 @@ import { $, basename, count, duration, h, when } from './dom.js';
 
 const PAGE = 20;
 const REJECTS_PAGE = 50;
+const SHORT = 120; // characters of a rejected row shown before it is unfolded
 const COUNTERS = ['rowsProcessed', 'rowsInserted', 'rowsDuplicate', 'rowsUpdated', 'rowsUnchanged', 'rowsProtected', 'rowsInvalid'];
 let older = null; // nextAfterStartedAt of the page shown
 let rejects = { jobId: null, after: 0 };
@@ -47,6 +48,12 @@ function jobRow(job) {
   );
 }
 
+/** A rejected row's text; a long one folded behind its beginning (a generated row is ~850 bytes). */
+function raw(text) {
+  if (text.length <= SHORT) return h('code', { class: 'raw' }, text);
+  return h('details', {}, h('summary', {}, h('code', { class: 'raw' }, `${text.slice(0, SHORT)}…`)), h('code', { class: 'raw' }, text));
+}
+
 async function loadRejects(jobId, after) {
   const panel = $('rejects');
   const body = $('rejects-table').tBodies[0];
@@ -54,11 +61,11 @@ async function loadRejects(jobId, after) {
     const query = new URLSearchParams({ afterLine: after, limit: REJECTS_PAGE });
     const page = await api('GET', `/import/jobs/${encodeURIComponent(jobId)}/errors?${query}`);
     const rows = page.items.map((row) =>
-      h('tr', {}, h('td', { class: 'num' }, count(row.line)), h('td', {}, row.reason), h('td', {}, h('code', { class: 'raw' }, row.text))),
+      h('tr', {}, h('td', { class: 'num' }, count(row.line)), h('td', {}, row.reason), h('td', {}, raw(row.text))),
     );
     if (after === 0) body.replaceChildren(...rows);
     else body.append(...rows);
-    $('rejects-title').textContent = `Rejected rows of job ${jobId} (${count(page.rowsInvalid)} in all; the first ones are kept)`;
+    $('rejects-title').textContent = `Rejected rows of job ${jobId} (${count(page.rowsInvalid)} rejected; the first IMPORT_MAX_REJECTS are kept)`;
     rejects = { jobId, after: page.nextAfterLine };
     $('rejects-more').disabled = page.nextAfterLine === null;
     panel.hidden = false;
