@@ -159,6 +159,7 @@ def test_signal_stops_app_and_database_and_data_persists(launch: Launch, signum:
     assert not (first.data_dir / "db.pid").exists()
 
     second = launch()
+    assert httpx.get(f"{second.url}/health", timeout=10).json()["databaseServer"] == "embedded"
     response = httpx.get(f"{second.url}/customers/sys-1", timeout=10)
     assert response.status_code == 200
     assert response.json()["email"] == CUSTOMER["email"]
@@ -235,4 +236,5 @@ def test_nothing_is_spawned_when_mongodb_uri_is_set(launch: Launch, mongo_server
     assert not any(b"secantus" in command(int(pid)) for pid in children.split())
     assert not (service.data_dir / "db.pid").exists()
     assert not (service.data_dir / "db").exists()
+    assert httpx.get(f"{service.url}/health", timeout=10).json()["databaseServer"] == "external"
     assert stop(service) == 0
