@@ -77,7 +77,8 @@ def create_app(settings: Settings, *, embedded: bool = False) -> Litestar:
     about = About(version=app_version(), database_server="embedded" if embedded else "external")
     return Litestar(
         route_handlers=[health, metrics, CustomerController, ImportController, ui_router()],
-        dependencies={"about": Provide(lambda: about, use_cache=True, sync_to_thread=False)},
+        # not "about": Litestar answers 500 when a body field fails validation under a dependency's name
+        dependencies={"service_about": Provide(lambda: about, use_cache=True, sync_to_thread=False)},
         middleware=auth.middleware(settings.api_token, settings.host),
         lifespan=[lag_monitor, database, imports, broadcast],
         exception_handlers=EXCEPTION_HANDLERS,

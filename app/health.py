@@ -43,12 +43,12 @@ def app_version() -> str:
     opt=PUBLIC,
     security=NO_SECURITY,
 )
-async def health(state: State, about: NamedDependency[About]) -> Response:
+async def health(state: State, service_about: NamedDependency[About]) -> Response:
     try:
         up = await asyncio.wait_for(ping(state.client), PING_TIMEOUT)
     except TimeoutError:
         up = False
-    info = msgspec.to_builtins(about)
+    info = msgspec.to_builtins(service_about)
     if not up:
         return problem(503, "Database unavailable", "the database did not answer ping", database="down", **info)
     return Response({"status": "ok", "database": "up", **info})
