@@ -76,6 +76,7 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from app.asgi import create_app
+    from app.auth import RedactQueryToken
 
     _start_forkserver_ignoring_sigint()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -90,6 +91,8 @@ def serve(settings: Settings) -> int:
             lifespan="on",
             timeout_graceful_shutdown=15,
         )
+        # after uvicorn.Config, which configures its loggers: the stream's ?access_token= stays out of the log
+        logging.getLogger("uvicorn.access").addFilter(RedactQueryToken())
         server = uvicorn.Server(config)
         server.run()
         return 0 if server.started else 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -121,3 +122,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a host name other than localhost: it may resolve to anything
+
+
+class RedactQueryToken(logging.Filter):
+    """Blanks `access_token=...` in log records (uvicorn's access log prints each request's query)."""
+
+    PATTERN = re.compile(rf"({QUERY_TOKEN}=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.redact(arg) for arg in record.args)
+        record.msg = self.redact(record.msg)
+        return True
+
+    def redact(self, value: object) -> object:
+        return self.PATTERN.sub(r"\1[redacted]", value) if isinstance(value, str) else value

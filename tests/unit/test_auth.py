@@ -11,7 +11,7 @@ from urllib.parse import quote
 import msgspec
 import pytest
 
-from app.auth import PUBLIC, TOKEN_IN_QUERY, BearerAuth, is_loopback, matches, middleware
+from app.auth import PUBLIC, TOKEN_IN_QUERY, BearerAuth, RedactQueryToken, is_loopback, matches, middleware
 
 TOKEN = "s3cret token ✓"
 
@@ -101,3 +101,19 @@ def test_no_token_on_a_public_address_logs_a_warning(caplog: pytest.LogCaptureFi
     assert [r.getMessage() for r in caplog.records] == [
         "API_TOKEN is not set and HOST=0.0.0.0 is not a loopback address: whoever reaches it may change data"
     ]
+
+
+def test_the_query_token_is_redacted_from_the_access_log() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/import/progress/stream?x=1&access_token=s3cret&y=2", "1.1", 200),
+        None,
+    )
+    assert RedactQueryToken().filter(record)
+    assert record.getMessage() == (
+        '127.0.0.1:5000 - "GET /import/progress/stream?x=1&access_token=[redacted]&y=2 HTTP/1.1" 200'
+    )
