@@ -93,6 +93,7 @@ class ImportController(Controller):
             ),
         ] = None,
     ) -> ServerSentEvent:
+        # access_token is declared for the OpenAPI document and the query checks; app/auth.py verifies it
         events = state.broadcast.events()
         return ServerSentEvent(
             ServerSentEventMessage(data=e.data, event=e.kind, id=e.id, retry=e.retry, comment=e.comment)

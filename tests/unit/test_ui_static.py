@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -54,3 +55,12 @@ def test_nothing_comes_from_another_origin(path: Path) -> None:
     remote = re.findall(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", path.read_text(), re.IGNORECASE)
     allowed = {"http://www.w3.org"}  # the SVG namespace: a name, never fetched
     assert [url for url in remote if url not in allowed] == []
+
+
+def test_every_static_file_is_package_data() -> None:
+    """`pip install .` (the Docker image) ships only what pyproject's package-data names."""
+    pyproject = tomllib.loads((STATIC.parents[2] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["app.ui"]
+    files = {path.relative_to(STATIC.parent) for path in STATIC.rglob("*") if path.is_file()}
+    shipped = {path.relative_to(STATIC.parent) for pattern in globs for path in STATIC.parent.glob(pattern)}
+    assert files and files <= shipped, files - shipped
