@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from app.asgi import create_app
 from app.embedded import EmbeddedMongo, free_port
@@ -41,6 +41,9 @@ COUNTERS = (
     "rowsProtected",
     "rowsInvalid",
 )
+
+
+expect.set_options(timeout=WAIT_MS)  # expect()'s own default is 5 s: a loaded machine is slower than that
 
 
 def chromium_path() -> str:
@@ -113,9 +116,22 @@ def browser_settings(settings: Settings, folder: Path, **changes: Any) -> Settin
 
 
 @pytest.fixture(scope="package")
-def dashboard(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served_dashboard(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with serve(browser_settings(settings, tmp_path_factory.mktemp("browser-imports"))) as served:
         yield served
+
+
+@pytest.fixture
+def dashboard(served_dashboard: Served) -> Served:
+    """The shared app with no job running: a test that failed half-way leaves none to the next."""
+    progress = served_dashboard.api("GET", "/import/progress").json()
+    if progress["status"] == "RUNNING":
+        served_dashboard.api("POST", "/import/cancel")
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while served_dashboard.api("GET", "/import/progress").json()["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "the job left running by an earlier test did not stop"
+            time.sleep(0.05)
+    return served_dashboard
 
 
 @dataclass
