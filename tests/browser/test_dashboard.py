@@ -261,6 +261,9 @@ def test_the_dashboard_asks_for_the_token(guarded: Served, watched: Watched) -> 
     expect(page.locator("#import-file option")).to_have_count(1)
     expect(page.locator("#import-file option")).to_contain_text("waiting.csv (23 B, modified ")
     expect(page.locator("#job-status")).to_have_text("IDLE")  # the stream's first snapshot
+    page.goto(f"{guarded.url}/ui/customers")  # kept in sessionStorage: asked once per tab
+    expect(page.locator("#customers-summary")).to_have_text("No customer matches.")
+    assert page.locator("#token-dialog").is_hidden()
     assert guarded.api("GET", "/import/files").status_code == 200
     refused = httpx.get(f"{guarded.url}/import/files", timeout=10)
     assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
