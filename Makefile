@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # scripts/install_secantusd.sh. Without cargo + cmake + a C compiler the app falls back to SecantusDB's Python server.
 SECANTUS_MDB := 0.5.3-beta.196
 
-.PHONY: run test lint bench load clean secantusd
+.PHONY: run test lint bench load clean secantusd chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,14 @@ $(STAMP): pyproject.toml
 secantusd:
 	@bash scripts/install_secantusd.sh $(SECANTUS_MDB)
 
+# Debian's chromium for tests/browser/ when missing (apt-get as root or with password-less sudo); never fails the build.
+chromium:
+	@bash scripts/install_chromium.sh
+
 run: $(STAMP) secantusd
 	$(PY) -m app serve
 
-test: $(STAMP) secantusd
+test: $(STAMP) secantusd chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

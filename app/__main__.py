@@ -83,19 +83,23 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from app.asgi import create_app
+    from app.auth import RedactQueryToken
 
     _start_forkserver_ignoring_sigint()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit)
+    embedded = not settings.mongodb_uri
     with database(settings) as settings:
         config = uvicorn.Config(
-            create_app(settings),
+            create_app(settings, embedded=embedded),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level.lower(),
             lifespan="on",
             timeout_graceful_shutdown=15,
         )
+        # after uvicorn.Config, which configures its loggers: the stream's ?access_token= stays out of the log
+        logging.getLogger("uvicorn.access").addFilter(RedactQueryToken())
         server = uvicorn.Server(config)
         server.run()
         return 0 if server.started else 1

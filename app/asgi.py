@@ -7,20 +7,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from app import auth
 from app.customers.controller import CustomerController
 from app.customers.repository import migrate_customers
 from app.db import ensure_indexes, make_client
 from app.docs import OfflineSwaggerUI
 from app.errors import EXCEPTION_HANDLERS
-from app.health import health, health_head
+from app.health import About, app_version, health
 from app.imports.broadcast import Broadcaster
 from app.imports.controller import ImportController
 from app.imports.service import ImportService
 from app.inputs import ApiRequest, reject_unknown_query
 from app.metrics import LagMonitor, metrics
 from app.settings import Settings
+from app.ui.routes import router as ui_router
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,9 @@ def prepare_import_folder(settings: Settings) -> None:
     log.info("import folder (request filePaths resolve here): %s", folder)
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the app for `settings`; `settings.mongodb_uri` must point at a running server."""
+def create_app(settings: Settings, *, embedded: bool = False) -> Litestar:
+    """Build the app for `settings`; `settings.mongodb_uri` must point at a running server (`embedded`: one
+    that `python -m app serve` started, as /health reports)."""
     if not settings.mongodb_uri:
         raise ValueError("create_app needs settings.mongodb_uri (`python -m app serve` starts the embedded one)")
 
@@ -82,9 +86,13 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await broadcaster.close()
 
+    about = About(version=app_version(), database_server="embedded" if embedded else "external")
     return Litestar(
-        route_handlers=[health, health_head, metrics, CustomerController, ImportController],
+        route_handlers=[health, metrics, CustomerController, ImportController, ui_router()],
+        # not "about": Litestar answers 500 when a body field fails validation under a dependency's name
+        dependencies={"service_about": Provide(lambda: about, use_cache=True, sync_to_thread=False)},
         on_startup=[lambda: prepare_import_folder(settings)],
+        middleware=auth.middleware(settings.api_token, settings.host),
         lifespan=[lag_monitor, database, imports, broadcast],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,
@@ -92,7 +100,9 @@ def create_app(settings: Settings) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Customer import service",
-            version="0.1.0",
+            version=about.version,
+            components=auth.COMPONENTS,
+            security=auth.SECURITY,
             # Swagger UI from vendored assets (app/docs.py): offline, no inline script, no remote origin.
             render_plugins=[OfflineSwaggerUI()],
         ),

@@ -1,36 +1,54 @@
-"""GET and HEAD /health: 200 when the database answers ping, 503 when it does not (the app stays up).
+"""GET/HEAD /health: 200 when the database answers ping, 503 when it does not (the app stays up).
 
-HEAD answers the same status as GET (load balancers probe with HEAD), with no body.
+Open without the API token (load balancers, the dashboard's status line), so it says no more than whether the
+service and its database are up, which kind of database it is and the app's version.
 """
 
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import PackageNotFoundError, version
 
-from litestar import Response, get, head
+import msgspec
+from litestar import HttpMethod, Response, route
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
+from app.auth import NO_SECURITY, PUBLIC
 from app.db import ping
-from app.errors import PROBLEM_JSON, problem
+from app.errors import problem
 
 PING_TIMEOUT = 2.0
 
 
-async def database_up(state: State) -> bool:
+class About(msgspec.Struct, frozen=True, rename="camel"):
+    """What /health tells besides up or down."""
+
+    version: str
+    database_server: str  # "embedded" (started by `python -m app serve`) or "external" (MONGODB_URI)
+
+
+def app_version() -> str:
     try:
-        return await asyncio.wait_for(ping(state.client), PING_TIMEOUT)
+        return version("customer-import")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+@route(
+    "/health",
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    tags=["health"],
+    summary="Liveness and database reachability",
+    opt=PUBLIC,
+    security=NO_SECURITY,
+)
+async def health(state: State, service_about: NamedDependency[About]) -> Response:
+    try:
+        up = await asyncio.wait_for(ping(state.client), PING_TIMEOUT)
     except TimeoutError:
-        return False
-
-
-@get("/health", tags=["health"], summary="Liveness and database reachability")
-async def health(state: State) -> Response:
-    if not await database_up(state):
-        return problem(503, "Database unavailable", "the database did not answer ping", database="down")
-    return Response({"status": "ok", "database": "up"})
-
-
-@head("/health", tags=["health"], summary="GET /health's status, without a body")
-async def health_head(state: State) -> Response[None]:
-    up = await database_up(state)
-    return Response(None, status_code=200 if up else 503, media_type="application/json" if up else PROBLEM_JSON)
+        up = False
+    info = msgspec.to_builtins(service_about)
+    if not up:
+        return problem(503, "Database unavailable", "the database did not answer ping", database="down", **info)
+    return Response({"status": "ok", "database": "up", **info})

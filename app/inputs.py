@@ -23,6 +23,7 @@ from litestar.params import BodyKwarg, DependencyKwarg, ParameterKwarg
 
 from app.errors import InvalidInput, MalformedBody
 
+ANY_QUERY = "any_query"  # a handler's opt key: it accepts any query parameter (the dashboard's pages)
 # A \uXXXX escape of a UTF-16 surrogate; case-insensitive hex digits as JSON allows.
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
@@ -98,8 +99,8 @@ def reject_unknown_query(connection: ASGIConnection, handler: BaseRouteHandler) 
     this one): a misspelt or unsupported parameter (`?email[$ne]=x`) is a 400, never silently ignored, and so is
     a single-valued one given twice (`?limit=1&limit=500`: which one did the client mean?)."""
     query = connection.query_params
-    if not query or "query" in handler.parsed_fn_signature.parameters:  # the handler reads them all itself
-        return
+    if not query or "query" in handler.parsed_fn_signature.parameters or handler.opt.get(ANY_QUERY):
+        return  # the handler (or the page it serves) reads them all itself
     declared = query_names(handler, frozenset(connection.path_params))
     unknown = sorted(name for name in query if name not in declared)
     if unknown:

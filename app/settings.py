@@ -64,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long failed database writes are retried before the job fails."""
     import_lease_seconds: Seconds = 15.0
     """A RUNNING job whose heartbeat is older than this may be taken over by another instance."""
+    api_token: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
+    """Bearer token every request must carry (GET/HEAD /health and the dashboard's files stay open); unset: open."""
 
     @property
     def data_path(self) -> Path:

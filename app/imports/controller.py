@@ -12,9 +12,18 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from app.auth import QUERY_TOKEN, TOKEN_IN_QUERY
 from app.errors import NotFound
 from app.imports.history import recent_jobs
-from app.imports.schemas import ImportRequest, JobPage, Progress, RejectedRow, RejectedRows, ResumeRequest
+from app.imports.schemas import (
+    ImportFiles,
+    ImportRequest,
+    JobPage,
+    Progress,
+    RejectedRow,
+    RejectedRows,
+    ResumeRequest,
+)
 from app.imports.service import ImportService
 
 
@@ -75,8 +84,28 @@ class ImportController(Controller):
     ) -> RejectedRows:
         return await _rejected_rows(service, job_id, after_line=after_line, limit=limit)
 
-    @get("/progress/stream", summary="Server-sent events: snapshot, progress while a job runs, done/error/cancelled")
-    async def stream(self, state: State) -> ServerSentEvent:
+    @get("/files", summary="Files in IMPORT_DIR an import accepts (name, size, modified time), by name")
+    async def files(self, service: Service) -> ImportFiles:
+        return ImportFiles.of(*await service.files())
+
+    @get(
+        "/progress/stream",
+        summary="Server-sent events: snapshot, progress while a job runs, done/error/cancelled",
+        opt=TOKEN_IN_QUERY,
+    )
+    async def stream(
+        self,
+        state: State,
+        access_token: Annotated[
+            str | None,
+            QueryParameter(
+                name=QUERY_TOKEN,
+                max_length=4096,
+                description="API_TOKEN, for clients that cannot send headers (a browser's EventSource)",
+            ),
+        ] = None,
+    ) -> ServerSentEvent:
+        # access_token is declared for the OpenAPI document and the query checks; app/auth.py verifies it
         events = state.broadcast.events()
         return ServerSentEvent(
             ServerSentEventMessage(data=e.data, event=e.kind, id=e.id, retry=e.retry, comment=e.comment)

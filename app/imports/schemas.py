@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from app.imports.files import ImportableFile
 from app.imports.jobs import JobState
 from app.imports.model import Mode, Status
 
@@ -148,3 +149,21 @@ class JobPage(msgspec.Struct, rename="camel"):
             page=page,
             next_after_started_at=after,
         )
+
+
+class ImportFile(msgspec.Struct, rename="camel"):
+    name: str
+    """Path relative to IMPORT_DIR: the filePath of POST /import/sync."""
+    size: int
+    modified_at: dt.datetime
+
+
+class ImportFiles(msgspec.Struct, rename="camel"):
+    """Importable files under IMPORT_DIR by name; `truncated` when there were more than the list holds."""
+
+    items: list[ImportFile]
+    truncated: bool
+
+    @classmethod
+    def of(cls, files: list[ImportableFile], truncated: bool) -> ImportFiles:
+        return cls([ImportFile(f.name, f.size, f.modified_at) for f in files], truncated)

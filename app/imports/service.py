@@ -20,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.db import CUSTOMERS
 from app.errors import Conflict, ImportFileError, ImportRunning, NotFound
+from app.imports.files import ImportableFile, list_files
 from app.imports.jobs import JobState, JobStore, now
 from app.imports.model import ColumnMap, Mode, Status
 from app.imports.parse import HeaderError, map_header
@@ -125,6 +126,10 @@ class ImportService:
         if self.current is not None and job_id in (None, self.current.state.job_id):
             return self.current.run.live()
         return await (self.store.get(job_id) if job_id else self.store.latest())
+
+    async def files(self) -> tuple[list[ImportableFile], bool]:
+        """Files under IMPORT_DIR that an import would accept, and whether the list is cut short."""
+        return await asyncio.to_thread(list_files, self.settings.import_path)
 
     def worker_pids(self) -> list[int]:
         """Pids of the live parser processes (for memory metrics)."""

@@ -29,7 +29,7 @@ async def test_health_is_ok_when_the_database_answers(client: AsyncTestClient, d
     response = await client.get("/health")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
-    assert response.json() == {"status": "ok", "database": "up"}
+    assert response.json() == {"status": "ok", "database": "up", "version": "0.1.0", "databaseServer": "external"}
 
 
 async def test_head_health_answers_like_get_without_a_body(client: AsyncTestClient, db: AsyncDatabase) -> None:

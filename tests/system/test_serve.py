@@ -160,6 +160,7 @@ def test_signal_stops_app_and_database_and_data_persists(launch: Launch, signum:
     assert not (first.data_dir / "db.pid").exists()
 
     second = launch()
+    assert httpx.get(f"{second.url}/health", timeout=10).json()["databaseServer"] == "embedded"
     response = httpx.get(f"{second.url}/customers/sys-1", timeout=10)
     assert response.status_code == 200
     assert response.json()["email"] == CUSTOMER["email"]
@@ -236,6 +237,7 @@ def test_nothing_is_spawned_when_mongodb_uri_is_set(launch: Launch, mongo_server
     assert not any(b"secantus" in command(int(pid)) for pid in children.split())
     assert not (service.data_dir / "db.pid").exists()
     assert not (service.data_dir / "db").exists()
+    assert httpx.get(f"{service.url}/health", timeout=10).json()["databaseServer"] == "external"
     assert stop(service) == 0
 
 
@@ -311,3 +313,20 @@ def test_serve_creates_the_import_folder_and_logs_its_path(launch: Launch, tmp_p
     response = httpx.post(f"{service.url}/import/sync", json={"filePath": "first.csv"}, timeout=10)
     assert response.status_code == 202, response.text
     assert stop(service) == 0
+
+
+def test_api_token_guards_the_served_app_and_stays_out_of_its_log(launch: Launch, mongo_server: EmbeddedMongo) -> None:
+    token = "system-test-token"
+    service = launch(MONGODB_URI=mongo_server.uri, MONGODB_DB="system_token", API_TOKEN=token)
+    assert httpx.get(f"{service.url}/customers", timeout=10).status_code == 401
+    authorized = {"authorization": f"Bearer {token}"}
+    assert httpx.get(f"{service.url}/customers", headers=authorized, timeout=10).status_code == 200
+    stream = f"{service.url}/import/progress/stream"
+    with httpx.stream("GET", stream, params={"access_token": token}, timeout=10) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert next(lines).startswith("id: ") and next(lines) == "event: snapshot"
+    assert stop(service) == 0
+    log = service.log.read_text()
+    assert "GET /import/progress/stream?access_token=[redacted] HTTP/1.1" in log, log[-3000:]
+    assert token not in log

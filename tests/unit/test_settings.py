@@ -21,6 +21,8 @@ def test_defaults_when_the_environment_is_empty() -> None:
     ("env", "field", "value"),
     [
         ({"PORT": "8080"}, "port", 8080),
+        ({"API_TOKEN": "s3cret"}, "api_token", "s3cret"),
+        ({"API_TOKEN": ""}, "api_token", None),  # empty is unset: the service is open
         ({"PORT": "0"}, "port", 0),
         ({"MONGODB_URI": "mongodb://db:27017"}, "mongodb_uri", "mongodb://db:27017"),
         ({"LOG_LEVEL": "DEBUG"}, "log_level", "DEBUG"),

@@ -1,0 +1,127 @@
+"""API_TOKEN over HTTP, GET /import/files, and the dashboard's routes with their Content-Security-Policy."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import AsyncTestClient
+from pymongo import AsyncMongoClient
+
+from app.asgi import create_app
+from app.settings import Settings
+from app.ui.routes import CSP
+from tests.conftest import with_settings
+from tests.integration.test_health import assert_problem
+
+TOKEN = "correct horse battery staple"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("access")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "one.csv").write_text("Customer Id,First Name\nC1,Ann\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+async def guarded(settings: Settings, folder: Path) -> AsyncIterator[AsyncTestClient]:
+    app = create_app(
+        with_settings(settings, api_token=TOKEN, mongodb_db=f"access_{uuid.uuid4().hex[:8]}", import_dir=str(folder))
+    )
+    async with AsyncTestClient(app, timeout=30) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/customers"),
+        ("POST", "/customers"),
+        ("GET", "/customers/C1"),
+        ("DELETE", "/customers/C1"),
+        ("POST", "/import/sync"),
+        ("GET", "/import/progress"),
+        ("GET", "/import/files"),
+        ("GET", "/import/progress/stream"),
+        ("GET", "/metrics"),
+        ("GET", "/schema/openapi.json"),
+    ],
+)
+@pytest.mark.parametrize("headers", [{}, {"authorization": "Bearer wrong"}, {"authorization": TOKEN}])
+async def test_without_the_token_every_request_is_401(
+    guarded: AsyncTestClient, method: str, path: str, headers: dict[str, str]
+) -> None:
+    response = await guarded.request(method, path, headers=headers, json={} if method == "POST" else None)
+    body = assert_problem(response, 401)
+    assert body["title"] == "Unauthorized"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_with_the_token_requests_work_and_nothing_was_changed_without_it(
+    guarded: AsyncTestClient, mongo: AsyncMongoClient, folder: Path
+) -> None:
+    refused = await guarded.post("/import/sync", json={"filePath": "sub/one.csv"})
+    assert refused.status_code == 401
+    assert (await guarded.get("/import/progress", headers=AUTH)).json()["status"] == "IDLE"  # no job started
+    assert (await guarded.get("/customers", headers=AUTH)).status_code == 200
+    assert (await guarded.get("/schema/openapi.json", headers=AUTH)).status_code == 200
+
+
+async def test_the_query_token_is_accepted_by_the_stream_only(guarded: AsyncTestClient) -> None:
+    assert_problem(await guarded.get("/import/progress", params={"access_token": TOKEN}), 401)
+    assert_problem(await guarded.get("/import/progress/stream", params={"access_token": "wrong"}), 401)
+    # The right one opens the stream, which never ends by itself: tests/browser/ reads it (EventSource).
+
+
+async def test_health_and_the_dashboard_files_stay_open(guarded: AsyncTestClient) -> None:
+    health = await guarded.get("/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "database": "up", "version": "0.1.0", "databaseServer": "external"}
+    head = await guarded.head("/health")
+    assert head.status_code == 200 and head.content == b""
+    redirect = await guarded.get("/", follow_redirects=False)
+    assert (redirect.status_code, redirect.headers["location"]) == (302, "/ui/")
+    for path in ("/ui/", "/ui", "/ui/jobs", "/ui/customers", "/ui/static/js/main.js", "/ui/static/style.css"):
+        response = await guarded.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-security-policy"] == CSP, path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+    page = await guarded.get("/ui/customers", params={"q": "ann"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert b'<script type="module" src="/ui/static/js/main.js">' in page.content
+
+
+def test_the_policy_allows_this_origin_only() -> None:
+    directives = dict(d.split(" ", 1) for d in CSP.split("; "))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == "'self'"  # no 'unsafe-inline', no remote origin
+    assert all(value in ("'self'", "'none'") for value in directives.values()), directives
+
+
+async def test_import_files_lists_the_import_folder(guarded: AsyncTestClient, folder: Path) -> None:
+    response = await guarded.get("/import/files", headers=AUTH)
+    assert response.status_code == 200
+    body = response.json()
+    stat = (folder / "sub" / "one.csv").stat()
+    assert body["truncated"] is False
+    assert [(f["name"], f["size"]) for f in body["items"]] == [("sub/one.csv", stat.st_size)]
+    assert body["items"][0]["modifiedAt"].endswith("Z")
+    # the name it lists is what POST /import/sync takes
+    started = await guarded.post("/import/sync", json={"filePath": "sub/one.csv"}, headers=AUTH)
+    assert started.status_code == 202, started.text
+
+
+async def test_the_openapi_document_declares_the_bearer_scheme(guarded: AsyncTestClient) -> None:
+    schema = (await guarded.get("/schema/openapi.json", headers=AUTH)).json()
+    assert schema["components"]["securitySchemes"]["bearerAuth"]["type"] == "http"
+    assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert schema["security"] == [{"bearerAuth": []}]
+    assert schema["paths"]["/health"]["get"]["security"] == [{}]  # open
+    stream = schema["paths"]["/import/progress/stream"]["get"]["parameters"]
+    assert [p["name"] for p in stream] == ["access_token"]
+    assert "/import/files" in schema["paths"] and not any(p.startswith("/ui") for p in schema["paths"])

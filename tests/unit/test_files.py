@@ -1,0 +1,60 @@
+"""app/imports/files.py: what GET /import/files lists is what POST /import/sync would accept."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from app.imports.files import list_files
+
+
+def test_lists_importable_files_by_relative_name(tmp_path: Path) -> None:
+    root, outside = tmp_path / "imports", tmp_path / "elsewhere"
+    (root / "2024" / "march").mkdir(parents=True)
+    (root / ".hidden-dir").mkdir()
+    outside.mkdir()
+    (root / "b.csv").write_text("Customer Id\n1\n")
+    (root / "a.csv").write_text("Customer Id\n")
+    (root / "2024" / "march" / "c.csv").write_text("x")
+    (root / ".partial.csv").write_text("x")
+    (root / ".hidden-dir" / "d.csv").write_text("x")
+    (outside / "secret.csv").write_text("x")
+    (root / "escape.csv").symlink_to(outside / "secret.csv")  # resolves outside IMPORT_DIR: refused by imports
+    (root / "inside-link.csv").symlink_to(root / "a.csv")  # resolves inside: accepted
+    (root / "dangling.csv").symlink_to(root / "missing.csv")
+    (root / "fifo").mkdir()  # a folder, walked into, holds nothing
+
+    files, truncated = list_files(root)
+
+    assert [f.name for f in files] == ["2024/march/c.csv", "a.csv", "b.csv", "inside-link.csv"]
+    assert not truncated
+    b = files[2]
+    assert b.size == len("Customer Id\n1\n")
+    assert b.modified_at == dt.datetime.fromtimestamp(os.stat(root / "b.csv").st_mtime, dt.UTC)
+
+
+def test_an_unreadable_file_is_not_listed(tmp_path: Path) -> None:
+    (tmp_path / "ok.csv").write_text("x")
+    locked = tmp_path / "locked.csv"
+    locked.write_text("x")
+    locked.chmod(0)
+    try:
+        names = [f.name for f in list_files(tmp_path)[0]]
+    finally:
+        locked.chmod(0o644)
+    # root reads every file whatever its mode: then os.access says readable and the import would read it too
+    assert names == (["locked.csv", "ok.csv"] if os.access(locked, os.R_OK) else ["ok.csv"])
+
+
+def test_the_list_is_bounded(tmp_path: Path) -> None:
+    for i in range(12):
+        (tmp_path / f"f{i:02d}.csv").write_text("x")
+    files, truncated = list_files(tmp_path, limit=5)
+    assert truncated and len(files) == 5
+    files, truncated = list_files(tmp_path, scan_limit=3)
+    assert truncated and len(files) == 3
+
+
+def test_a_missing_folder_lists_nothing(tmp_path: Path) -> None:
+    assert list_files(tmp_path / "absent") == ([], False)
