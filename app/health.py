@@ -11,8 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import msgspec
 from litestar import HttpMethod, Response, route
-from litestar.datastructures import State
 from litestar.di import NamedDependency
+from pymongo import AsyncMongoClient
 
 from app.auth import NO_SECURITY, PUBLIC
 from app.db import ping
@@ -43,9 +43,9 @@ def app_version() -> str:
     opt=PUBLIC,
     security=NO_SECURITY,
 )
-async def health(state: State, service_about: NamedDependency[About]) -> Response:
+async def health(mongo: NamedDependency[AsyncMongoClient], service_about: NamedDependency[About]) -> Response:
     try:
-        up = await asyncio.wait_for(ping(state.client), PING_TIMEOUT)
+        up = await asyncio.wait_for(ping(mongo), PING_TIMEOUT)
     except TimeoutError:
         up = False
     info = msgspec.to_builtins(service_about)

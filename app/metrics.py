@@ -10,10 +10,11 @@ from collections import deque
 from pathlib import Path
 
 from litestar import Response, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from app.imports.model import Status
 from app.imports.schemas import Progress
+from app.imports.service import ImportService
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -69,9 +70,9 @@ def _line(name: str, value: float, help_text: str, kind: str = "gauge") -> str:
     summary="Prometheus metrics: import counters and rate, event-loop lag, RSS",
     media_type="text/plain; version=0.0.4",
 )
-async def metrics(state: State) -> Response[str]:
-    snap = Progress.of(await state.imports.snapshot())
-    lag_max, lag_p99 = state.lag.stats()
+async def metrics(service: NamedDependency[ImportService], lag: NamedDependency[LagMonitor]) -> Response[str]:
+    snap = Progress.of(await service.snapshot())
+    lag_max, lag_p99 = lag.stats()
     parts = [
         _line("import_running", int(snap.status == Status.RUNNING), "1 while a job runs (on any instance)"),
         _line("import_rows_processed", snap.rows_processed, "rows processed by the current or latest job"),
@@ -92,7 +93,7 @@ async def metrics(state: State) -> Response[str]:
         _line("process_resident_memory_bytes", rss_bytes(), "RSS of the app process"),
         _line(
             "import_workers_resident_memory_bytes",
-            sum(rss_bytes(pid) for pid in state.imports.worker_pids()),
+            sum(rss_bytes(pid) for pid in service.worker_pids()),
             "RSS of the parser worker processes, summed",
         ),
     ]

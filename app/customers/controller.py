@@ -5,27 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.customers.repository import CustomerRepository
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
-from app.db import CUSTOMERS
 from app.errors import InvalidInput
 
 Repo = NamedDependency[CustomerRepository]
 
 
-def provide_repository(state: State) -> CustomerRepository:
-    return CustomerRepository(state.db[CUSTOMERS])
-
-
 class CustomerController(Controller):
     path = "/customers"
     tags = ["customers"]
-    dependencies = {"repository": Provide(provide_repository, sync_to_thread=False)}
 
     @post(status_code=HTTP_201_CREATED, summary="Create a customer (marked hand-edited)")
     async def create(self, data: JSONBody[CustomerCreate], repository: Repo) -> Customer:

@@ -6,15 +6,14 @@ import datetime as dt
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from app.auth import QUERY_TOKEN, TOKEN_IN_QUERY
 from app.errors import NotFound
-from app.imports.history import recent_jobs
+from app.imports.broadcast import Broadcaster
 from app.imports.schemas import (
     ImportFiles,
     ImportRequest,
@@ -26,20 +25,12 @@ from app.imports.schemas import (
 )
 from app.imports.service import ImportService
 
-
-def provide_service(state: State) -> ImportService:
-    return state.imports
-
-
 Service = NamedDependency[ImportService]
 
 
 async def _rejected_rows(service: ImportService, job_id: str | None, *, after_line: int, limit: int) -> RejectedRows:
     """A job's rejected rows (default: the latest job), one page by line."""
-    state = await service.snapshot(job_id)
-    if state is None:
-        raise NotFound(f"import job {job_id!r} does not exist" if job_id else "no import has run yet")
-    rows = await service.store.rejections(state.job_id, after_line=after_line, limit=limit)
+    state, rows = await service.rejections(job_id, after_line=after_line, limit=limit)
     items = [RejectedRow(**row) for row in rows]
     return RejectedRows(
         job_id=state.job_id,
@@ -52,7 +43,6 @@ async def _rejected_rows(service: ImportService, job_id: str | None, *, after_li
 class ImportController(Controller):
     path = "/import"
     tags = ["import"]
-    dependencies = {"service": Provide(provide_service, sync_to_thread=False)}
 
     @post("/sync", status_code=HTTP_202_ACCEPTED, summary="Start importing a CSV file (409 while one runs)")
     async def sync(self, service: Service, data: JSONBody[ImportRequest | None] = None) -> Progress:
@@ -95,7 +85,7 @@ class ImportController(Controller):
     )
     async def stream(
         self,
-        state: State,
+        broadcaster: NamedDependency[Broadcaster],
         access_token: Annotated[
             str | None,
             QueryParameter(
@@ -106,7 +96,7 @@ class ImportController(Controller):
         ] = None,
     ) -> ServerSentEvent:
         # access_token is declared for the OpenAPI document and the query checks; app/auth.py verifies it
-        events = state.broadcast.events()
+        events = broadcaster.events()
         return ServerSentEvent(
             ServerSentEventMessage(data=e.data, event=e.kind, id=e.id, retry=e.retry, comment=e.comment)
             async for e in events
@@ -123,7 +113,7 @@ class ImportController(Controller):
             QueryParameter(name="afterStartedAt", description="nextAfterStartedAt of the previous page"),
         ] = None,
     ) -> JobPage:
-        states, total = await recent_jobs(service.store, limit=limit, page=page, before=after_started_at)
+        states, total = await service.history(limit=limit, page=page, before=after_started_at)
         return JobPage.of(states, limit=limit, total=total, page=page)
 
     @get("/jobs/{job_id:str}", summary="One job's progress snapshot")

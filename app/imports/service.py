@@ -15,12 +15,14 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.db import CUSTOMERS
 from app.errors import Conflict, ImportFileError, ImportRunning, NotFound
 from app.imports.files import ImportableFile, list_files
+from app.imports.history import recent_jobs
 from app.imports.jobs import JobState, JobStore, now
 from app.imports.model import ColumnMap, Mode, Status
 from app.imports.parse import HeaderError, map_header
@@ -130,6 +132,20 @@ class ImportService:
     async def files(self) -> tuple[list[ImportableFile], bool]:
         """Files under IMPORT_DIR that an import would accept, and whether the list is cut short."""
         return await asyncio.to_thread(list_files, self.settings.import_path)
+
+    async def rejections(
+        self, job_id: str | None, *, after_line: int, limit: int
+    ) -> tuple[JobState, list[dict[str, Any]]]:
+        """A job (default: the latest) and one page of its rejected rows, by line."""
+        state = await self.snapshot(job_id)
+        if state is None:
+            raise NotFound(f"import job {job_id!r} does not exist" if job_id else "no import has run yet")
+        return state, await self.store.rejections(state.job_id, after_line=after_line, limit=limit)
+
+    async def history(
+        self, *, limit: int, page: int | None = None, before: dt.datetime | None = None
+    ) -> tuple[list[JobState], int]:
+        return await recent_jobs(self.store, limit=limit, page=page, before=before)
 
     def worker_pids(self) -> list[int]:
         """Pids of the live parser processes (for memory metrics)."""

@@ -21,7 +21,7 @@ ROWS = 3000  # one block (4 MiB by default), thirty batches of 100
 @pytest.fixture
 def gates(app: Litestar, client: AsyncTestClient, monkeypatch: pytest.MonkeyPatch) -> list[Gate]:
     """Every job this test starts writes through a closed Gate (appended here in start order)."""
-    service = app.state.imports
+    service = app.state.services.imports
     real = service.make_sink
     made: list[Gate] = []
 
@@ -58,7 +58,11 @@ async def test_cancel_ends_the_job_while_a_write_hangs_and_the_resume_is_exact(
     gate = gates[0]
     await held_after_one_batch(client, gate)
 
+    # the API answers while the import runs (and its write hangs)
+    assert (await client.get("/customers", params={"limit": 5})).status_code == 200
+    assert (await client.get("/health")).status_code == 200
     progress = await cancelled(client)  # with a write that never ends: the cancel does not wait for it
+    assert (await client.post("/import/cancel")).status_code == 409  # nothing runs any more
     assert gate.written == 1 and gate.waiting == 0  # the held write was abandoned, not let through
     # the block was not finished: nothing is accounted, the 100 rows written are counted again on resume
     assert (progress["rowsProcessed"], progress["bytesRead"]) == (0, len(HEADER) + 1), progress

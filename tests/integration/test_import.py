@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.asgi import create_app
 from app.settings import Settings
-from tests.conftest import with_settings
 
 HEADER = (
     "Index,Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Email,"
@@ -175,43 +172,6 @@ async def test_concurrent_starts_give_exactly_one_job(
     assert await db.import_state.count_documents({}) == 1
 
 
-@pytest.fixture
-async def slow_client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
-    """An app with small blocks, one writer and tiny batches: imports last long enough to cancel and poll."""
-    app = create_app(with_settings(settings, import_block_bytes=8192, import_writers=1, import_checkpoint_seconds=0.1))
-    async with AsyncTestClient(app, timeout=30) as client:
-        yield client
-
-
-async def test_cancel_stops_the_job_and_keeps_its_progress(
-    slow_client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
-) -> None:
-    path = write(import_dir / "cancel.csv", [HEADER, *(good_row(i) for i in range(20000))])
-    await start(slow_client, path.name, batchSize=50)
-    deadline = time.monotonic() + 60
-    while (await slow_client.get("/import/progress")).json()["rowsProcessed"] == 0:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
-    # The API answers while the import runs.
-    assert (await slow_client.get("/customers", params={"limit": 5})).status_code == 200
-    assert (await slow_client.get("/health")).status_code == 200
-    assert (await slow_client.post("/import/cancel")).status_code == 202
-    progress = await wait_done(slow_client, within=15)
-    assert progress["status"] == "CANCELLED"
-    assert 0 < progress["rowsProcessed"] < 20000
-    assert progress["rowsProcessed"] == progress["rowsInserted"]
-    assert await db.customers.count_documents({}) >= progress["rowsInserted"]
-    again = await slow_client.post("/import/cancel")
-    assert again.status_code == 409
-
-    # Resume continues from the watermark; the end result equals an uninterrupted run.
-    assert (await slow_client.post("/import/resume")).status_code == 202
-    final = await wait_done(slow_client)
-    assert final["status"] == "COMPLETED"
-    assert (final["rowsProcessed"], final["rowsInserted"], final["rowsDuplicate"]) == (20000, 20000, 0)
-    assert await db.customers.count_documents({}) == 20000
-
-
 async def test_unterminated_quote_fails_the_job_naming_line_and_offset(
     client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, settings: Settings
 ) -> None:
@@ -302,7 +262,7 @@ async def test_parser_workers_run_at_a_lower_cpu_priority(
     path = write(import_dir / "nice.csv", [HEADER, *(good_row(i) for i in range(50))])
     await start(client, path.name)
     assert (await wait_done(client))["status"] == "COMPLETED"
-    pids = client.app.state.imports.worker_pids()
+    pids = client.app.state.services.imports.worker_pids()
     assert 1 <= len(pids) <= settings.import_workers  # the pool starts a second process only when it needs one
     mine = os.getpriority(os.PRIO_PROCESS, 0)
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in pids} == {min(19, mine + settings.import_worker_nice)}

@@ -1,0 +1,88 @@
+"""The services a request handler uses, opened and closed by the app's lifespan, and the typed providers that
+hand them to handlers. Handlers name what they need (`service: NamedDependency[ImportService]`); nothing reads
+attributes off `app.state` (tests reach the one Services object as `app.state.services`)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+from litestar.di import Provide
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.customers.repository import CustomerRepository, migrate_customers
+from app.db import CUSTOMERS, ensure_indexes, make_client
+from app.health import About
+from app.imports.broadcast import Broadcaster
+from app.imports.service import ImportService
+from app.metrics import LagMonitor
+from app.settings import Settings
+
+
+class Services:
+    """Opened in this order and closed in reverse: lag monitor, database, imports, progress broadcaster."""
+
+    client: AsyncMongoClient
+    db: AsyncDatabase
+    customers: CustomerRepository
+    imports: ImportService
+    broadcaster: Broadcaster
+
+    def __init__(self, settings: Settings, about: About):
+        self.settings = settings
+        self.about = about
+        self.lag = LagMonitor()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        app.state.services = self
+        async with contextlib.AsyncExitStack() as stack:
+            self.lag.start()
+            stack.push_async_callback(self.lag.stop)
+            self.client = make_client(self.settings.mongodb_uri or "")
+            stack.push_async_callback(self.client.close)
+            self.db = self.client[self.settings.mongodb_db]
+            await ensure_indexes(self.db)
+            await migrate_customers(self.db)
+            self.customers = CustomerRepository(self.db[CUSTOMERS])
+            self.imports = ImportService(self.db, self.settings)
+            await self.imports.open()
+            stack.push_async_callback(self.imports.close)
+            self.broadcaster = Broadcaster(self.imports.snapshot)
+            await self.broadcaster.start()
+            stack.push_async_callback(self.broadcaster.close)
+            yield
+
+    def providers(self) -> dict[str, Provide]:
+        """One typed provider per service, by the parameter name handlers use."""
+
+        def import_service() -> ImportService:
+            return self.imports
+
+        def customer_repository() -> CustomerRepository:
+            return self.customers
+
+        def broadcaster() -> Broadcaster:
+            return self.broadcaster
+
+        def lag_monitor() -> LagMonitor:
+            return self.lag
+
+        def mongo_client() -> AsyncMongoClient:
+            return self.client
+
+        def about() -> About:
+            return self.about
+
+        named = {
+            "service": import_service,
+            "repository": customer_repository,
+            "broadcaster": broadcaster,
+            "lag": lag_monitor,
+            "mongo": mongo_client,
+            # not "about": Litestar answers 500 when a body field fails validation under a dependency's name
+            "service_about": about,
+        }
+        return {name: Provide(provider, sync_to_thread=False) for name, provider in named.items()}
