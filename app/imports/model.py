@@ -47,6 +47,11 @@ class ParseSpec:
     reject_text_chars: int = 1000
     dry_run: bool = False
     mode: Mode = Mode.INSERT
+    delimiter: str = ","
+    quote: str = '"'
+    encoding: str = "utf-8"  # the codec of the bytes the worker gets (UTF-16 arrives transcoded to UTF-8)
+    label: str = "UTF-8"  # the file's encoding, as rejections name it
+    cr_newlines: bool = False  # records end with a lone CR
 
 
 @dataclass(frozen=True, slots=True)
