@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from app.customers.repository import migrate_customers
 from app.db import ensure_indexes, make_client
 from app.errors import AppError
-from app.imports.model import Mode, Status
+from app.imports.model import Status
 from app.imports.schemas import ImportRequest
 from app.imports.schemas import Progress as Snapshot
 from app.imports.service import ImportService
@@ -36,9 +36,17 @@ def _counters(snap: Snapshot) -> str:
 
 
 async def import_file(
-    settings: Settings, file: Path, *, mode: str, batch_size: int | None, dry_run: bool, console: Console
+    settings: Settings,
+    file: Path,
+    *,
+    mode: str,
+    batch_size: int | None,
+    dry_run: bool,
+    console: Console,
+    options: dict[str, object] | None = None,
 ) -> int:
-    """Run one import to its end; exit code 0 when COMPLETED. Ctrl-C cancels it (resumable)."""
+    """Run one import to its end; exit code 0 when COMPLETED. Ctrl-C cancels it (resumable). `options`: the
+    request's CSV options (delimiter, encoding, quote, columns), checked as the API checks them."""
     settings = msgspec.structs.replace(settings, csv_file_path=str(file))
     errors = Console(stderr=True, soft_wrap=True)  # a reason is one line, whatever the terminal's width
     client = make_client(settings.mongodb_uri or "")
@@ -63,15 +71,21 @@ async def import_file(
             errors.print("interrupted before the import started")
             return EXIT[Status.CANCELLED]
         try:
-            state = await service.start(ImportRequest(mode=Mode(mode), batch_size=batch_size, dry_run=dry_run))
+            body = {"mode": mode, "batchSize": batch_size, "dryRun": dry_run, **(options or {})}
+            state = await service.start(msgspec.convert(body, ImportRequest))
+        except msgspec.ValidationError as exc:
+            errors.print(f"[red]refused:[/red] {escape(str(exc))}")
+            return 2
         except AppError as exc:
             errors.print(f"[red]refused:[/red] {escape(exc.detail)}")
             return 2
         assert service.current is not None
         if interrupted:
             service.current.control.cancel.set()
+        fmt = state.csv
         console.print(
-            f"job {state.job_id}: {escape(str(file))} ({state.file_size:,} bytes)"
+            f"job {state.job_id}: {escape(str(file))} ({state.file_size:,} bytes"
+            f"{', gzip' if fmt.compression else ''}; {fmt.encoding}, delimiter {fmt.delimiter!r}, {fmt.line_ending})"
             f"{escape(' [dry run]') if dry_run else ''}",
             soft_wrap=True,
         )

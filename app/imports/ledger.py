@@ -32,7 +32,11 @@ class Ledger:
         state = self.state
         room = max(0, self.max_rejects - state.rows_invalid)
         self.unsaved.extend(outcome.rejections[:room])
-        state.bytes_read = outcome.block.end
+        block = outcome.block
+        if block.file_end is None:
+            state.bytes_read = block.end
+        else:  # a streamed file: the watermark is in the decoded stream, bytes_read the file read for it
+            state.bytes_read, state.stream_offset = block.file_end, block.end
         state.lines_read += outcome.block.lines
         state.rows_inserted += outcome.inserted
         state.rows_duplicate += outcome.duplicate

@@ -1,0 +1,84 @@
+"""The one place where gzip is decompressed and UTF-16 becomes UTF-8: a file in, the byte stream the source cuts.
+
+Synchronous (the source runs each step in a thread; zlib releases the GIL). Every step returns at most about
+`chunk` bytes, so a small compressed file that expands enormously never fills memory.
+"""
+
+from __future__ import annotations
+
+import codecs
+import zlib
+from typing import BinaryIO
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class InputError(Exception):
+    """The file cannot be read on from some point: the job fails (resumable), its error saying where."""
+
+
+class DecodeError(InputError):
+    """The file is not what its format says (a broken or truncated gzip stream, half a UTF-16 character)."""
+
+
+class Decoder:
+    def __init__(self, file: BinaryIO, *, gzip: bool, utf16: bool, chunk: int, limit: int | None = None):
+        self.file, self.chunk, self.limit = file, chunk, limit
+        self.pos = 0  # bytes of the file read so far
+        self.unzip = zlib.decompressobj(wbits=31) if gzip else None
+        self.pending = b""  # compressed bytes read but not yet decompressed
+        self.text = codecs.getincrementaldecoder("utf-16")("surrogatepass") if utf16 else None
+        self.done = False
+
+    def read(self) -> bytes:
+        """The next piece of the decoded stream; b"" once it has ended."""
+        while not self.done:
+            data = self._inflated()
+            if self.text is not None:
+                try:
+                    data = self.text.decode(data, final=self.done).encode("utf-8", "surrogatepass")
+                except UnicodeDecodeError as exc:
+                    raise DecodeError(f"the UTF-16 text ends in half a character ({exc.reason})") from None
+            if data:
+                return data
+        return b""
+
+    def _file(self) -> bytes:
+        size = self.chunk if self.limit is None else min(self.chunk, self.limit - self.pos)
+        data = self.file.read(size) if size > 0 else b""
+        self.pos += len(data)
+        return data
+
+    def _inflated(self) -> bytes:
+        if self.unzip is None:
+            data = self._file()
+            self.done = not data
+            return data
+        while True:
+            if not self.pending:
+                self.pending = self._file()
+            if not self.pending:
+                if not self.unzip.eof:
+                    raise DecodeError(f"the gzip stream ends early at byte {self.pos} (a truncated file?)")
+                self.done = True
+                return b""
+            if self.unzip.eof:  # another gzip member follows (as `cat a.gz b.gz` makes)
+                self.unzip = zlib.decompressobj(wbits=31)
+            try:
+                data = self.unzip.decompress(self.pending, self.chunk)
+            except zlib.error as exc:
+                raise DecodeError(f"not a valid gzip stream before byte {self.pos}: {exc}") from None
+            self.pending = self.unzip.unconsumed_tail or self.unzip.unused_data
+            if data:
+                return data
+
+
+def read_decoded(file: BinaryIO, size: int, *, gzip: bool, utf16: bool) -> bytes:
+    """The first `size` bytes (or a little more) of the decoded stream, for the header and detection."""
+    decoder = Decoder(file, gzip=gzip, utf16=utf16, chunk=min(size, 1 << 20))
+    parts: list[bytes] = []
+    total = 0
+    while total < size and (data := decoder.read()):
+        parts.append(data)
+        total += len(data)
+    return b"".join(parts)
