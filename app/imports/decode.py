@@ -24,6 +24,8 @@ class DecodeError(InputError):
 class Decoder:
     def __init__(self, file: BinaryIO, *, gzip: bool, utf16: bool, chunk: int, limit: int | None = None):
         self.file, self.chunk, self.limit = file, chunk, limit
+        # compressed input is read in smaller pieces: each decompress step re-passes what it left unconsumed
+        self.read_size = max(1, min(chunk, 1 << 18)) if gzip else chunk
         self.pos = 0  # bytes of the file read so far
         self.unzip = zlib.decompressobj(wbits=31) if gzip else None
         self.pending = b""  # compressed bytes read but not yet decompressed
@@ -44,7 +46,7 @@ class Decoder:
         return b""
 
     def _file(self) -> bytes:
-        size = self.chunk if self.limit is None else min(self.chunk, self.limit - self.pos)
+        size = self.read_size if self.limit is None else min(self.read_size, self.limit - self.pos)
         data = self.file.read(size) if size > 0 else b""
         self.pos += len(data)
         return data

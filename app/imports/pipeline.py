@@ -106,6 +106,7 @@ class ImportRun:
             max_record=self.settings.import_max_record_bytes,
             limit=self.state.file_size,  # the file as it was when the job started, even if it grows
             fmt=fmt,
+            tail=TAIL,
         )
         failure: InputError | None = None
         async with contextlib.aclosing(blocks):
@@ -115,7 +116,7 @@ class ImportRun:
                     if self.control.stopping():
                         self.in_flight.release()
                         break
-                    # the app drops the block's bytes (a worker reads them again from the page cache), keeping its tail
+                    # a plain file's block comes with its tail only (a worker reads it again from the page cache),
                     # to notice a file rewritten under the import
                     tail = block.data[-TAIL:]
                     if not fmt.streamed:  # a decoded block has no file offsets: its bytes go to the worker
@@ -181,6 +182,8 @@ class ImportRun:
             await self.checkpoint(owner=None, heartbeatAt=None)  # release: the next start resumes at once
             return Status.RUNNING
         status = Status.CANCELLED if self.control.cancel.is_set() else Status.COMPLETED
+        if status is Status.COMPLETED:  # all of it: a gzip trailer may be read after the last record's block
+            self.state.bytes_read = self.state.file_size
         await self._finish(status)
         return status
 

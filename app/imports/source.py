@@ -60,9 +60,10 @@ class Header:
     lines: int  # physical lines the header spans
 
 
-def last_record_end(buf: bytes, quote: bytes = QUOTE, newline: bytes = NEWLINE) -> int:
-    """Index just after the last newline that is outside quotes, or -1 if there is none."""
-    total = buf.count(quote)
+def last_record_end(buf: bytes, quote: bytes = QUOTE, newline: bytes = NEWLINE, before: int = 0) -> int:
+    """Index just after the last newline that is outside quotes, or -1 if there is none. `before`: quotes of
+    the record `buf` starts inside (0: buf starts at a record boundary)."""
+    total = before + buf.count(quote)
     pos, after = len(buf), 0
     while (found := buf.rfind(newline, 0, pos)) >= 0:
         after += buf.count(quote, found, pos)
@@ -155,29 +156,34 @@ async def read_blocks(
     first_index: int = 0,
     limit: int | None = None,
     fmt: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
+    tail: int | None = None,
 ) -> AsyncIterator[Block]:
     """Blocks of complete records from offset `start` (a record boundary at physical line `first_line`), never
-    reading the file past byte `limit` (its size when the job started)."""
+    reading the file past byte `limit` (its size when the job started). With `tail`, a plain file's block
+    carries only its last `tail` bytes as `data` (the caller reads it again by offsets): no megabyte is copied."""
     streamed, quote, newline = fmt.streamed, fmt.quote.encode(), fmt.newline
     if streamed:
         chunks = _decoded_chunks(path, start, block_bytes, limit, fmt)
     else:
         chunks = _file_chunks(path, start, block_bytes, limit)
+    keep = streamed or tail is None
     carry, offset, line, index, file_end = b"", start, first_line, first_index, None
     async with contextlib.aclosing(chunks):
         async for chunk, read_to in chunks:
             file_end = read_to if streamed else None
-            buf = carry + chunk if carry else chunk
-            cut = last_record_end(buf, quote, newline)
+            cut = last_record_end(chunk, quote, newline, before=carry.count(quote))  # carry: a record's start
             if cut < 0:
-                if len(buf) > max_record:
+                carry += chunk
+                if len(carry) > max_record:
                     raise RecordTooLarge(line, offset, max_record)
-                carry = buf
                 continue
-            data, carry = buf[:cut], buf[cut:]
-            lines = data.count(newline)
-            yield Block(index, offset, offset + cut, line, lines, data, file_end)
-            index, offset, line = index + 1, offset + cut, line + lines
+            size, lines = len(carry) + cut, carry.count(newline) + chunk.count(newline, 0, cut)
+            if keep:
+                data = carry + chunk[:cut]
+            else:
+                data = chunk[cut - tail : cut] if cut >= tail else (carry + chunk[:cut])[-tail:]  # type: ignore[operator]
+            yield Block(index, offset, offset + size, line, lines, data, file_end)
+            index, offset, line, carry = index + 1, offset + size, line + lines, chunk[cut:]
             if len(carry) > max_record:
                 raise RecordTooLarge(line, offset, max_record)
     if carry:  # the last record may lack a newline, but not a closing quote
