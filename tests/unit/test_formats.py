@@ -140,3 +140,13 @@ def test_a_gzip_bomb_is_decoded_in_bounded_steps(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert total == 256 * MIB
     assert peak < 8 * MIB
+
+
+@pytest.mark.parametrize("block_bytes", [1, 5, 16, 4096])
+async def test_with_a_tail_a_plain_files_blocks_keep_their_offsets_and_only_their_last_bytes(block_bytes: int) -> None:
+    path = Path(__file__).parents[1] / "data" / "quoted_newlines.csv"
+    whole = await blocks_of(path, CsvFormat(), start=0, line=1, block_bytes=block_bytes)
+    tails = await blocks_of(path, CsvFormat(), start=0, line=1, block_bytes=block_bytes, tail=8)
+    strip = [(b.index, b.start, b.end, b.first_line, b.lines) for b in whole]
+    assert [(b.index, b.start, b.end, b.first_line, b.lines) for b in tails] == strip
+    assert [b.data for b in tails[:-1]] == [b.data[-8:] for b in whole[:-1]]
