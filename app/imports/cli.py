@@ -82,11 +82,15 @@ async def import_file(
         assert service.current is not None
         if interrupted:
             service.current.control.cancel.set()
+        console.print(
+            f"job {state.job_id}: {escape(str(file))} ({state.file_size:,} bytes)"
+            f"{escape(' [dry run]') if dry_run else ''}",
+            soft_wrap=True,
+        )
         fmt = state.csv
         console.print(
-            f"job {state.job_id}: {escape(str(file))} ({state.file_size:,} bytes"
-            f"{', gzip' if fmt.compression else ''}; {fmt.encoding}, delimiter {fmt.delimiter!r}, {fmt.line_ending})"
-            f"{escape(' [dry run]') if dry_run else ''}",
+            escape(f"read as {'gzip, ' if fmt.compression else ''}{fmt.encoding}, delimiter {fmt.delimiter!r}, ")
+            + escape(f"quote {fmt.quote!r}, {fmt.line_ending} line endings"),
             soft_wrap=True,
         )
         with Progress(
