@@ -117,8 +117,8 @@ def main() -> int:
     rates: dict[str, list[float]] = {name: [] for name, _, _ in runs}
     cpus: dict[str, list[float]] = {name: [] for name, _, _ in runs}
     try:
-        for _ in range(args.rounds):
-            for name, root, path in runs:
+        for round_ in range(args.rounds):
+            for name, root, path in runs if round_ % 2 == 0 else runs[::-1]:  # ABBA: a trend in load cancels out
                 seconds, rows, cpu = dry_run(root, uri, "bench_formats", path)
                 rates[name].append(rows / seconds)
                 cpus[name].append(cpu)
