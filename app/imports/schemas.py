@@ -74,7 +74,7 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
 
 class Progress(msgspec.Struct, rename="camel"):
-    """A job's snapshot; `percent` is by bytes and exactly 100 when COMPLETED."""
+    """A job's snapshot; `percent` is by bytes of the file (compressed bytes for gzip), exactly 100 when COMPLETED."""
 
     status: Status
     job_id: str | None = None
