@@ -14,11 +14,11 @@ from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.imports.jobs import JobState, JobStore
-from app.imports.model import Batch, Status, Written
+from app.imports.model import Batch, CsvFormat, Status, Written
 from app.imports.parse import map_header
 from app.imports.pipeline import Control, ImportRun
 from app.imports.sink import DrySink
-from app.imports.source import file_identity, read_header
+from app.imports.source import file_identity, inspect, read_header
 from app.imports.workers import parser_pool
 from app.settings import Settings
 from tests.conftest import with_settings
@@ -247,3 +247,64 @@ async def test_a_file_appended_to_during_the_import_is_read_only_up_to_its_size_
     finally:
         pool.shutdown()
     assert (state.rows_processed, state.bytes_read) == (200, state.file_size)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "delimiter", "ending", "packed"), [("cp1252", ";", "\r", False), ("utf-16", "\t", "\r\n", True)]
+)
+async def test_a_cancelled_job_resumes_with_its_stored_format_to_exact_counts(
+    db: AsyncDatabase, import_dir: Path, settings: Settings, encoding: str, delimiter: str, ending: str, packed: bool
+) -> None:
+    settings = with_settings(settings, import_block_bytes=2048, import_blocks_in_flight=1)
+    lines = [delimiter.join(["Customer Id", "First Name", "About"])]
+    lines += [delimiter.join([f"C{i}", "Zoë", f'"Straße{delimiter} ø{ending}end"']) for i in range(1, 301)]
+    lines.append(delimiter.join(["C0", "Bad", "not\udc81cp1252" if encoding == "cp1252" else "x\x07y"]))
+    data = ending.join(lines).encode(encoding, "surrogateescape") + ending.encode(encoding)
+    path = import_dir / f"resume-{encoding}.csv"
+    path.write_bytes(gzip.compress(data) if packed else data)
+    fmt, header = await inspect(path, CsvFormat("auto", "auto", '"', "auto"), settings.import_max_record_bytes)
+    assert (fmt.encoding, fmt.delimiter, fmt.compression) == (encoding, delimiter, "gzip" if packed else None)
+    identity = await file_identity(path)
+    state = JobState(
+        job_id=uuid.uuid4().hex,
+        status=Status.RUNNING,
+        file_path=str(path),
+        file_size=int(identity["size"]),
+        file_identity=identity,
+        mode="insert",
+        batch_size=50,
+        dry_run=True,
+        csv=fmt,
+        bytes_read=0 if fmt.streamed else header.end,
+        stream_offset=header.end if fmt.streamed else 0,
+        lines_read=header.lines,
+        owner="test",
+    )
+    codec = "utf-8" if encoding == "utf-16" else encoding
+    columns = map_header(header.record, encoding=codec, delimiter=delimiter)
+    store, held, pool = JobStore(db), HeldSink(), parser_pool(1)
+    await store.claim_new(state)
+    try:
+        control = Control.new()
+        first = asyncio.create_task(
+            ImportRun(state, path, columns, store=store, sink=held, pool=pool, settings=settings, control=control).run()
+        )
+        await held.writing.wait()
+        control.cancel.set()
+        held.release.set()
+        assert await first == Status.CANCELLED
+        stored = await store.get(state.job_id)
+        assert stored is not None and stored.csv == fmt and 0 < stored.rows_processed < 301, stored
+        resumed = await store.reopen(state.job_id, "test")
+        second = ImportRun(
+            resumed, path, columns, store=store, sink=DrySink(), pool=pool, settings=settings, control=Control.new()
+        )
+        assert await second.run() == Status.COMPLETED
+    finally:
+        pool.shutdown()
+    final = await store.get(state.job_id)
+    assert final is not None
+    assert (final.rows_processed, final.rows_inserted, final.rows_invalid) == (301, 300, 1)
+    assert (final.bytes_read, final.lines_read) == (final.file_size, 1 + 2 * 300 + 1)
+    reason = "not valid CP1252" if encoding == "cp1252" else "about contains a control character"
+    assert [r["reason"] async for r in db.import_errors.find({"jobId": state.job_id})] == [reason]

@@ -150,3 +150,10 @@ async def test_with_a_tail_a_plain_files_blocks_keep_their_offsets_and_only_thei
     strip = [(b.index, b.start, b.end, b.first_line, b.lines) for b in whole]
     assert [(b.index, b.start, b.end, b.first_line, b.lines) for b in tails] == strip
     assert [b.data for b in tails[:-1]] == [b.data[-8:] for b in whole[:-1]]
+
+
+def test_utf16_without_a_bom_is_read_as_little_endian(tmp_path: Path) -> None:
+    path = tmp_path / "le.csv"
+    path.write_bytes("Customer Id,Näme\n".encode("utf-16-le"))
+    with path.open("rb") as file:
+        assert read_decoded(file, MIB, gzip=False, utf16=True) == "Customer Id,Näme\n".encode()
