@@ -29,18 +29,26 @@ class Decoder:
         self.pos = 0  # bytes of the file read so far
         self.unzip = zlib.decompressobj(wbits=31) if gzip else None
         self.pending = b""  # compressed bytes read but not yet decompressed
-        self.text = codecs.getincrementaldecoder("utf-16")("surrogatepass") if utf16 else None
+        self.utf16, self.text = utf16, None  # the UTF-16 decoder, chosen by the first bytes (BOM or not)
+        self.first = b""  # the file's first byte, while a second one is awaited to look for a BOM
         self.done = False
 
     def read(self) -> bytes:
         """The next piece of the decoded stream; b"" once it has ended."""
         while not self.done:
             data = self._inflated()
-            if self.text is not None:
+            if self.utf16:
+                if self.text is None:  # a BOM says the byte order; without one, little-endian (as Windows writes)
+                    self.first += data
+                    if len(self.first) < 2 and not self.done:
+                        continue
+                    data, self.first = self.first, b""
+                    codec = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-16-le"
+                    self.text = codecs.getincrementaldecoder(codec)("surrogatepass")
                 try:
                     data = self.text.decode(data, final=self.done).encode("utf-8", "surrogatepass")
-                except UnicodeDecodeError as exc:
-                    raise DecodeError(f"the UTF-16 text ends in half a character ({exc.reason})") from None
+                except UnicodeError as exc:
+                    raise DecodeError(f"the UTF-16 text ends in half a character ({exc})") from None
             if data:
                 return data
         return b""
