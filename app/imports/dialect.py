@@ -74,7 +74,7 @@ def sniff_delimiter(records: list[bytes], encoding: str, quote: str) -> str:
         widths = _widths(records, encoding, delimiter, quote) or [1]
         return widths[0], sum(width == widths[0] for width in widths[1:]), -DELIMITERS.index(delimiter)
 
-    return max(DELIMITERS, key=score)
+    return max((delimiter for delimiter in DELIMITERS if delimiter != quote), key=score)
 
 
 def check_delimiter(header: bytes, *, encoding: str, delimiter: str, quote: str) -> None:

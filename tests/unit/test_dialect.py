@@ -63,3 +63,8 @@ def test_a_header_that_does_not_split_under_the_given_delimiter_is_named() -> No
         check_delimiter(b"Customer Id;Name\n", encoding="utf-8", delimiter=",", quote='"')
     check_delimiter(b"Customer Id\n", encoding="utf-8", delimiter=",", quote='"')  # one column is fine
     check_delimiter(b"Customer Id;Name\n", encoding="utf-8", delimiter=";", quote='"')
+
+
+def test_the_quote_character_is_never_sniffed_as_the_delimiter() -> None:
+    records = first_records(b"Customer Id,Name\n|C,1|,Ann\n", b"|", b"\n")
+    assert sniff_delimiter(records, "utf-8", "|") == ","
