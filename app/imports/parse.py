@@ -38,7 +38,6 @@ KNOWN_COLUMNS = {
 }
 SKIPPED_COLUMNS = {"index"}
 BOM = b"\xef\xbb\xbf"
-FIELDS = frozenset(KNOWN_COLUMNS.values())
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)  # \d alone matches any Unicode digit
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _UNSEEN = dt.datetime.min  # not a date any row can give: "not in the cache"
