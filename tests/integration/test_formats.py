@@ -191,6 +191,10 @@ async def test_an_unterminated_quote_fails_the_job_naming_its_line_and_loses_not
     assert (
         (progress["rowsProcessed"], progress["rowsInserted"]) == (1, 1) == (1, await db.customers.count_documents({}))
     )
+    assert (await client.post("/import/resume")).status_code == 202  # resumed: the same end, nothing counted twice
+    again = await wait_done(client)
+    assert (again["status"], again["error"], again["attempts"]) == ("FAILED", progress["error"], 2)
+    assert (again["rowsProcessed"], again["rowsInserted"], again["bytesRead"]) == (1, 1, progress["bytesRead"])
 
 
 class HeldSink(DrySink):

@@ -102,6 +102,10 @@ async def test_a_quote_open_at_the_end_of_the_file_fails_naming_its_line(tmp_pat
             blocks.append(block)
     assert (info.value.line, info.value.offset) == (3, 18 + len("C1,ok\n"))
     assert b"".join(block.data for block in blocks) == b"C1,ok\n"  # everything before it, nothing after
+    with pytest.raises(UnterminatedQuote) as again:  # resumed from the watermark: the same line, the same offset
+        async for _ in read_blocks(path, start=blocks[-1].end, first_line=3, block_bytes=7, max_record=1 << 20):
+            pass
+    assert (again.value.line, again.value.offset) == (info.value.line, info.value.offset)
 
 
 def test_gzip_members_are_read_one_after_another_and_a_truncated_stream_is_an_error(tmp_path: Path) -> None:
