@@ -38,7 +38,20 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     imp.add_argument("--mode", choices=["insert", "upsert"], default="insert")
     imp.add_argument("--batch-size", type=int, default=None, metavar="N", choices=range(1, 10_001))
     imp.add_argument("--dry-run", action="store_true", help="parse and validate only; write no customers")
+    imp.add_argument("--delimiter", default="auto", help="',' ';' '\\t' '|' or auto (default: sniffed)")
+    imp.add_argument("--encoding", default="utf-8", help="utf-8 (default), cp1252, latin-1, utf-16 or auto")
+    imp.add_argument("--quote", default='"', help='quote character (default ")')
+    imp.add_argument(
+        "--column", action="append", default=[], type=_column, metavar="FROM=TO", help="read header FROM as field TO"
+    )
     return parser
+
+
+def _column(text: str) -> tuple[str, str]:
+    name, sep, field = text.rpartition("=")
+    if not sep or not name.strip() or not field:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FROM=TO (a header name, '=', a customer field)")
+    return name.strip(), field.strip()
 
 
 @contextlib.contextmanager
@@ -128,6 +141,12 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
                     dry_run=args.dry_run,
                     resume=args.resume,
                     console=Console(),
+                    options={
+                        "delimiter": "\t" if args.delimiter == "\\t" else args.delimiter,
+                        "encoding": args.encoding,
+                        "quote": args.quote,
+                        "columns": dict(args.column) or None,
+                    },
                 )
             )
     except KeyboardInterrupt:  # Ctrl-C while the embedded database starts, before any job exists

@@ -8,28 +8,25 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from app.customers import rules
 from app.customers.document import is_email
 
+# Limits and patterns come from app/customers/rules.py, which the importer checks every row against too.
 CustomerId = Annotated[
     str,
-    Meta(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[^\s/?#%]+$",
-        description="Unique id; letters, digits and punctuation, no whitespace",
-    ),
+    Meta(min_length=1, max_length=rules.ID_MAX_CHARS, pattern=rules.ID_PATTERN, description=rules.ID_DESCRIPTION),
 ]
-Name = Annotated[str, Meta(min_length=1, max_length=256)]
-Text = Annotated[str, Meta(max_length=256)]
-About = Annotated[str, Meta(max_length=100_000)]
+Name = Annotated[str, Meta(min_length=1, max_length=rules.NAME_MAX_CHARS, pattern=rules.TEXT_PATTERN)]
+Text = Annotated[str, Meta(max_length=rules.TEXT_MAX_CHARS, pattern=rules.TEXT_PATTERN)]
+About = Annotated[str, Meta(max_length=rules.ABOUT_MAX_CHARS, pattern=rules.TEXT_PATTERN)]
 # The pattern documents the rule in the OpenAPI schema (clients and fuzzers then send real addresses);
 # is_email stays the authority (JSON Schema's `$` also matches before a final newline).
 Email = Annotated[
     str,
     Meta(
         min_length=3,
-        max_length=256,
-        pattern=r"^[^@\s]+@[^@\s]+$",
+        max_length=rules.TEXT_MAX_CHARS,
+        pattern=rules.EMAIL_PATTERN,
         description="exactly one '@' with text on both sides, no whitespace",
     ),
 ]

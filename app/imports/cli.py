@@ -19,7 +19,7 @@ from app.customers.repository import migrate_customers
 from app.db import ensure_indexes, make_client
 from app.errors import AppError
 from app.imports.jobs import JobState
-from app.imports.model import Mode, Status
+from app.imports.model import Status
 from app.imports.schemas import ImportRequest
 from app.imports.schemas import Progress as Snapshot
 from app.imports.service import ImportService
@@ -78,9 +78,11 @@ async def import_file(
     dry_run: bool = False,
     resume: str | None = None,
     console: Console,
+    options: dict[str, object] | None = None,
 ) -> int:
     """Run one import (or resume one: `resume` is a job id or "latest") to its end; exit code 0 when COMPLETED.
-    Ctrl-C cancels it (resumable)."""
+    Ctrl-C cancels it (resumable). `options`: the request's CSV options (delimiter, encoding, quote, columns),
+    checked as the API checks them."""
     if file is not None:
         settings = msgspec.structs.replace(settings, csv_file_path=str(file))
     errors = Console(stderr=True, soft_wrap=True)  # a reason is one line, whatever the terminal's width
@@ -111,7 +113,11 @@ async def import_file(
             if resume is not None:
                 state = await service.resume(None if resume == LATEST else resume)
             else:
-                state = await service.start(ImportRequest(mode=Mode(mode), batch_size=batch_size, dry_run=dry_run))
+                body = {"mode": mode, "batchSize": batch_size, "dryRun": dry_run, **(options or {})}
+                state = await service.start(msgspec.convert(body, ImportRequest))
+        except msgspec.ValidationError as exc:
+            errors.print(f"[red]refused:[/red] {escape(str(exc))}")
+            return 2
         except AppError as exc:
             errors.print(f"[red]refused:[/red] {escape(exc.detail)}")
             return 2
@@ -122,6 +128,12 @@ async def import_file(
         console.print(
             f"job {state.job_id}: {escape(state.file_path)} ({state.file_size:,} bytes) {verb}"
             f"{escape(' [dry run]') if state.dry_run else ''}",
+            soft_wrap=True,
+        )
+        fmt = state.csv
+        console.print(
+            escape(f"read as {'gzip, ' if fmt.compression else ''}{fmt.encoding}, delimiter {fmt.delimiter!r}, ")
+            + escape(f"quote {fmt.quote!r}, {fmt.line_ending} line endings"),
             soft_wrap=True,
         )
         await _follow(service, state, console)

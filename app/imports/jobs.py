@@ -14,7 +14,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.db import IMPORT_ERRORS, IMPORT_STATE, INDEXES, RUNNING_INDEX
 from app.errors import Conflict, ImportRunning
-from app.imports.model import Rejection, Status
+from app.imports.model import CsvFormat, Rejection, Status
 
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
@@ -36,7 +36,9 @@ class JobState(msgspec.Struct, rename="camel", kw_only=True):
     batch_size: int
     dry_run: bool = False
     ignored_columns: list[str] = []
-    bytes_read: int = 0  # watermark: every record below it is fully accounted
+    csv: CsvFormat = CsvFormat()  # how the file is read (given or detected at start)
+    bytes_read: int = 0  # watermark: every record below it is fully accounted (streamed files: see stream_offset)
+    stream_offset: int = 0  # gzip/UTF-16: the watermark in the decoded stream; bytes_read is then for percent
     lines_read: int = 0  # physical lines below the watermark
     rows_processed: int = 0
     rows_inserted: int = 0
@@ -69,6 +71,7 @@ class JobState(msgspec.Struct, rename="camel", kw_only=True):
         """What a checkpoint writes: the watermark and the counters it describes, in one update."""
         return {
             "bytesRead": self.bytes_read,
+            "streamOffset": self.stream_offset,
             "linesRead": self.lines_read,
             "rowsProcessed": self.rows_processed,
             "rowsInserted": self.rows_inserted,

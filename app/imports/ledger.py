@@ -53,7 +53,11 @@ class Ledger:
         state = self.state
         room = max(0, self.max_rejects - state.rows_invalid)
         self.unsaved.extend(outcome.rejections[:room])
-        state.bytes_read = outcome.block.end
+        block = outcome.block
+        if block.file_end is None:
+            state.bytes_read = block.end
+        else:  # a streamed file: the watermark is in the decoded stream, bytes_read the file read for it
+            state.bytes_read, state.stream_offset = block.file_end, block.end
         state.lines_read += outcome.block.lines
         for name in COUNTED:
             field = f"rows_{name}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import msgspec
+
 
 class Mode(StrEnum):
     INSERT = "insert"  # new ids are written, an id already stored is a skipped duplicate
@@ -17,6 +19,29 @@ class Status(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+
+
+class CsvFormat(msgspec.Struct, rename="camel", frozen=True):
+    """How a file is read: given or detected when the job starts, stored with it, honoured on resume.
+
+    Gzip and UTF-16 files are "streamed": decoded in one place (to UTF-8 for UTF-16), so their watermark is an
+    offset in the decoded stream (`streamOffset`), and resuming decodes the file again from its start up to it.
+    """
+
+    delimiter: str = ","
+    encoding: str = "utf-8"  # utf-8 | cp1252 | latin-1 | utf-16
+    quote: str = '"'
+    line_ending: str = "LF"  # LF | CRLF | CR (LF and CRLF are read alike)
+    compression: str | None = None  # gzip
+    columns: dict[str, str] = {}  # header name -> field, over the names recognised by themselves
+
+    @property
+    def streamed(self) -> bool:
+        return self.compression is not None or self.encoding == "utf-16"
+
+    @property
+    def newline(self) -> bytes:
+        return b"\r" if self.line_ending == "CR" else b"\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +72,11 @@ class ParseSpec:
     reject_text_chars: int = 1000
     dry_run: bool = False
     mode: Mode = Mode.INSERT
+    delimiter: str = ","
+    quote: str = '"'
+    encoding: str = "utf-8"  # the codec of the bytes the worker gets (UTF-16 arrives transcoded to UTF-8)
+    label: str = "UTF-8"  # the file's encoding, as rejections name it
+    cr_newlines: bool = False  # records end with a lone CR
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +89,7 @@ class Block:
     first_line: int
     lines: int  # newlines in data
     data: bytes
+    file_end: int | None = None  # streamed files: bytes of the file read when this block was cut (for percent)
 
 
 @dataclass(frozen=True, slots=True)

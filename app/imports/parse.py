@@ -11,10 +11,13 @@ import hashlib
 import io
 import os
 import re
+from collections.abc import Iterator
 
 import bson
 
+from app.customers import rules
 from app.customers.document import KEY_SOURCES, index_keys, is_email
+from app.customers.rules import ABOUT_MAX_CHARS, ID_MAX_CHARS, TEXT_MAX_CHARS
 from app.imports.model import Batch, ColumnMap, Mode, Parsed, ParseSpec, Rejection
 
 # Normalised header name -> document field. Names match ignoring case, spaces, '_' and '-'.
@@ -35,9 +38,17 @@ KNOWN_COLUMNS = {
 }
 SKIPPED_COLUMNS = {"index"}
 BOM = b"\xef\xbb\xbf"
-MAX_ID_CHARS = 256
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)  # \d alone matches any Unicode digit
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_UNSEEN = dt.datetime.min  # not a date any row can give: "not in the cache"
+# Bytes that decode to a control character (rules.CONTROL), per encoding: one C-speed pass per block finds the
+# rare block that needs a per-field look. UTF-8 spells C1 controls as \xc2\x80-\xc2\x9f, checked apart.
+_C0 = {*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F}
+NOT_CONTROL = {  # translate(None, these) keeps only the control bytes: the fastest pass measured (no output)
+    encoding: bytes(byte for byte in range(256) if byte not in control)
+    for encoding, control in (("utf-8", _C0), ("cp1252", _C0), ("latin-1", _C0 | set(range(0x80, 0xA0))))
+}
+_C1_UTF8 = re.compile(b"\xc2[\x80-\x9f]")
 
 
 class HeaderError(ValueError):
@@ -48,24 +59,44 @@ def normalise(name: str) -> str:
     return "".join(ch for ch in name.strip().lower() if ch not in " _-")
 
 
-def map_header(header: bytes) -> ColumnMap:
-    """The first record (BOM already stripped or not) -> which field each column feeds."""
+def read_names(header: bytes, *, encoding: str = "utf-8", delimiter: str = ",", quote: str = '"') -> list[str]:
+    """The first record's column names."""
     try:
-        text = header.removeprefix(BOM).decode("utf-8")
-        names = next(csv.reader(io.StringIO(text, newline="\n"), strict=True))
+        text = header.removeprefix(BOM).decode(encoding)
+        return next(csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter, quotechar=quote))
     except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
-        raise HeaderError(f"the header line cannot be read: {exc}") from None
+        raise HeaderError(f"the header line cannot be read as {encoding}: {exc}") from None
+
+
+def map_header(
+    header: bytes,
+    *,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    quote: str = '"',
+    columns: dict[str, str] | None = None,
+) -> ColumnMap:
+    """The first record -> which field each column feeds. `columns` maps header names (as written, trimmed)
+    to fields and wins over the names recognised by themselves."""
+    names = read_names(header, encoding=encoding, delimiter=delimiter, quote=quote)
+    columns = columns or {}
+    if missing := [name for name in columns if name not in {name.strip() for name in names}]:
+        raise HeaderError(f"columns names {missing!r}, which the header does not have (found {names!r})")
+    chosen = [columns.get(name.strip()) or KNOWN_COLUMNS.get(normalise(name)) for name in names]
     fields: list[str | None] = []
     ignored: list[str] = []
-    for name in names:
-        field = KNOWN_COLUMNS.get(normalise(name))
-        if field is None or field in fields:
-            if normalise(name) not in SKIPPED_COLUMNS:
+    for name, field in zip(names, chosen, strict=True):
+        mapped = name.strip() in columns
+        if field is None or field in fields or (not mapped and field in columns.values()):
+            if mapped or normalise(name) not in SKIPPED_COLUMNS:
                 ignored.append(name.strip())
             field = None
         fields.append(field)
     if "customerId" not in fields:
-        raise HeaderError(f"the header has no customer id column (expected e.g. 'Customer Id'; found {names!r})")
+        raise HeaderError(
+            f"the header has no customer id column (expected e.g. 'Customer Id', or map one with columns; "
+            f"found {names!r})"
+        )
     return ColumnMap(fields=tuple(fields), ignored=tuple(ignored))
 
 
@@ -100,15 +131,22 @@ class _BlockParser:
     def __init__(self, data: bytes, first_line: int, spec: ParseSpec):
         self.spec = spec
         self.first_line = first_line
+        self.newline = "\r" if spec.cr_newlines else "\n"  # what ends a physical line (CR-only files: CR)
         try:
-            self.text, self.bad_utf8 = data.decode("utf-8"), False
+            self.text, self.bad_text = data.decode(spec.encoding), False
         except UnicodeDecodeError:
-            self.text, self.bad_utf8 = data.decode("utf-8", "surrogateescape"), True
+            self.text, self.bad_text = data.decode(spec.encoding, "surrogateescape"), True
+        # True in the rare block holding a control character: only then is each field looked at for one
+        self.control = bool(data.translate(None, NOT_CONTROL[spec.encoding])) or (
+            spec.encoding == "utf-8" and b"\xc2" in data and _C1_UTF8.search(data) is not None
+        )
         self._lines: list[str] | None = None
         self.out = Parsed()
         self.width = spec.columns.width
         fields = spec.columns.fields
         self.id_column = fields.index("customerId")
+        # the one column that may be long (about); rows whose other fields total under TEXT_MAX need no look
+        self.long_column = fields.index("about") if "about" in fields else self.id_column
         self.email_column = fields.index("email") if "email" in fields else None
         self.date_column = fields.index("subscriptionDate") if "subscriptionDate" in fields else None
         self.values = [(index, name) for index, name in spec.columns.mapped if name != "customerId"]
@@ -118,16 +156,27 @@ class _BlockParser:
         self.now = dt.datetime.now(dt.UTC)
         self.dates: dict[str, dt.datetime | None] = {}
         self.batch = Batch([], [], [], [])
+        self.dry_run, self.batch_size = spec.dry_run, spec.batch_size
 
     def physical(self, start: int, end: int) -> list[str]:
         """Physical lines start..end of the block (relative, 1-based)."""
         if self._lines is None:
-            self._lines = self.text.split("\n")
+            self._lines = self.text.split(self.newline)
         return self._lines[start - 1 : end]
+
+    def _physical_lines(self) -> Iterator[str]:
+        """The block's physical lines, each with its newline, for the csv reader (a split is faster than iterating
+        a StringIO, which also turns every LF into a CR when lines end with CR)."""
+        self._lines = parts = self.text.split(self.newline)
+        newline = self.newline
+        lines = [line + newline for line in parts[:-1]]
+        if parts[-1]:
+            lines.append(parts[-1])
+        return iter(lines)
 
     def raw(self, start: int, end: int) -> str:
         """The record's text (physical lines start..end, relative), truncated; bad bytes shown escaped."""
-        text = "\n".join(self.physical(start, end)).rstrip("\r\n")
+        text = self.newline.join(self.physical(start, end)).rstrip("\r\n")
         text = text[: self.spec.reject_text_chars]
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
@@ -137,8 +186,9 @@ class _BlockParser:
 
     def run(self) -> Parsed:
         csv.field_size_limit(self.spec.max_record_bytes + 1)
-        lines = io.StringIO(self.text, newline="\n")
-        reader = csv.reader(lines, strict=True)
+        lines = self._physical_lines()
+        reader = csv.reader(lines, strict=True, delimiter=self.spec.delimiter, quotechar=self.spec.quote)
+        limit = self.spec.max_record_bytes
         end = skipped = 0  # skipped: lines read past the reader to finish malformed records
         while True:
             start = end + 1
@@ -153,29 +203,29 @@ class _BlockParser:
                     return self.out
                 # The reader goes on at the next line, which may be inside this record's quotes: its tail would
                 # be read as records. Skip to where quotes balance, the record end the source cuts blocks at.
-                quotes = sum(line.count('"') for line in self.physical(start, end))
+                quote = self.spec.quote
+                quotes = sum(line.count(quote) for line in self.physical(start, end))
                 while quotes % 2 and (line := next(lines, None)) is not None:
-                    quotes += line.count('"')
+                    quotes += line.count(quote)
                     skipped += 1
                     end += 1
                 self.reject(start, end, f"malformed CSV: {exc}")
                 continue
             end = reader.line_num + skipped
-            if self._too_long(row):
+            chars = sum(map(len, row))
+            if (chars + len(row)) * 4 > limit and self._too_long(row):
                 self.out.fatal = self._too_large(start)
                 return self.out
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank lines are not rows
-            self.row(row, start, end)
+            self.row(row, start, end, chars)
         self.flush()
         return self.out
 
     def _too_long(self, row: list[str]) -> bool:
-        """Fields and commas over the max in UTF-8 bytes (the csv field limit only catches one long field)."""
-        limit = self.spec.max_record_bytes
-        if (sum(map(len, row)) + len(row)) * 4 <= limit:
-            return False  # a character is at most 4 bytes: only a rare big record is encoded to be measured
-        return len(",".join(row).encode("utf-8", "surrogateescape")) > limit
+        """Fields and commas over the max in UTF-8 bytes (the csv field limit only catches one long field); the
+        caller asks only when characters x 4 (the most bytes a character takes) are over it."""
+        return len(",".join(row).encode("utf-8", "surrogateescape")) > self.spec.max_record_bytes
 
     def _too_large(self, start: int) -> str:
         return (
@@ -183,31 +233,35 @@ class _BlockParser:
             f"({self.spec.max_record_bytes} bytes); an unterminated quote?"
         )
 
-    def row(self, row: list[str], start: int, end: int) -> None:
-        """Validate from the three columns that can make a row invalid; build the document only for a real
-        import (a dry run validates the same way and builds nothing)."""
+    def row(self, row: list[str], start: int, end: int, chars: int) -> None:
+        """Validate against app.customers.rules (the API's rules) plus email and date; build the document only
+        for a real import (a dry run validates the same way and builds nothing). `chars`: the row's length."""
         if len(row) != self.width:
             return self.reject(start, end, f"expected {self.width} fields, found {len(row)}")
-        if self.bad_utf8 and any(_SURROGATE.search(value) for value in row):
-            return self.reject(start, end, "not valid UTF-8")
+        if self.bad_text and any(_SURROGATE.search(value) for value in row):
+            return self.reject(start, end, f"not valid {self.spec.label}")
         customer_id = row[self.id_column].strip()
-        if not customer_id:
-            return self.reject(start, end, "customer id is empty")
-        if len(customer_id) > MAX_ID_CHARS:
-            return self.reject(start, end, f"customer id longer than {MAX_ID_CHARS} characters")
+        # isalnum and the total length are the common case's cheap answers; the rules decide the rest
+        plain_id = customer_id.isalnum() and len(customer_id) <= ID_MAX_CHARS
+        if not plain_id and (problem := rules.id_problem(customer_id)):
+            return self.reject(start, end, problem)
+        long = chars > ABOUT_MAX_CHARS or chars - len(row[self.long_column]) > TEXT_MAX_CHARS
+        if (self.control or long) and (problem := self.field_problem(row)):
+            return self.reject(start, end, problem)
         if self.email_column is not None and (email := row[self.email_column].strip()) and not is_email(email):
             return self.reject(start, end, f"invalid email {email[:100]!r}")
         parsed = None
         if self.date_column is not None and (date := row[self.date_column].strip()):
-            parsed = parse_date(date, self.dates)
+            parsed = self.dates.get(date, _UNSEEN)
+            if parsed is _UNSEEN:
+                parsed = parse_date(date, self.dates)
             if parsed is None:
                 return self.reject(start, end, f"invalid subscription date {date[:40]!r} (expected YYYY-MM-DD)")
         line = self.first_line + start - 1
-        self.out.rows += 1
-        batch = self.batch
+        batch = self.batch  # its rows are counted when it is flushed
         batch.ids.append(customer_id)
         batch.lines.append(line)
-        if not self.spec.dry_run:  # a dry run validates but builds no documents
+        if not self.dry_run:  # a dry run validates but builds no documents
             doc: dict[str, object] = {name: value for index, name in self.values if (value := row[index].strip())}
             digest = content_hash(doc)  # of the CSV text, before the date becomes a datetime
             if parsed is not None:
@@ -216,8 +270,14 @@ class _BlockParser:
                 self.upsert(customer_id, doc, digest, line)
             else:
                 self.insert(customer_id, doc, digest, line)
-        if len(batch.ids) >= self.spec.batch_size:
+        if len(batch.ids) >= self.batch_size:
             self.flush()
+        return None
+
+    def field_problem(self, row: list[str]) -> str | None:
+        for index, name in self.values:
+            if problem := rules.text_problem(name, row[index].strip()):
+                return problem
         return None
 
     def insert(self, customer_id: str, doc: dict[str, object], digest: str, line: int) -> None:
@@ -260,6 +320,7 @@ class _BlockParser:
 
     def flush(self) -> None:
         if self.batch.ids:
+            self.out.rows += len(self.batch.ids)
             self.out.batches.append(self.batch)
             self.batch = Batch([], [], [], [])
 

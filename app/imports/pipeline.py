@@ -23,12 +23,14 @@ from pathlib import Path
 
 import msgspec
 
+from app.imports.decode import InputError
 from app.imports.jobs import JobState, JobStore
 from app.imports.ledger import RECENT, Ledger
 from app.imports.meter import Meter
 from app.imports.model import Block, ColumnMap, Mode, Outcome, ParseSpec, Status
+from app.imports.parse import parse_block
 from app.imports.sink import DrySink, Sink, WriteFailed, retry
-from app.imports.source import RecordTooLarge, read_blocks
+from app.imports.source import read_blocks
 from app.imports.workers import TAIL, parse_range
 from app.settings import Settings
 
@@ -84,6 +86,7 @@ class ImportRun:
         self.state, self.path, self.store, self.sink, self.pool = state, path, store, sink, pool
         self.settings, self.control = settings, control
         self.ledger = Ledger(state, max_rejects=settings.import_max_rejects)
+        fmt = state.csv
         self.spec = ParseSpec(
             columns,
             state.job_id,
@@ -91,6 +94,11 @@ class ImportRun:
             settings.import_max_record_bytes,
             dry_run=state.dry_run,
             mode=Mode(state.mode),
+            delimiter=fmt.delimiter,
+            quote=fmt.quote,
+            encoding="utf-8" if fmt.encoding == "utf-16" else fmt.encoding,  # UTF-16 arrives as UTF-8
+            label=fmt.encoding.upper(),
+            cr_newlines=fmt.line_ending == "CR",
         )
         self.in_flight = asyncio.Semaphore(settings.import_blocks_in_flight)
         self.workers: set[asyncio.Task[None]] = set()
@@ -139,14 +147,18 @@ class ImportRun:
 
     async def _feed(self, group: asyncio.TaskGroup) -> None:
         workers = self.workers
+        fmt = self.state.csv
         blocks = read_blocks(
             self.path,
-            start=self.state.bytes_read,
+            start=self.state.stream_offset if fmt.streamed else self.state.bytes_read,
             first_line=self.state.lines_read + 1,
             block_bytes=self.settings.import_block_bytes,
             max_record=self.settings.import_max_record_bytes,
+            limit=self.state.file_size,  # the file as it was when the job started, even if it grows
+            fmt=fmt,
+            tail=TAIL,
         )
-        failure: RecordTooLarge | None = None
+        failure: InputError | None = None
         async with contextlib.aclosing(blocks):
             try:
                 async for block in blocks:
@@ -154,13 +166,15 @@ class ImportRun:
                     if self.control.stopping():
                         self.in_flight.release()
                         break
-                    # the app drops the block's bytes (a worker reads them again from the page cache), keeping its tail
+                    # a plain file's block comes with its tail only (a worker reads it again from the page cache),
                     # to notice a file rewritten under the import
                     tail = block.data[-TAIL:]
-                    task = group.create_task(self._process(dataclasses.replace(block, data=b""), tail))
+                    if not fmt.streamed:  # a decoded block has no file offsets: its bytes go to the worker
+                        block = dataclasses.replace(block, data=b"")
+                    task = group.create_task(self._process(block, tail))
                     workers.add(task)
                     task.add_done_callback(workers.discard)
-            except RecordTooLarge as exc:
+            except InputError as exc:
                 failure = exc  # the blocks before it are complete: account for them first
         if workers:
             await asyncio.wait(workers)
@@ -170,9 +184,13 @@ class ImportRun:
     async def _process(self, block: Block, tail: bytes) -> None:
         try:
             loop = asyncio.get_running_loop()
-            parsed = await loop.run_in_executor(
-                self.pool, parse_range, str(self.path), block.start, block.end, block.first_line, tail, self.spec
-            )
+            if self.state.csv.streamed:  # decoded here, parsed there
+                parsed = await loop.run_in_executor(self.pool, parse_block, block.data, block.first_line, self.spec)
+                block = dataclasses.replace(block, data=b"")
+            else:
+                parsed = await loop.run_in_executor(
+                    self.pool, parse_range, str(self.path), block.start, block.end, block.first_line, tail, self.spec
+                )
             if parsed.fatal:
                 raise ImportFailed(parsed.fatal)
             outcome = Outcome(block, invalid=len(parsed.rejections), rejections=parsed.rejections)
@@ -229,6 +247,8 @@ class ImportRun:
             await self.checkpoint(owner=None, heartbeatAt=None)  # release: the next start resumes at once
             return Status.RUNNING
         status = Status.CANCELLED if self.control.cancel.is_set() else Status.COMPLETED
+        if status is Status.COMPLETED:  # all of it: a gzip trailer may be read after the last record's block
+            self.state.bytes_read = self.state.file_size
         await self._finish(status)
         return status
 
@@ -236,7 +256,7 @@ class ImportRun:
         if isinstance(exc, LeaseLost):
             log.warning("%s; stopped writing", exc)
             return Status.RUNNING
-        if not isinstance(exc, ImportFailed | RecordTooLarge | WriteFailed):
+        if not isinstance(exc, ImportFailed | InputError | WriteFailed):
             log.error("import %s failed unexpectedly", self.state.job_id, exc_info=exc)
         await self._finish(Status.FAILED, str(exc) or exc.__class__.__name__)
         return Status.FAILED

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from app.imports.files import ImportableFile
 from app.imports.jobs import JobState
-from app.imports.model import Mode, Status
+from app.imports.model import CsvFormat, Mode, Status
+
+Field = Literal[
+    "customerId",
+    "firstName",
+    "lastName",
+    "company",
+    "city",
+    "country",
+    "phone1",
+    "phone2",
+    "email",
+    "subscriptionDate",
+    "website",
+    "about",
+]
+ColumnName = Annotated[str, Meta(min_length=1, max_length=256)]
 
 
 class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -34,6 +50,28 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     ] = Mode.INSERT
     dry_run: bool = msgspec.field(default=False)
     """Read, parse and validate the whole file and report the counters, writing no customers."""
+    delimiter: Annotated[
+        Literal[",", ";", "\t", "|", "auto"],
+        Meta(description="field separator; auto: the one that splits the header into the most columns"),
+    ] = "auto"
+    encoding: Annotated[
+        Literal["utf-8", "cp1252", "latin-1", "utf-16", "auto"],
+        Meta(description="auto: a BOM, else UTF-8 if the first MiB is valid UTF-8, else cp1252"),
+    ] = "utf-8"
+    quote: Annotated[
+        str, Meta(min_length=1, max_length=1, pattern=r"^[!-/:-@\[-`{-~]$", description="quote character (ASCII)")
+    ] = '"'
+    columns: (
+        Annotated[dict[ColumnName, Field], Meta(max_length=64, description="header name -> customer field")] | None
+    ) = None
+
+    def __post_init__(self) -> None:
+        if self.quote == self.delimiter:
+            raise ValueError(f"quote and delimiter are both {self.quote!r}")
+
+    def csv_format(self) -> CsvFormat:
+        """What to read the file with; `auto` values are detected from the file when the job starts."""
+        return CsvFormat(self.delimiter, self.encoding, self.quote, "auto", None, self.columns or {})
 
 
 class ResumeRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -43,7 +81,7 @@ class ResumeRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
 
 class Progress(msgspec.Struct, rename="camel"):
-    """A job's snapshot; `percent` is by bytes and exactly 100 when COMPLETED."""
+    """A job's snapshot; `percent` is by bytes of the file (compressed bytes for gzip), exactly 100 when COMPLETED."""
 
     status: Status
     job_id: str | None = None
@@ -52,6 +90,7 @@ class Progress(msgspec.Struct, rename="camel"):
     mode: str | None = None
     dry_run: bool = False
     batch_size: int | None = None
+    csv: CsvFormat | None = None
     bytes_read: int = 0
     percent: float = 0.0
     rows_processed: int = 0
@@ -94,6 +133,7 @@ class Progress(msgspec.Struct, rename="camel"):
             mode=state.mode,
             dry_run=state.dry_run,
             batch_size=state.batch_size,
+            csv=state.csv,
             bytes_read=state.bytes_read,
             percent=round(fraction * 100, 2),
             rows_processed=state.rows_processed,

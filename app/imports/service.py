@@ -21,15 +21,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.db import CUSTOMERS
 from app.errors import Conflict, ImportFileError, ImportRunning, NotFound
+from app.imports.decode import InputError
 from app.imports.files import ImportableFile, list_files
 from app.imports.history import recent_jobs
 from app.imports.jobs import JobState, JobStore, now
-from app.imports.model import ColumnMap, Mode, Status
+from app.imports.model import ColumnMap, CsvFormat, Mode, Status
 from app.imports.parse import HeaderError, map_header
 from app.imports.pipeline import Control, ImportRun
 from app.imports.schemas import ImportRequest
 from app.imports.sink import DrySink, Sink
-from app.imports.source import RecordTooLarge, file_identity, read_header
+from app.imports.source import file_identity, inspect
 from app.imports.workers import parser_pool, warm_up
 from app.settings import Settings
 
@@ -65,7 +66,7 @@ class ImportService:
 
     async def start(self, request: ImportRequest) -> JobState:
         path = self.resolve(request.file_path)
-        columns, header_end, header_lines = await self._read_header(path)
+        fmt, columns, header_end, header_lines = await self._read_header(path, request.csv_format())
         identity = await file_identity(path)
         state = JobState(
             job_id=uuid.uuid4().hex,
@@ -77,7 +78,9 @@ class ImportService:
             dry_run=request.dry_run,
             batch_size=request.batch_size or self.settings.import_batch_size,
             ignored_columns=list(columns.ignored),
-            bytes_read=header_end,
+            csv=fmt,
+            bytes_read=0 if fmt.streamed else header_end,
+            stream_offset=header_end if fmt.streamed else 0,
             lines_read=header_lines,
             owner=self.instance_id,
             heartbeat_at=now(),
@@ -115,7 +118,7 @@ class ImportService:
                     f"import job {job_id} is {target.status}; only FAILED or CANCELLED jobs resume", jobId=job_id
                 )
         path = Path(target.file_path)
-        columns, _, _ = await self._read_header(path)
+        _, columns, _, _ = await self._read_header(path, target.csv)
         await self._check_unchanged(target, path)
         state = await self.store.reopen(target.job_id, self.instance_id)
         log.info("import %s resumed at byte %d", state.job_id, state.bytes_read)
@@ -182,11 +185,16 @@ class ImportService:
             raise ImportFileError(f"{name} is not readable")
         return path
 
-    async def _read_header(self, path: Path) -> tuple[ColumnMap, int, int]:
+    async def _read_header(self, path: Path, wanted: CsvFormat) -> tuple[CsvFormat, ColumnMap, int, int]:
+        """The format (detected where `wanted` says auto) and the header; a resumed job passes its stored format."""
         try:
-            header = await read_header(path, self.settings.import_max_record_bytes)
-            return map_header(header.record), header.end, header.lines
-        except (HeaderError, RecordTooLarge) as exc:
+            fmt, header = await inspect(path, wanted, self.settings.import_max_record_bytes)
+            codec = "utf-8" if fmt.encoding == "utf-16" else fmt.encoding
+            columns = map_header(
+                header.record, encoding=codec, delimiter=fmt.delimiter, quote=fmt.quote, columns=fmt.columns
+            )
+            return fmt, columns, header.end, header.lines
+        except (HeaderError, InputError) as exc:
             raise ImportFileError(f"{path.name}: {exc}") from None
         except OSError as exc:
             raise ImportFileError(f"{path.name}: cannot be read ({exc.strerror})") from None
@@ -259,7 +267,7 @@ class ImportService:
             return None
         path = Path(state.file_path)
         try:
-            columns, _, _ = await self._read_header(path)
+            _, columns, _, _ = await self._read_header(path, state.csv)
             await self._check_unchanged(state, path)
         except ImportFileError as exc:
             await self.store.finish(state, Status.FAILED, exc.detail)

@@ -1,12 +1,18 @@
-"""Reads a CSV file with aiofiles and cuts it into record-aligned blocks with byte offsets. Knows no columns.
+"""Reads a CSV file and cuts it into record-aligned blocks with offsets. Knows no columns.
 
-A record ends at a newline outside quotes. RFC 4180 escapes a quote inside a quoted field by doubling
-it, so "outside quotes" is "an even number of quote bytes since the last record boundary": bytes.count
-and rfind do the work in C, one await per block, never one per line.
+A record ends at a newline (LF, or CR in a CR-only file) outside quotes. RFC 4180 escapes a quote inside a
+quoted field by doubling it, so "outside quotes" is "an even number of quote bytes since the last record
+boundary": bytes.count and rfind do the work in C, one await per block, never one per line. This holds for
+every encoding read here: UTF-8, cp1252 and latin-1 spell the quote, delimiter, CR and LF as their ASCII
+bytes, never inside another character; UTF-16 and gzip are decoded first, in one place (app/imports/decode.py),
+and the blocks are cut from the decoded (UTF-8) stream. Offsets are file offsets, or offsets in the decoded
+stream for those ("streamed") files.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,13 +21,17 @@ from pathlib import Path
 import aiofiles
 import aiofiles.os
 
-from app.imports.model import Block
+from app.imports import dialect
+from app.imports.decode import GZIP_MAGIC, Decoder, InputError, read_decoded
+from app.imports.model import Block, CsvFormat
 
 BOM = b"\xef\xbb\xbf"
 QUOTE, NEWLINE = b'"', b"\n"
+PROBE_BYTES = 1 << 20  # the start of the file that auto detection reads
+AUTO = "auto"
 
 
-class RecordTooLarge(Exception):
+class RecordTooLarge(InputError):
     """A record grew past the limit: almost always an unterminated quote swallowing the rest of the file."""
 
     def __init__(self, line: int, offset: int, limit: int):
@@ -32,72 +42,154 @@ class RecordTooLarge(Exception):
         self.line, self.offset = line, offset
 
 
+class UnterminatedQuote(InputError):
+    """The file ends inside a quoted field: the quote opened on the record's first line is never closed."""
+
+    def __init__(self, line: int, offset: int):
+        super().__init__(
+            f"line {line}: a quote opened in the record starting here (byte offset {offset}) is never closed; "
+            f"the rows before line {line} are imported, none from it on"
+        )
+        self.line, self.offset = line, offset
+
+
 @dataclass(frozen=True, slots=True)
 class Header:
     record: bytes  # the first record, BOM stripped
-    end: int  # byte offset where the data records start
+    end: int  # offset where the data records start
     lines: int  # physical lines the header spans
 
 
-def last_record_end(buf: bytes) -> int:
-    """Index just after the last newline that is outside quotes, or -1 if there is none."""
-    total = buf.count(QUOTE)
+def last_record_end(buf: bytes, quote: bytes = QUOTE, newline: bytes = NEWLINE, before: int = 0) -> int:
+    """Index just after the last newline that is outside quotes, or -1 if there is none. `before`: quotes of
+    the record `buf` starts inside (0: buf starts at a record boundary)."""
+    total = before + buf.count(quote)
     pos, after = len(buf), 0
-    while (newline := buf.rfind(NEWLINE, 0, pos)) >= 0:
-        after += buf.count(QUOTE, newline, pos)
+    while (found := buf.rfind(newline, 0, pos)) >= 0:
+        after += buf.count(quote, found, pos)
         if (total - after) % 2 == 0:
-            return newline + 1
-        pos = newline
+            return found + 1
+        pos = found
     return -1
 
 
-def first_record_end(buf: bytes) -> int:
+def first_record_end(buf: bytes, quote: bytes = QUOTE, newline: bytes = NEWLINE) -> int:
     """Index just after the first newline that is outside quotes, or -1 if there is none."""
-    pos, quotes = 0, 0
-    while (newline := buf.find(NEWLINE, pos)) >= 0:
-        quotes += buf.count(QUOTE, pos, newline)
-        if quotes % 2 == 0:
-            return newline + 1
-        pos = newline + 1
-    return -1
+    return dialect.record_end(buf, quote, newline)
 
 
 async def read_header(path: Path, max_record: int) -> Header:
-    async with aiofiles.open(path, "rb") as file:
-        head = await file.read(max_record + len(BOM) + 1)
-    skip = len(BOM) if head.startswith(BOM) else 0
-    end = first_record_end(head[skip:])
+    """The header of a plain UTF-8, comma, LF/CRLF file (the format every test file has)."""
+    return (await inspect(path, CsvFormat(), max_record))[1]
+
+
+async def inspect(path: Path, wanted: CsvFormat, max_record: int) -> tuple[CsvFormat, Header]:
+    """Resolve the format (`auto` encoding, delimiter and line ending detected; gzip by its magic bytes or name)
+    and read the header. Raises HeaderError, RecordTooLarge, InputError or OSError."""
+    return await asyncio.to_thread(_inspect, path, wanted, max_record)
+
+
+def _inspect(path: Path, wanted: CsvFormat, max_record: int) -> tuple[CsvFormat, Header]:
+    size = max(PROBE_BYTES, max_record + len(BOM) + 1)
+    with path.open("rb") as file:
+        gzip = file.read(2) == GZIP_MAGIC or path.name.lower().endswith(".gz")
+        file.seek(0)
+        head = read_decoded(file, size, gzip=gzip, utf16=False)
+        encoding = wanted.encoding
+        if encoding == AUTO:
+            probe = head[:PROBE_BYTES]
+            encoding = dialect.detect_encoding(probe, complete=len(head) < size and len(probe) == len(head))
+        if encoding == "utf-16":
+            file.seek(0)
+            head = read_decoded(file, size, gzip=gzip, utf16=True)
+    skip = len(BOM) if encoding == "utf-8" and head.startswith(BOM) else 0
+    body, quote = head[skip:], wanted.quote.encode()
+    line_ending = wanted.line_ending
+    if line_ending == AUTO:
+        line_ending = dialect.detect_line_ending(body, quote)
+    newline = b"\r" if line_ending == "CR" else b"\n"
+    end = first_record_end(body, quote, newline)
     if end < 0:
-        if len(head) > max_record + skip:
+        if len(body) > max_record:
             raise RecordTooLarge(1, 0, max_record)
-        end = len(head) - skip  # a file that is only a header
-    record = head[skip : skip + end]
-    return Header(record=record, end=skip + end, lines=record.count(NEWLINE))
+        end = len(body)  # a file that is only a header
+    record, codec = body[:end], "utf-8" if encoding == "utf-16" else encoding
+    delimiter = wanted.delimiter
+    if delimiter == AUTO:
+        delimiter = dialect.sniff_delimiter(dialect.first_records(body, quote, newline), codec, wanted.quote)
+    dialect.check_delimiter(record, encoding=codec, delimiter=delimiter, quote=wanted.quote)
+    chosen = CsvFormat(delimiter, encoding, wanted.quote, line_ending, "gzip" if gzip else None, wanted.columns)
+    return chosen, Header(record=record, end=skip + end, lines=record.count(newline))
+
+
+async def _file_chunks(path: Path, start: int, size: int, limit: int | None) -> AsyncIterator[tuple[bytes, int]]:
+    async with aiofiles.open(path, "rb") as file:
+        await file.seek(start)
+        pos = start
+        while (want := size if limit is None else min(size, limit - pos)) > 0 and (chunk := await file.read(want)):
+            pos += len(chunk)
+            yield chunk, pos
+
+
+async def _decoded_chunks(
+    path: Path, start: int, size: int, limit: int | None, fmt: CsvFormat
+) -> AsyncIterator[tuple[bytes, int]]:
+    """The decoded stream from offset `start`: decoded again from the file's start, the first bytes dropped."""
+    with path.open("rb") as file:
+        decoder = Decoder(file, gzip=fmt.compression == "gzip", utf16=fmt.encoding == "utf-16", chunk=size, limit=limit)
+        skip = start
+        while data := await asyncio.to_thread(decoder.read):
+            if skip >= len(data):
+                skip -= len(data)
+                continue
+            data, skip = data[skip:], 0
+            yield data, decoder.pos
 
 
 async def read_blocks(
-    path: Path, *, start: int, first_line: int, block_bytes: int, max_record: int, first_index: int = 0
+    path: Path,
+    *,
+    start: int,
+    first_line: int,
+    block_bytes: int,
+    max_record: int,
+    first_index: int = 0,
+    limit: int | None = None,
+    fmt: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
+    tail: int | None = None,
 ) -> AsyncIterator[Block]:
-    """Blocks of complete records from byte `start` (a record boundary at physical line `first_line`)."""
-    carry, offset, line, index = b"", start, first_line, first_index
-    async with aiofiles.open(path, "rb") as file:
-        await file.seek(start)
-        while chunk := await file.read(block_bytes):
-            buf = carry + chunk if carry else chunk
-            cut = last_record_end(buf)
+    """Blocks of complete records from offset `start` (a record boundary at physical line `first_line`), never
+    reading the file past byte `limit` (its size when the job started). With `tail`, a plain file's block
+    carries only its last `tail` bytes as `data` (the caller reads it again by offsets): no megabyte is copied."""
+    streamed, quote, newline = fmt.streamed, fmt.quote.encode(), fmt.newline
+    if streamed:
+        chunks = _decoded_chunks(path, start, block_bytes, limit, fmt)
+    else:
+        chunks = _file_chunks(path, start, block_bytes, limit)
+    keep = streamed or tail is None
+    carry, offset, line, index, file_end = b"", start, first_line, first_index, None
+    async with contextlib.aclosing(chunks):
+        async for chunk, read_to in chunks:
+            file_end = read_to if streamed else None
+            cut = last_record_end(chunk, quote, newline, before=carry.count(quote))  # carry: a record's start
             if cut < 0:
-                if len(buf) > max_record:
+                carry += chunk
+                if len(carry) > max_record:
                     raise RecordTooLarge(line, offset, max_record)
-                carry = buf
                 continue
-            data, carry = buf[:cut], buf[cut:]
-            lines = data.count(NEWLINE)
-            yield Block(index, offset, offset + cut, line, lines, data)
-            index, offset, line = index + 1, offset + cut, line + lines
+            size, lines = len(carry) + cut, carry.count(newline) + chunk.count(newline, 0, cut)
+            if keep:
+                data = carry + chunk[:cut]
+            else:
+                data = chunk[cut - tail : cut] if cut >= tail else (carry + chunk[:cut])[-tail:]  # type: ignore[operator]
+            yield Block(index, offset, offset + size, line, lines, data, file_end)
+            index, offset, line, carry = index + 1, offset + size, line + lines, chunk[cut:]
             if len(carry) > max_record:
                 raise RecordTooLarge(line, offset, max_record)
-    if carry:  # the last record may lack a newline
-        yield Block(index, offset, offset + len(carry), line, carry.count(NEWLINE), carry)
+    if carry:  # the last record may lack a newline, but not a closing quote
+        if carry.count(quote) % 2:
+            raise UnterminatedQuote(line, offset)
+        yield Block(index, offset, offset + len(carry), line, carry.count(newline), carry, file_end)
 
 
 async def file_identity(path: Path, sample: int = 1_048_576) -> dict[str, object]:

@@ -84,7 +84,7 @@ def write_hostile_csv(path: Path, rows: int = 10_000) -> Hostile:
         elif kind == 53:
             text, reason = _row(i, cid).replace('"Acme, ""Best"" Inc"', '"Acme"x'), "malformed CSV"
         elif kind == 61:
-            text, reason = _row(i, "Z" * 300), "customer id longer than 256"
+            text, reason = _row(i, "Z" * 300), "customer id longer than 64"  # the API's limit (customers/rules.py)
         else:
             if kind in (31, 131):
                 records += [b"", b"   "]  # blank lines are not rows

@@ -14,6 +14,7 @@ from bson.codec_options import CodecOptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.customers import rules
 from app.customers.document import KEYS
 from app.imports.model import Parsed, ParseSpec
 from app.imports.parse import HeaderError, content_hash, map_header, parse_block
@@ -425,7 +426,7 @@ def test_a_record_over_the_max_is_fatal_naming_its_line(record: bytes) -> None:
 @pytest.mark.parametrize(
     ("field", "max_record"),
     [
-        (b"x" * 300 * 1024, MIB),  # more than the csv module's default field limit (128 KiB)
+        (b"x" * 100_000, MIB),  # the longest about text; csv's field limit follows the record limit
         (b"y" * 1000, 1024),
         ("é".encode() * 500, 1024),
     ],
@@ -434,6 +435,71 @@ def test_a_record_within_the_max_parses(field: bytes, max_record: int) -> None:
     parse(b'Customer Id,About\nC0,"' + b"z" * 100 + b'"\n', max_record=128)  # a lower limit set before
     parsed = parse(b'Customer Id,About\nC1,"' + field + b'"\n', max_record=max_record)
     assert customers(parsed) == [{"_id": "C1", "about": field.decode()}]
+
+
+# ---- the API's rules (app/customers/rules.py) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("a/b,Ann,x", "customer id 'a/b' has whitespace, a control character, / ? # %"),
+        ("a?b,Ann,x", "customer id 'a?b' has"),
+        ("a#b,Ann,x", "customer id 'a#b' has"),
+        ("a%2Fb,Ann,x", "customer id 'a%2Fb' has"),
+        ('"a b",Ann,x', "customer id 'a b' has"),
+        ("a\x00b,Ann,x", "customer id 'a\\x00b' has"),
+        ("a\x1bb,Ann,x", "customer id 'a\\x1bb' has"),
+        ("..,Ann,x", "customer id '..' has"),
+        (".,Ann,x", "customer id '.' has"),
+        ("I" * 65 + ",Ann,x", "customer id longer than 64 characters"),
+        ("C1," + "n" * 257 + ",x", "firstName longer than 256 characters"),
+        ("C1,Ann," + "a" * 100_001, "about longer than 100000 characters"),
+        ("C1,A\x00nn,x", "firstName contains a control character"),
+        ("C1,Ann,x\x07y", "about contains a control character"),
+        ("C1,Ann,x\u0085y", "about contains a control character"),
+    ],
+)
+def test_a_row_the_api_would_refuse_is_rejected_with_its_reason(row: str, reason: str) -> None:
+    parsed = parse(b"Customer Id,First Name,About\nOK1,Ann,x\n" + row.encode() + b"\n", max_record=MIB)
+    assert customers(parsed) == [{"_id": "OK1", "firstName": "Ann", "about": "x"}]
+    assert [(r.line, r.reason[: len(reason)]) for r in parsed.rejections] == [(3, reason)]
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_control_bytes_are_found_in_single_byte_encodings(encoding: str) -> None:
+    spec = ParseSpec(map_header(b"Customer Id,About\n"), JOB, 100, MIB, encoding=encoding)
+    data = "C1,caf\u00e9\nC2,a\x01b\n".encode(encoding) + (b"C3,a\x85b\n" if encoding == "latin-1" else b"")
+    parsed = parse_block(data, 2, spec)
+    assert [doc["_id"] for doc in documents(parsed)] == ["C1"]
+    assert [r.reason for r in parsed.rejections] == ["about contains a control character"] * (
+        2 if encoding == "latin-1" else 1
+    )
+
+
+def test_ids_tabs_and_newlines_the_api_accepts_are_stored() -> None:
+    ids = [
+        "a.b",
+        "a+b",
+        "a&b",
+        "a=b",
+        "a:b",
+        "a@b",
+        "a!b",
+        "a$b",
+        "a;b",
+        "a'b",
+        "(a)",
+        "a~b",
+        "\u00e9t\u00e9",
+        "\U0001f642",
+        "...",
+    ]
+    body = "".join(f'"{i}",Ann,"x\ty\nz"\n' for i in ids).encode()
+    parsed = parse(b"Customer Id,First Name,About\n" + body, max_record=MIB)
+    assert parsed.rejections == []
+    assert [doc["_id"] for doc in customers(parsed)] == ids
+    assert {doc["about"] for doc in customers(parsed)} == {"x\ty\nz"}
 
 
 # ---- property: csv.writer -> read_blocks -> parse_block gives the values back --------------------------
@@ -448,8 +514,9 @@ def csv_files(draw: st.DrawFn) -> tuple[str, list[tuple[str, ...]]]:
     terminator = draw(st.sampled_from(["\r\n", "\n"]))
     # csv.writer quotes a lone CR only when the line terminator contains one
     text = st.text(st.characters(codec="utf-8", exclude_characters="\r" if terminator == "\n" else ""), max_size=30)
-    value = text.filter(lambda value: value == value.strip())
-    rows = draw(st.lists(st.tuples(value.filter(bool), value, value, value, value), max_size=15))
+    value = text.filter(lambda value: value == value.strip() and not rules.has_control(value))
+    customer_id = value.filter(lambda value: rules.id_problem(value) is None)
+    rows = draw(st.lists(st.tuples(customer_id, value, value, value, value), max_size=15))
     return terminator, rows
 
 

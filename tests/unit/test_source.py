@@ -16,6 +16,7 @@ from app.imports.source import RecordTooLarge, first_record_end, last_record_end
 
 DATA = Path(__file__).parents[1] / "data"
 FILES = sorted(path.name for path in DATA.glob("*.csv"))
+UNTERMINATED = ("unterminated_quote.csv", "malformed.csv")  # a quote opened and never closed
 MIB = 1_048_576
 
 
@@ -112,7 +113,7 @@ async def test_a_header_longer_than_the_max_is_too_large(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("block_bytes", [1, 2, 7, 16, 64, 4096])
-@pytest.mark.parametrize("name", [name for name in FILES if name != "unterminated_quote.csv"])
+@pytest.mark.parametrize("name", [name for name in FILES if name not in UNTERMINATED])
 async def test_blocks_cover_the_file_from_start_at_record_boundaries(name: str, block_bytes: int) -> None:
     path = DATA / name
     header = await read_header(path, 4096)

@@ -1,0 +1,319 @@
+"""Real-world CSV files through the API (issue 13) and the file as it was when the job started (issue 12, 5 and 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from litestar.testing import AsyncTestClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.imports.jobs import JobState, JobStore
+from app.imports.model import Batch, CsvFormat, Status, Written
+from app.imports.parse import map_header
+from app.imports.pipeline import Control, ImportRun
+from app.imports.sink import DrySink
+from app.imports.source import file_identity, inspect, read_header
+from app.imports.workers import parser_pool
+from app.settings import Settings
+from tests.conftest import with_settings
+from tests.integration.test_import import HEADER, good_row, start, wait_done, write
+
+COLUMNS = ["Customer Id", "First Name", "Last Name", "Company", "City", "Email", "About Customer"]
+ENDINGS = {"LF": "\n", "CRLF": "\r\n", "CR": "\r"}
+
+
+def customers(emoji: bool) -> list[dict[str, str]]:
+    """Rows whose text must come back intact: every delimiter and a quote inside fields, é ß ø, emoji, newlines."""
+    smile = "\U0001f642" if emoji else ""
+    return [
+        {
+            "customerId": f"C{i}",
+            "firstName": f"Zoë{smile}",
+            "lastName": "Straße",
+            "company": 'Ørsted, "Wind"; A|S\tDK',
+            "city": "København",
+            "email": f"zoe{i}@example.dk",
+            "about": f"line one é ß ø{smile}\nline two",
+        }
+        for i in range(1, 41)
+    ]
+
+
+def csv_text(rows: list[dict[str, str]], delimiter: str, ending: str, *, invalid: bool = True) -> str:
+    def quoted(value: str) -> str:
+        return '"' + value.replace('"', '""') + '"'
+
+    lines = [delimiter.join(COLUMNS)]
+    lines += [delimiter.join(quoted(row[key]) for key in rows[0]) for row in rows]
+    if invalid:
+        lines.append(delimiter.join(["X1", "Bad", "Email", "Co", "City", "not-an-email", "x"]))
+    return ending.join(lines) + ending
+
+
+async def assert_imported(client: AsyncTestClient, rows: list[dict[str, str]], progress: dict[str, Any]) -> None:
+    assert progress["status"] == "COMPLETED", progress
+    assert (progress["rowsInserted"], progress["rowsInvalid"]) == (len(rows), 1), progress
+    for row in rows:
+        got = (await client.get(f"/customers/{quote(row['customerId'])}")).json()
+        assert {key: got.get(key) for key in row} == row
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252", "latin-1", "utf-16"])
+async def test_every_encoding_delimiter_and_line_ending_imports_exactly(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, encoding: str, delimiter: str, ending: str
+) -> None:
+    rows = customers(emoji=encoding.startswith("utf"))
+    path = import_dir / f"matrix-{encoding}.csv"
+    path.write_bytes(csv_text(rows, delimiter, ENDINGS[ending]).encode(encoding))
+    asked = "latin-1" if encoding == "latin-1" else "auto"  # auto reads a Latin-1 file as cp1252: say it
+    job = await start(client, path.name, encoding=asked)  # the delimiter is sniffed (the default)
+    assert job["csv"] == {
+        "delimiter": delimiter,
+        "encoding": encoding,
+        "quote": '"',
+        "lineEnding": ending,
+        "compression": None,
+        "columns": {},
+    }
+    await assert_imported(client, rows, await wait_done(client))
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252", "utf-16"])
+async def test_a_gzip_file_is_decompressed_as_a_stream(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, encoding: str
+) -> None:
+    rows = customers(emoji=encoding != "cp1252")
+    path = import_dir / f"packed-{encoding}.csv.gz"
+    path.write_bytes(gzip.compress(csv_text(rows, ";", "\r\n").encode(encoding)))
+    job = await start(client, path.name, encoding="auto", delimiter=";")
+    assert (job["csv"]["compression"], job["csv"]["encoding"], job["csv"]["lineEnding"]) == ("gzip", encoding, "CRLF")
+    progress = await wait_done(client)
+    await assert_imported(client, rows, progress)
+    assert progress["bytesRead"] == progress["fileSize"] == path.stat().st_size
+    assert progress["percent"] == 100
+
+
+async def test_gzip_magic_bytes_are_enough(client: AsyncTestClient, db: AsyncDatabase, import_dir: Path) -> None:
+    rows = customers(emoji=True)
+    path = import_dir / "no-suffix.csv"
+    path.write_bytes(gzip.compress(csv_text(rows, ",", "\n").encode()))
+    assert (await start(client, path.name))["csv"]["compression"] == "gzip"
+    await assert_imported(client, rows, await wait_done(client))
+
+
+async def test_a_mapped_header_imports_a_file_without_a_recognisable_id(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    path = write(import_dir / "mapped.csv", ["Cust #,Given,Family,Mail,Shoe size,First Name", "K1,Ann,Lee,a@b.c,38,X"])
+    columns = {"Cust #": "customerId", "Given": "firstName", "Family": "lastName", "Mail": "email"}
+    refused = await client.post("/import/sync", json={"filePath": path.name})
+    assert refused.status_code == 400 and "no customer id column" in refused.json()["detail"]
+    job = await start(client, path.name, columns=columns)
+    assert job["csv"]["columns"] == columns
+    assert job["ignoredColumns"] == ["Shoe size", "First Name"]  # a mapped field wins over a recognised name
+    assert (await wait_done(client))["rowsInserted"] == 1
+    got = (await client.get("/customers/K1")).json()
+    assert (got["firstName"], got["lastName"], got["email"]) == ("Ann", "Lee", "a@b.c")
+
+
+@pytest.mark.parametrize(
+    ("options", "content"),
+    [
+        ({"delimiter": ";"}, b"Customer Id;Name\r\nC1;Ann\r\nC2;Bob\r\n"),
+        ({"encoding": "cp1252"}, "Customer Id,Name\nC1,Zoë\nC2,Bob\n".encode("cp1252")),
+        ({"encoding": "utf-16"}, "Customer Id\tName\nC1\tZoë\nC2\tBob\n".encode("utf-16")),
+        ({"quote": "'"}, b"Customer Id,Name\nC1,'Ann, Lee'\nC2,'Bob ''B'''\n"),
+        ({"columns": {"Key": "customerId"}}, b"Key,Name\rC1,Ann\rC2,Bob\r"),
+        ({"encoding": "auto", "delimiter": "auto"}, gzip.compress("Customer Id|Name\nC1|Zoë\nC2|Bob\n".encode())),
+    ],
+)
+async def test_the_dry_run_takes_each_option(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, options: dict[str, Any], content: bytes
+) -> None:
+    path = import_dir / "dry.csv"
+    path.write_bytes(content)
+    await start(client, path.name, dryRun=True, **options)
+    progress = await wait_done(client)
+    assert (progress["status"], progress["rowsInserted"], progress["rowsInvalid"]) == ("COMPLETED", 2, 0), progress
+    assert await db.customers.count_documents({}) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "content", "fragment"),
+    [
+        (
+            {"delimiter": ","},
+            b"Customer Id;Name\nC1;Ann\n",
+            "does not split under the delimiter ',' but does under ';'",
+        ),
+        ({}, "Customer Id,Name\n".encode("utf-16"), "cannot be read as utf-8"),
+        ({"delimiter": ";", "quote": ";"}, b"Customer Id;Name\n", "quote and delimiter are both ';'"),
+        ({"columns": {"Name": "shoeSize"}}, b"Customer Id,Name\n", "shoeSize"),
+        ({"columns": {"Nom": "firstName"}}, b"Customer Id,Name\n", "which the header does not have"),
+        ({"encoding": "ebcdic"}, b"Customer Id,Name\n", "ebcdic"),
+        ({"delimiter": ":"}, b"Customer Id:Name\n", ":"),
+        ({"quote": "ab"}, b"Customer Id,Name\n", ""),
+        ({}, gzip.compress(b"Customer Id,Name\n" + b"C1,Ann\n" * 5000)[:-30], "gzip stream ends early"),
+        ({}, b"\x1f\x8bCustomer Id,Name\n", "not a valid gzip stream"),
+    ],
+)
+async def test_unreadable_or_contradictory_settings_are_a_400_before_any_job(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, body: dict[str, Any], content: bytes, fragment: str
+) -> None:
+    path = import_dir / "refused.csv"
+    path.write_bytes(content)
+    response = await client.post("/import/sync", json={"filePath": path.name, **body})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert fragment in response.text
+    assert await db.import_state.count_documents({}) == 0
+
+
+async def test_an_unterminated_quote_fails_the_job_naming_its_line_and_loses_nothing_silently(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    """Issue 12, item 5: the 1,999-row file of the report, its broken quote on line 3."""
+    rows = [good_row(i) for i in range(1, 2000)]
+    rows[1] = rows[1].replace('"Likes tea"', '"Likes tea')
+    path = write(import_dir / "broken-quote.csv", [HEADER, *rows])
+    await start(client, path.name)
+    progress = await wait_done(client)
+    assert progress["status"] == "FAILED", progress
+    assert progress["error"].startswith("line 3: a quote opened in the record starting here")
+    assert (
+        (progress["rowsProcessed"], progress["rowsInserted"]) == (1, 1) == (1, await db.customers.count_documents({}))
+    )
+    assert (await client.post("/import/resume")).status_code == 202  # resumed: the same end, nothing counted twice
+    again = await wait_done(client)
+    assert (again["status"], again["error"], again["attempts"]) == ("FAILED", progress["error"], 2)
+    assert (again["rowsProcessed"], again["rowsInserted"], again["bytesRead"]) == (1, 1, progress["bytesRead"])
+
+
+class HeldSink(DrySink):
+    """A dry sink whose writes wait until the test lets them go, once `hold()` is true (by default at once)."""
+
+    def __init__(self, hold: Callable[[], bool] = lambda: True) -> None:
+        self.writing, self.release = asyncio.Event(), asyncio.Event()
+        self.hold = hold
+
+    async def write(self, batch: Batch) -> Written:
+        if not self.hold():
+            return await super().write(batch)
+        self.writing.set()
+        await self.release.wait()
+        return await super().write(batch)
+
+
+async def test_a_file_appended_to_during_the_import_is_read_only_up_to_its_size_at_the_start(
+    db: AsyncDatabase, import_dir: Path, settings: Settings
+) -> None:
+    """Issue 12, item 6: the rows appended while the first block is being written are not imported."""
+    settings = with_settings(settings, import_block_bytes=4096, import_blocks_in_flight=1)
+    path = write(import_dir / "growing.csv", [HEADER, *(good_row(i) for i in range(1, 201))])
+    header, identity = await read_header(path, settings.import_max_record_bytes), await file_identity(path)
+    state = JobState(
+        job_id=uuid.uuid4().hex,
+        status=Status.RUNNING,
+        file_path=str(path),
+        file_size=int(identity["size"]),
+        file_identity=identity,
+        mode="insert",
+        batch_size=50,
+        dry_run=True,
+        bytes_read=header.end,
+        lines_read=header.lines,
+        owner="test",
+    )
+    store, sink, pool = JobStore(db), HeldSink(), parser_pool(1)
+    await store.claim_new(state)
+    run = ImportRun(
+        state,
+        path,
+        map_header(header.record),
+        store=store,
+        sink=sink,
+        pool=pool,
+        settings=settings,
+        control=Control.new(),
+    )
+    try:
+        task = asyncio.create_task(run.run())
+        await sink.writing.wait()
+        with path.open("ab") as file:
+            file.write(("\n".join(good_row(i) for i in range(201, 301)) + "\n").encode())
+        sink.release.set()
+        assert await task == Status.COMPLETED
+    finally:
+        pool.shutdown()
+    assert (state.rows_processed, state.bytes_read) == (200, state.file_size)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "delimiter", "ending", "packed"), [("cp1252", ";", "\r", False), ("utf-16", "\t", "\r\n", True)]
+)
+async def test_a_cancelled_job_resumes_with_its_stored_format_to_exact_counts(
+    db: AsyncDatabase, import_dir: Path, settings: Settings, encoding: str, delimiter: str, ending: str, packed: bool
+) -> None:
+    settings = with_settings(settings, import_block_bytes=2048, import_blocks_in_flight=1)
+    lines = [delimiter.join(["Customer Id", "First Name", "About"])]
+    lines += [delimiter.join([f"C{i}", "Zoë", f'"Straße{delimiter} ø{ending}end"']) for i in range(1, 301)]
+    lines.append(delimiter.join(["C0", "Bad", "not\udc81cp1252" if encoding == "cp1252" else "x\x07y"]))
+    data = ending.join(lines).encode(encoding, "surrogateescape") + ending.encode(encoding)
+    path = import_dir / f"resume-{encoding}.csv"
+    path.write_bytes(gzip.compress(data) if packed else data)
+    fmt, header = await inspect(path, CsvFormat("auto", "auto", '"', "auto"), settings.import_max_record_bytes)
+    assert (fmt.encoding, fmt.delimiter, fmt.compression) == (encoding, delimiter, "gzip" if packed else None)
+    identity = await file_identity(path)
+    state = JobState(
+        job_id=uuid.uuid4().hex,
+        status=Status.RUNNING,
+        file_path=str(path),
+        file_size=int(identity["size"]),
+        file_identity=identity,
+        mode="insert",
+        batch_size=50,
+        dry_run=True,
+        csv=fmt,
+        bytes_read=0 if fmt.streamed else header.end,
+        stream_offset=header.end if fmt.streamed else 0,
+        lines_read=header.lines,
+        owner="test",
+    )
+    codec = "utf-8" if encoding == "utf-16" else encoding
+    columns = map_header(header.record, encoding=codec, delimiter=delimiter)
+    # the first block is written and accounted; the second one's write is held, and abandoned by the cancel
+    store, held, pool = JobStore(db), HeldSink(hold=lambda: state.rows_processed > 0), parser_pool(1)
+    await store.claim_new(state)
+    try:
+        control = Control.new()
+        first = asyncio.create_task(
+            ImportRun(state, path, columns, store=store, sink=held, pool=pool, settings=settings, control=control).run()
+        )
+        await held.writing.wait()
+        control.request_cancel()
+        held.release.set()
+        assert await first == Status.CANCELLED
+        stored = await store.get(state.job_id)
+        assert stored is not None and stored.csv == fmt and 0 < stored.rows_processed < 301, stored
+        resumed = await store.reopen(state.job_id, "test")
+        second = ImportRun(
+            resumed, path, columns, store=store, sink=DrySink(), pool=pool, settings=settings, control=Control.new()
+        )
+        assert await second.run() == Status.COMPLETED
+    finally:
+        pool.shutdown()
+    final = await store.get(state.job_id)
+    assert final is not None
+    assert (final.rows_processed, final.rows_inserted, final.rows_invalid) == (301, 300, 1)
+    assert (final.bytes_read, final.lines_read) == (final.file_size, 1 + 2 * 300 + 1)
+    reason = "not valid CP1252" if encoding == "cp1252" else "about contains a control character"
+    assert [r["reason"] async for r in db.import_errors.find({"jobId": state.job_id})] == [reason]
