@@ -75,17 +75,10 @@ async def metrics(service: NamedDependency[ImportService], lag: NamedDependency[
     lag_max, lag_p99 = lag.stats()
     parts = [
         _line("import_running", int(snap.status == Status.RUNNING), "1 while a job runs (on any instance)"),
-        _line("import_rows_processed", snap.rows_processed, "rows processed by the current or latest job"),
-        _line("import_rows_inserted", snap.rows_inserted, "rows inserted by the current or latest job"),
-        _line("import_rows_duplicate", snap.rows_duplicate, "duplicate rows skipped by the current or latest job"),
-        _line("import_rows_updated", snap.rows_updated, "rows updated by the current or latest re-sync"),
-        _line("import_rows_unchanged", snap.rows_unchanged, "rows left unchanged by the current or latest re-sync"),
-        _line(
-            "import_rows_protected",
-            snap.rows_protected,
-            "hand-edited customers the current or latest re-sync left alone",
+        *(
+            _line(f"import_{name}", value, f"{name.replace('_', ' ')} of the current or latest job")
+            for name, value in snap.counts().items()
         ),
-        _line("import_rows_invalid", snap.rows_invalid, "invalid rows of the current or latest job"),
         _line("import_bytes_read", snap.bytes_read, "watermark of the current or latest job"),
         _line("import_rate_rows_per_second", snap.rate_rows_per_sec, "rows per second of the current or latest job"),
         _line("event_loop_lag_max_seconds", round(lag_max, 6), "largest event-loop lag over the last minute"),

@@ -63,13 +63,7 @@ def visible(state: JobState | None) -> tuple[object, ...]:
         state.attempts,
         state.error,
         state.bytes_read,
-        state.rows_processed,
-        state.rows_inserted,
-        state.rows_duplicate,
-        state.rows_updated,
-        state.rows_unchanged,
-        state.rows_protected,
-        state.rows_invalid,
+        *state.counts().values(),
     )
 
 

@@ -19,7 +19,7 @@ from app.customers.repository import migrate_customers
 from app.db import ensure_indexes, make_client
 from app.errors import AppError
 from app.imports.jobs import JobState
-from app.imports.model import Status
+from app.imports.model import NAMES, Status
 from app.imports.schemas import ImportRequest
 from app.imports.schemas import Progress as Snapshot
 from app.imports.service import ImportService
@@ -30,15 +30,16 @@ EXIT = {Status.COMPLETED: 0, Status.CANCELLED: 130}
 LATEST = "latest"  # `--resume` without a job id
 
 
+ALWAYS_SHOWN = {"rows_inserted", "rows_invalid"}  # the others when they are not 0
+
+
 def _counters(snap: Snapshot) -> str:
-    text = f"{snap.rows_processed:,} rows · {snap.rate_rows_per_sec:,.0f} rows/s · inserted {snap.rows_inserted:,}"
-    if snap.mode == "upsert":
-        text += (
-            f" · updated {snap.rows_updated:,} · unchanged {snap.rows_unchanged:,} · protected {snap.rows_protected:,}"
-        )
-    else:
-        text += f" · duplicate {snap.rows_duplicate:,}"
-    return text + f" · invalid {snap.rows_invalid:,}"
+    shown = [
+        f"{name.removeprefix('rows_')} {getattr(snap, name):,}"
+        for name in NAMES
+        if name in ALWAYS_SHOWN or getattr(snap, name)
+    ]
+    return " · ".join([f"{snap.rows_processed:,} rows", f"{snap.rate_rows_per_sec:,.0f} rows/s", *shown])
 
 
 class ConsoleHandler(logging.Handler):

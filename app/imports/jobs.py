@@ -14,7 +14,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.db import IMPORT_ERRORS, IMPORT_STATE, INDEXES, RUNNING_INDEX
 from app.errors import Conflict, ImportRunning
-from app.imports.model import CsvFormat, Rejection, Status
+from app.imports.model import Counters, CsvFormat, Rejection, Status, counters_of
 
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
@@ -24,8 +24,9 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class JobState(msgspec.Struct, rename="camel", kw_only=True):
-    """The import_state document (camelCase in MongoDB), also the owner's in-memory progress."""
+class JobState(Counters, rename="camel", kw_only=True):
+    """The import_state document (camelCase in MongoDB), also the owner's in-memory progress; its row counters
+    (rowsProcessed, rowsInserted, ...) are the Counters fields it inherits."""
 
     job_id: str
     status: Status
@@ -40,13 +41,6 @@ class JobState(msgspec.Struct, rename="camel", kw_only=True):
     bytes_read: int = 0  # watermark: every record below it is fully accounted (streamed files: see stream_offset)
     stream_offset: int = 0  # gzip/UTF-16: the watermark in the decoded stream; bytes_read is then for percent
     lines_read: int = 0  # physical lines below the watermark
-    rows_processed: int = 0
-    rows_inserted: int = 0
-    rows_duplicate: int = 0
-    rows_updated: int = 0
-    rows_unchanged: int = 0
-    rows_protected: int = 0
-    rows_invalid: int = 0
     started_at: dt.datetime = msgspec.field(default_factory=now)
     updated_at: dt.datetime = msgspec.field(default_factory=now)
     finished_at: dt.datetime | None = None
@@ -73,13 +67,7 @@ class JobState(msgspec.Struct, rename="camel", kw_only=True):
             "bytesRead": self.bytes_read,
             "streamOffset": self.stream_offset,
             "linesRead": self.lines_read,
-            "rowsProcessed": self.rows_processed,
-            "rowsInserted": self.rows_inserted,
-            "rowsDuplicate": self.rows_duplicate,
-            "rowsUpdated": self.rows_updated,
-            "rowsUnchanged": self.rows_unchanged,
-            "rowsProtected": self.rows_protected,
-            "rowsInvalid": self.rows_invalid,
+            **msgspec.to_builtins(counters_of(self)),
             "recentCustomers": self.recent_customers,
             "rateRowsPerSec": self.rate_rows_per_sec,
             "etaSec": self.eta_sec,

@@ -12,7 +12,7 @@ any time: a block that does not finish (cancel, shutdown, crash) is re-read and 
 from __future__ import annotations
 
 from app.imports.jobs import JobState
-from app.imports.model import COUNTED, Outcome, Rejection
+from app.imports.model import Counters, Outcome, Rejection
 
 RECENT = 10
 
@@ -41,13 +41,12 @@ class Ledger:
             self._apply(ready)
             self.next_index += 1
 
-    def overlay(self) -> dict[str, int]:
-        """Rows written or rejected by blocks not yet applied, by counter (attribute) name."""
-        totals = dict.fromkeys(COUNTED, 0)
+    def overlay(self) -> Counters:
+        """Rows written or rejected by blocks not yet applied."""
+        total = Counters()
         for outcome in (*self.open.values(), *self.pending.values()):
-            for name in COUNTED:
-                totals[name] += getattr(outcome, name)
-        return totals
+            total.add(outcome.counts)
+        return total
 
     def _apply(self, outcome: Outcome) -> None:
         state = self.state
@@ -58,11 +57,8 @@ class Ledger:
             state.bytes_read = block.end
         else:  # a streamed file: the watermark is in the decoded stream, bytes_read the file read for it
             state.bytes_read, state.stream_offset = block.file_end, block.end
-        state.lines_read += outcome.block.lines
-        for name in COUNTED:
-            field = f"rows_{name}"
-            setattr(state, field, getattr(state, field) + getattr(outcome, name))
-        state.rows_processed += outcome.rows
+        state.lines_read += block.lines
+        state.add(outcome.counts)
         if outcome.recent:
             state.recent_customers = (outcome.recent[::-1] + state.recent_customers)[:RECENT]
 

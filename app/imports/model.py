@@ -112,16 +112,41 @@ class Batch:
     filters: list[bytes] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class Written:
+class Counters(msgspec.Struct, kw_only=True, rename="camel"):
+    """The row counters: the one list of them. A job (JobState), its snapshot (Progress), a block's outcome and a
+    batch's write all carry these fields; everything else iterates them (`NAMES`). Adding a counter is one line
+    here. `rows_processed` is their sum, kept by `add`."""
+
+    rows_processed: int = 0
+    rows_inserted: int = 0  # new customers (a row this job already wrote before a crash counts here too)
+    rows_duplicate: int = 0  # insert mode: the id was already stored
+    rows_updated: int = 0  # upsert: the CSV values changed
+    rows_unchanged: int = 0  # upsert: the same values
+    rows_protected: int = 0  # upsert: edited through the API (handEdited), never overwritten
+    rows_invalid: int = 0  # rejected with a reason and a line
+
+    def add(self, other: Counters) -> None:
+        for name in NAMES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.rows_processed = sum(getattr(self, name) for name in NAMES)
+
+    def counts(self) -> dict[str, int]:
+        """{attribute name: value}, rows_processed included."""
+        return {name: getattr(self, name) for name in ("rows_processed", *NAMES)}
+
+
+NAMES = tuple(f.name for f in msgspec.structs.fields(Counters) if f.name != "rows_processed")
+
+
+def counters_of(source: Counters) -> Counters:
+    """Only the counters of a struct that carries them (a JobState, a Written)."""
+    return Counters(**source.counts())
+
+
+class Written(Counters, kw_only=True):
     """What one batch did to `customers`; `skipped` are the rows (batch indexes) that changed nothing."""
 
-    inserted: int = 0
-    duplicate: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    protected: int = 0
-    skipped: set[int] = field(default_factory=set)
+    skipped: set[int] = msgspec.field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -134,31 +159,11 @@ class Parsed:
     fatal: str | None = None
 
 
-# The row counters of an Outcome (and, prefixed `rows_`, of a job); rowsProcessed is their sum.
-COUNTED = ("inserted", "duplicate", "updated", "unchanged", "protected", "invalid")
-
-
 @dataclass(slots=True)
 class Outcome:
     """A block fully accounted: what was written and rejected. Applied to the job in block order."""
 
     block: Block
-    inserted: int = 0
-    duplicate: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    protected: int = 0
-    invalid: int = 0
+    counts: Counters = field(default_factory=Counters)
     rejections: list[Rejection] = field(default_factory=list)
     recent: list[str] = field(default_factory=list)
-
-    @property
-    def rows(self) -> int:
-        return sum(getattr(self, name) for name in COUNTED)
-
-    def add(self, written: Written) -> None:
-        self.inserted += written.inserted
-        self.duplicate += written.duplicate
-        self.updated += written.updated
-        self.unchanged += written.unchanged
-        self.protected += written.protected

@@ -27,7 +27,7 @@ from app.imports.decode import InputError
 from app.imports.jobs import JobState, JobStore
 from app.imports.ledger import RECENT, Ledger
 from app.imports.meter import Meter
-from app.imports.model import Block, ColumnMap, Mode, Outcome, ParseSpec, Status
+from app.imports.model import Block, ColumnMap, Counters, Mode, Outcome, ParseSpec, Status, counters_of
 from app.imports.parse import parse_block
 from app.imports.sink import DrySink, Sink, WriteFailed, retry
 from app.imports.source import read_blocks
@@ -120,14 +120,10 @@ class ImportRun:
 
     def live(self) -> JobState:
         """The job as a user should see it now: the accounted counters plus the batches written since."""
-        overlay = self.ledger.overlay()
-        state = self.state
-        counters = {f"rows_{name}": getattr(state, f"rows_{name}") + value for name, value in overlay.items()}
-        live = msgspec.structs.replace(state, **counters, rows_processed=state.rows_processed + sum(overlay.values()))
-        self._measure(live.rows_processed)
-        return msgspec.structs.replace(
-            live, rate_rows_per_sec=state.rate_rows_per_sec, eta_sec=state.eta_sec, active_seconds=state.active_seconds
-        )
+        counts = counters_of(self.state)
+        counts.add(self.ledger.overlay())
+        self._measure(counts.rows_processed)
+        return msgspec.structs.replace(self.state, **counts.counts())
 
     def _measure(self, rows: int) -> None:
         """Sample the rate (rows including batches not yet accounted) and store it, with the ETA, in the state."""
@@ -193,11 +189,11 @@ class ImportRun:
                 )
             if parsed.fatal:
                 raise ImportFailed(parsed.fatal)
-            outcome = Outcome(block, invalid=len(parsed.rejections), rejections=parsed.rejections)
+            outcome = Outcome(block, Counters(rows_invalid=len(parsed.rejections)), rejections=parsed.rejections)
             self.ledger.begin(outcome)
             for batch in parsed.batches:
                 written = await self.sink.write(batch)
-                outcome.add(written)
+                outcome.counts.add(written)
                 tail = range(max(0, len(batch.ids) - RECENT - len(written.skipped)), len(batch.ids))
                 recent = [batch.ids[i] for i in tail if i not in written.skipped]
                 outcome.recent = (outcome.recent + recent)[-RECENT:]

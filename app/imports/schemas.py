@@ -10,7 +10,7 @@ from msgspec import Meta
 
 from app.imports.files import ImportableFile
 from app.imports.jobs import JobState
-from app.imports.model import CsvFormat, Mode, Status
+from app.imports.model import Counters, CsvFormat, Mode, Status
 
 Field = Literal[
     "customerId",
@@ -80,8 +80,9 @@ class ResumeRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     ) = None
 
 
-class Progress(msgspec.Struct, rename="camel"):
-    """A job's snapshot; `percent` is by bytes of the file (compressed bytes for gzip), exactly 100 when COMPLETED."""
+class Progress(Counters, rename="camel", kw_only=True):
+    """A job's snapshot; `percent` is by bytes of the file (compressed bytes for gzip), exactly 100 when COMPLETED.
+    The row counters (rowsProcessed, rowsInserted, ...) are the Counters fields it inherits."""
 
     status: Status
     job_id: str | None = None
@@ -93,13 +94,6 @@ class Progress(msgspec.Struct, rename="camel"):
     csv: CsvFormat | None = None
     bytes_read: int = 0
     percent: float = 0.0
-    rows_processed: int = 0
-    rows_inserted: int = 0
-    rows_duplicate: int = 0
-    rows_updated: int = 0
-    rows_unchanged: int = 0
-    rows_protected: int = 0
-    rows_invalid: int = 0
     rate_rows_per_sec: float = msgspec.field(default=0.0)
     """Rows per second over about the last 10 s while RUNNING; once ended, the average over the active time."""
     elapsed_sec: float = msgspec.field(default=0.0)
@@ -136,13 +130,7 @@ class Progress(msgspec.Struct, rename="camel"):
             csv=state.csv,
             bytes_read=state.bytes_read,
             percent=round(fraction * 100, 2),
-            rows_processed=state.rows_processed,
-            rows_inserted=state.rows_inserted,
-            rows_duplicate=state.rows_duplicate,
-            rows_updated=state.rows_updated,
-            rows_unchanged=state.rows_unchanged,
-            rows_protected=state.rows_protected,
-            rows_invalid=state.rows_invalid,
+            **state.counts(),
             rate_rows_per_sec=state.rate_rows_per_sec,
             elapsed_sec=round(elapsed, 1),
             active_sec=round(state.active_seconds, 1),

@@ -25,7 +25,7 @@ from app.imports.decode import InputError
 from app.imports.files import ImportableFile, list_files
 from app.imports.history import recent_jobs
 from app.imports.jobs import JobState, JobStore, now
-from app.imports.model import ColumnMap, CsvFormat, Mode, Status
+from app.imports.model import NAMES, ColumnMap, CsvFormat, Mode, Status
 from app.imports.parse import HeaderError, map_header
 from app.imports.pipeline import Control, ImportRun
 from app.imports.schemas import ImportRequest
@@ -240,19 +240,8 @@ class ImportService:
         try:
             status = await run.run()
             s = run.state
-            log.info(
-                "import %s ended %s: %d rows (%d inserted, %d duplicate, %d updated, %d unchanged, "
-                "%d protected, %d invalid)",
-                s.job_id,
-                status,
-                s.rows_processed,
-                s.rows_inserted,
-                s.rows_duplicate,
-                s.rows_updated,
-                s.rows_unchanged,
-                s.rows_protected,
-                s.rows_invalid,
-            )
+            counts = ", ".join(f"{getattr(s, name)} {name.removeprefix('rows_')}" for name in NAMES)
+            log.info("import %s ended %s: %d rows (%s)", s.job_id, status, s.rows_processed, counts)
         except Exception:
             log.exception("import %s stopped; another instance (or the next start) takes it over", run.state.job_id)
         finally:

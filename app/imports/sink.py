@@ -72,12 +72,12 @@ class Sink:
         async with self.writers:
             refused = await retry(lambda: self._insert(batch), seconds=self.retry_seconds, what="insert_many")
         if not refused:
-            return Written(inserted=len(batch.docs))
+            return Written(rows_inserted=len(batch.docs))
         mine = await retry(
             lambda: self._written_by_this_job(batch, refused), seconds=self.retry_seconds, what="duplicate check"
         )
         skipped = set(refused) - mine
-        return Written(inserted=len(batch.docs) - len(skipped), duplicate=len(skipped), skipped=skipped)
+        return Written(rows_inserted=len(batch.docs) - len(skipped), rows_duplicate=len(skipped), skipped=skipped)
 
     async def _insert(self, batch: Batch) -> list[int]:
         """Indexes (into the batch) of documents refused as duplicates."""
@@ -101,22 +101,22 @@ class Sink:
     async def upsert(self, batch: Batch) -> Written:
         async with self.writers:
             upserted, refused = await retry(lambda: self._upsert(batch), seconds=self.retry_seconds, what="bulk_write")
-        written = Written(inserted=len(upserted))
-        written.updated = len(batch.docs) - len(upserted) - len(refused)
+        written = Written(rows_inserted=len(upserted))
+        written.rows_updated = len(batch.docs) - len(upserted) - len(refused)
         if refused:
             stored = await retry(lambda: self._stamps(batch, refused), seconds=self.retry_seconds, what="re-sync check")
             for i in refused:
                 doc = stored.get(batch.ids[i])
                 if doc is not None and doc.get("lastImport") == {"jobId": self.job_id, "line": batch.lines[i]}:
                     if doc.get("importJobId") == self.job_id and doc.get("importLine") == batch.lines[i]:
-                        written.inserted += 1  # this job inserted it before a crash or a retried write
+                        written.rows_inserted += 1  # this job inserted it before a crash or a retried write
                     else:
-                        written.updated += 1
+                        written.rows_updated += 1
                 elif doc is not None and doc.get("handEdited"):
-                    written.protected += 1
+                    written.rows_protected += 1
                     written.skipped.add(i)
                 else:  # same values (or deleted since the write was refused: nothing was written either way)
-                    written.unchanged += 1
+                    written.rows_unchanged += 1
                     written.skipped.add(i)
         return written
 
@@ -157,4 +157,4 @@ class DrySink:
     """A dry run's sink: counts what would be written, writes nothing (the database is not read either)."""
 
     async def write(self, batch: Batch) -> Written:
-        return Written(inserted=len(batch.ids))
+        return Written(rows_inserted=len(batch.ids))

@@ -167,9 +167,9 @@ async def test_a_batch_written_again_by_the_same_job_counts_the_same(db: AsyncDa
     first = await sink.write(batch)
     again = await sink.write(batch)
 
-    assert (first.inserted, first.updated, first.unchanged, first.protected) == (2, 1, 0, 1)
-    assert (again.inserted, again.updated, again.unchanged, again.protected) == (2, 1, 0, 1)
+    assert (first.rows_inserted, first.rows_updated, first.rows_unchanged, first.rows_protected) == (2, 1, 0, 1)
+    assert (again.rows_inserted, again.rows_updated, again.rows_unchanged, again.rows_protected) == (2, 1, 0, 1)
     assert again.skipped == first.skipped == {2}
     other = Sink(db.customers, job_id="job-b", retry_seconds=5, writers=1, mode=Mode.UPSERT)
     later = await other.write(batch_of(text, "job-b", Mode.UPSERT))
-    assert (later.inserted, later.updated, later.unchanged, later.protected) == (0, 0, 3, 1)
+    assert (later.rows_inserted, later.rows_updated, later.rows_unchanged, later.rows_protected) == (0, 0, 3, 1)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from app.imports.jobs import JobState
 from app.imports.ledger import Ledger
-from app.imports.model import Block, Outcome, Rejection, Status
+from app.imports.model import Block, Counters, Outcome, Rejection, Status
 
 HEADER_END = 40  # the watermark of a new job: data starts after the header
 
@@ -44,9 +44,8 @@ def outcome(
 ) -> Outcome:
     """Rejections on the block's first lines, as a parser reports them."""
     rejections = [Rejection(block.first_line + i, "customer id is empty", f",row {i}") for i in range(rejected)]
-    return Outcome(
-        block, inserted=inserted, duplicate=duplicate, invalid=rejected, rejections=rejections, recent=recent or []
-    )
+    counts = Counters(rows_inserted=inserted, rows_duplicate=duplicate, rows_invalid=rejected)
+    return Outcome(block, counts, rejections=rejections, recent=recent or [])
 
 
 def watermark(blocks: list[Block], done: set[int]) -> int:
