@@ -136,17 +136,17 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
                 run(
                     settings,
                     args.file.resolve() if args.file else None,
-                    mode=args.mode,
-                    batch_size=args.batch_size,
-                    dry_run=args.dry_run,
-                    resume=args.resume,
-                    console=Console(),
-                    options={
+                    request={
+                        "mode": args.mode,
+                        "batchSize": args.batch_size,
+                        "dryRun": args.dry_run,
                         "delimiter": "\t" if args.delimiter == "\\t" else args.delimiter,
                         "encoding": args.encoding,
                         "quote": args.quote,
                         "columns": dict(args.column) or None,
                     },
+                    resume=args.resume,
+                    console=Console(),
                 )
             )
     except KeyboardInterrupt:  # Ctrl-C while the embedded database starts, before any job exists

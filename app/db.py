@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from importlib.metadata import version
+from typing import TypeVar
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.driver_info import DriverInfo
-from pymongo.errors import PyMongoError
+from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, PyMongoError
+
+log = logging.getLogger(__name__)
+DUPLICATE_KEY = 11000  # MongoDB's E11000
+TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout)
+T = TypeVar("T")
 
 CUSTOMERS = "customers"
 IMPORT_STATE = "import_state"
@@ -66,3 +76,21 @@ async def ping(client: AsyncMongoClient) -> bool:
     except PyMongoError:
         return False
     return True
+
+
+class WriteFailed(Exception):
+    """A write error that is not a duplicate key, or an outage longer than the retry budget."""
+
+
+async def retry(operation: Callable[[], Awaitable[T]], *, seconds: float, what: str) -> T:
+    """Run `operation`, retrying transient database errors with capped exponential backoff for `seconds`."""
+    deadline, delay = time.monotonic() + seconds, 0.1
+    while True:
+        try:
+            return await operation()
+        except TRANSIENT as exc:
+            if time.monotonic() + delay > deadline:
+                raise WriteFailed(f"{what}: the database did not answer for {seconds:.0f}s ({exc})") from exc
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc.__class__.__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

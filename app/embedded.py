@@ -18,29 +18,25 @@ A database that a live process of ours is using is never stopped.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from app.sharing import Users, locked, pid_alive, terminate
+
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 20.0
 RUST_SERVER = "secantusd-rs"
 PYTHON_SERVER = "python"  # EMBEDDED_DB_SERVER value that asks for the fallback
 
@@ -81,20 +77,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if it is gone or a
-    zombie: with the pid it names one process, even after the pid is reused."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def _pid_alive(pid: int) -> bool:
-    return _start_time(pid) is not None
-
-
 def _is_our_server(pid: int, storage: Path, program: str = RUST_SERVER) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -103,15 +85,6 @@ def _is_our_server(pid: int, storage: Path, program: str = RUST_SERVER) -> bool:
     names = (RUST_SERVER.encode(), program.encode())  # the configured binary may be named otherwise
     is_server = any(arg == b"secantus" or arg.endswith(names) for arg in cmdline)
     return is_server and str(storage).encode() in cmdline
-
-
-def _wait_exit(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 class EmbeddedMongo:
@@ -152,7 +125,7 @@ class EmbeddedMongo:
     def start(self) -> str:
         """Join the live server of this data folder, or start one; return its URI once it answers ping."""
         self.storage.mkdir(parents=True, exist_ok=True)
-        with _locked(self._sibling("lock")):
+        with locked(self._sibling("lock")):
             users = Users(self._sibling("users"))
             found = self._recorded_server()
             if found is not None and (others := users.others()):
@@ -177,7 +150,7 @@ class EmbeddedMongo:
         """Use the server another live process of ours runs on this data; never stop it."""
         deadline = time.monotonic() + START_TIMEOUT
         while not _answers(self.host, port):
-            if time.monotonic() > deadline or not _pid_alive(pid):
+            if time.monotonic() > deadline or not pid_alive(pid):
                 raise RuntimeError(
                     f"the embedded database of {self.storage} (pid {pid}, used by pid(s) {others}) does not answer "
                     f"on port {port}; it is left alone because a live process uses it"
@@ -229,7 +202,7 @@ class EmbeddedMongo:
             if _answers(self.host, self.port):
                 return
             time.sleep(0.2)
-        _terminate(self.process.pid)
+        terminate(self.process.pid)
         raise RuntimeError(f"embedded database did not answer ping within {START_TIMEOUT:.0f}s")
 
     def _recorded_server(self) -> tuple[int, int] | None:
@@ -239,17 +212,17 @@ class EmbeddedMongo:
             pid, port = int(recorded["pid"]), int(recorded["port"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return (pid, port) if _pid_alive(pid) and _is_our_server(pid, self.storage, self.command[-1]) else None
+        return (pid, port) if pid_alive(pid) and _is_our_server(pid, self.storage, self.command[-1]) else None
 
     def _stop_leftover(self, pid: int) -> None:
         """A server no live process of ours uses (its users crashed): it holds the WiredTiger lock on our data."""
         log.warning("stopping an embedded database left over by an earlier run (pid %d)", pid)
-        _terminate(pid)
+        terminate(pid)
 
     def _start_watchdog(self) -> None:
         """A small process that stops the server once every user is gone without stopping it (kill -9)."""
         watchdog = subprocess.Popen(
-            [sys.executable, "-m", "app.embedded", "watch", str(self.storage), str(self.pid)],
+            [sys.executable, "-m", "app.sharing", "watch", str(self.storage), str(self.pid)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -261,7 +234,7 @@ class EmbeddedMongo:
         """Leave the server; stop it cleanly (SIGTERM lets WiredTiger checkpoint) if no other live user is left."""
         if self.pid is None:
             return
-        with _locked(self._sibling("lock")):
+        with locked(self._sibling("lock")):
             users = Users(self._sibling("users"))
             users.remove()
             if others := users.others():
@@ -269,14 +242,14 @@ class EmbeddedMongo:
                 self.pid = None
                 return
             started = time.monotonic()
-            _terminate(self.pid)
+            terminate(self.pid)
             self._reap()
             self._pidfile.unlink(missing_ok=True)
         log.info("embedded database stopped in %.1fs", time.monotonic() - started)
         self.pid = None
 
     def _reap(self) -> None:
-        if self.process is not None and self.process.poll() is None and not _pid_alive(self.process.pid):
+        if self.process is not None and self.process.poll() is None and not pid_alive(self.process.pid):
             self.process.wait()  # our child, already gone: only the zombie is left
 
     def __enter__(self) -> EmbeddedMongo:
@@ -285,46 +258,6 @@ class EmbeddedMongo:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-class Users:
-    """The processes using one embedded server: a file per process, named by pid, holding its start time."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def add(self, pid: int | None = None) -> None:
-        pid = pid or os.getpid()
-        (self.folder / str(pid)).write_text(_start_time(pid) or "")
-
-    def remove(self, pid: int | None = None) -> None:
-        (self.folder / str(pid or os.getpid())).unlink(missing_ok=True)
-
-    def others(self) -> list[int]:
-        """Live users other than this process; files of dead ones are removed."""
-        live = []
-        for entry in self.folder.iterdir():
-            try:
-                pid, started = int(entry.name), entry.read_text()
-            except (OSError, ValueError):
-                continue
-            if _start_time(pid) == started and started:
-                if pid != os.getpid():
-                    live.append(pid)
-            else:
-                entry.unlink(missing_ok=True)
-        return sorted(live)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 def _answers(host: str, port: int) -> bool:
@@ -336,34 +269,3 @@ def _answers(host: str, port: int) -> bool:
         except PyMongoError:
             return False
     return True
-
-
-def _terminate(pid: int) -> None:
-    """SIGTERM, then SIGKILL if the server has not exited within STOP_TIMEOUT."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        if not _wait_exit(pid, STOP_TIMEOUT):
-            os.kill(pid, signal.SIGKILL)
-            _wait_exit(pid, 5)
-
-
-def watch(storage: Path, pid: int, interval: float = 0.5) -> None:
-    """The watchdog's loop: once the server has no live user left, stop it (and go)."""
-    users = Users(storage.parent / f"{storage.name}.users")
-    while _pid_alive(pid):
-        time.sleep(interval)
-        with _locked(storage.parent / f"{storage.name}.lock"):
-            if _pid_alive(pid) and not users.others():
-                _terminate(pid)
-                (storage.parent / f"{storage.name}.pid").unlink(missing_ok=True)
-                return
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m app.embedded")
-    parser.add_argument("command", choices=["watch"])
-    parser.add_argument("storage", type=Path)
-    parser.add_argument("pid", type=int)
-    args = parser.parse_args()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    watch(args.storage, args.pid)

@@ -7,7 +7,6 @@ AppError
  ├── InvalidInput             400 (bad values a client sent)
  │    ├── MalformedBody       400 (not JSON, not UTF-8, an unpaired surrogate escape)
  │    └── ImportFileError     400 (missing, outside IMPORT_DIR, no customer id column, changed)
- └── Unavailable              503 (the database does not answer)
 
 Titles are plain words (RFC 9457: a short summary that does not change from occurrence to occurrence), never a
 class name; a parameter is named as the client wrote it (`afterStartedAt`, not `after_started_at`); a detail
@@ -64,10 +63,6 @@ class MalformedBody(InvalidInput):
 
 class ImportFileError(InvalidInput):
     title = "Cannot import this file"
-
-
-class Unavailable(AppError):
-    status, title = 503, "Service Unavailable"
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:

@@ -71,19 +71,11 @@ def logs_through(console: Console) -> Iterator[None]:
 
 
 async def import_file(
-    settings: Settings,
-    file: Path | None,
-    *,
-    mode: str = "insert",
-    batch_size: int | None = None,
-    dry_run: bool = False,
-    resume: str | None = None,
-    console: Console,
-    options: dict[str, object] | None = None,
+    settings: Settings, file: Path | None, *, request: dict[str, object], resume: str | None, console: Console
 ) -> int:
     """Run one import (or resume one: `resume` is a job id or "latest") to its end; exit code 0 when COMPLETED.
-    Ctrl-C cancels it (resumable). `options`: the request's CSV options (delimiter, encoding, quote, columns),
-    checked as the API checks them."""
+    Ctrl-C cancels it (resumable). `request`: the fields of a POST /import/sync body (mode, batchSize, dryRun,
+    delimiter, encoding, quote, columns), checked as the API checks them."""
     if file is not None:
         settings = msgspec.structs.replace(settings, csv_file_path=str(file))
     errors = Console(stderr=True, soft_wrap=True)  # a reason is one line, whatever the terminal's width
@@ -110,45 +102,62 @@ async def import_file(
         if interrupted:
             errors.print("interrupted before the import started")
             return EXIT[Status.CANCELLED]
-        try:
-            if resume is not None:
-                state = await service.resume(None if resume == LATEST else resume)
-            else:
-                body = {"mode": mode, "batchSize": batch_size, "dryRun": dry_run, **(options or {})}
-                state = await service.start(msgspec.convert(body, ImportRequest))
-        except msgspec.ValidationError as exc:
-            errors.print(f"[red]refused:[/red] {escape(str(exc))}")
-            return 2
-        except AppError as exc:
-            errors.print(f"[red]refused:[/red] {escape(exc.detail)}")
+        state = await _begin(service, resume, request, errors)
+        if state is None:
             return 2
         assert service.current is not None
         if interrupted:
             service.current.control.request_cancel()
-        verb = f"resumed at byte {state.bytes_read:,}" if resume is not None else "started"
-        console.print(
-            f"job {state.job_id}: {escape(state.file_path)} ({state.file_size:,} bytes) {verb}"
-            f"{escape(' [dry run]') if state.dry_run else ''}",
-            soft_wrap=True,
-        )
-        fmt = state.csv
-        console.print(
-            escape(f"read as {'gzip, ' if fmt.compression else ''}{fmt.encoding}, delimiter {fmt.delimiter!r}, ")
-            + escape(f"quote {fmt.quote!r}, {fmt.line_ending} line endings"),
-            soft_wrap=True,
-        )
+        _announce(state, console, resumed=resume is not None)
         await _follow(service, state, console)
-        final = Snapshot.of(state)
-        console.print(f"{final.status}: {_counters(final)} in {final.elapsed_sec:,.1f}s", soft_wrap=True)
-        if final.error:
-            errors.print(f"[red]error:[/red] {escape(final.error)}")
-        if state.status == Status.CANCELLED:
-            console.print(f"cancelled; resume it with: python -m app import --resume {state.job_id}", soft_wrap=True)
+        _report(state, console, errors)
         return EXIT.get(state.status, 1)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         await service.close()
         await client.close()
+
+
+async def _begin(
+    service: ImportService, resume: str | None, body: dict[str, object], errors: Console
+) -> JobState | None:
+    """Start the job of `body` (the request's fields, checked as the API checks them), or resume one; None
+    when refused (the reason printed)."""
+    try:
+        if resume is not None:
+            return await service.resume(None if resume == LATEST else resume)
+        return await service.start(msgspec.convert(body, ImportRequest))
+    except msgspec.ValidationError as exc:
+        errors.print(f"[red]refused:[/red] {escape(str(exc))}")
+    except AppError as exc:
+        errors.print(f"[red]refused:[/red] {escape(exc.detail)}")
+    return None
+
+
+def _announce(state: JobState, console: Console, *, resumed: bool) -> None:
+    """The job's line (id, file, size) and the format it is read as."""
+    verb = f"resumed at byte {state.bytes_read:,}" if resumed else "started"
+    console.print(
+        f"job {state.job_id}: {escape(state.file_path)} ({state.file_size:,} bytes) {verb}"
+        f"{escape(' [dry run]') if state.dry_run else ''}",
+        soft_wrap=True,
+    )
+    fmt = state.csv
+    console.print(
+        escape(f"read as {'gzip, ' if fmt.compression else ''}{fmt.encoding}, delimiter {fmt.delimiter!r}, ")
+        + escape(f"quote {fmt.quote!r}, {fmt.line_ending} line endings"),
+        soft_wrap=True,
+    )
+
+
+def _report(state: JobState, console: Console, errors: Console) -> None:
+    """The line the CLI ends with (`STATUS: counters in N s`), the error, how to resume."""
+    final = Snapshot.of(state)
+    console.print(f"{final.status}: {_counters(final)} in {final.elapsed_sec:,.1f}s", soft_wrap=True)
+    if final.error:
+        errors.print(f"[red]error:[/red] {escape(final.error)}")
+    if state.status == Status.CANCELLED:
+        console.print(f"cancelled; resume it with: python -m app import --resume {state.job_id}", soft_wrap=True)
 
 
 async def _follow(service: ImportService, state: JobState, console: Console) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 
-from app.imports.parse import BOM, HeaderError, read_names
+from app.imports.header import BOM, HeaderError, read_names
 
 ENCODINGS = ("utf-8", "cp1252", "latin-1", "utf-16")
 DELIMITERS = (",", ";", "\t", "|")

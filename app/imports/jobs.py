@@ -12,12 +12,11 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app.db import IMPORT_ERRORS, IMPORT_STATE, INDEXES, RUNNING_INDEX
+from app.db import DUPLICATE_KEY, IMPORT_ERRORS, IMPORT_STATE, INDEXES, RUNNING_INDEX
 from app.errors import Conflict, ImportRunning
 from app.imports.model import Counters, CsvFormat, Rejection, Status, counters_of
 
 log = logging.getLogger(__name__)
-DUPLICATE_KEY = 11000
 
 
 def now() -> dt.datetime:
@@ -147,10 +146,6 @@ class JobStore:
         state.status, state.error = status, error
         state.finished_at = state.updated_at = finished
         return result.modified_count == 1
-
-    async def release(self, state: JobState) -> None:
-        """Leave the job RUNNING but ownerless, so the next instance takes it over at once."""
-        await self.checkpoint(state, owner=None, heartbeatAt=None)
 
     async def take_over(self, owner: str, lease: dt.timedelta) -> JobState | None:
         """Atomically become the owner of a RUNNING job whose lease expired (or was released)."""

@@ -103,13 +103,13 @@ class Rejection:
 class Batch:
     """One bulk write, encoded, with the id and source line of each row (a dry run: no docs).
 
-    Insert mode: `docs` are whole documents. Upsert mode: `docs` are update documents and `filters` the
-    matching filters, one per row."""
+    Insert mode: `docs` are whole documents. Upsert mode: `docs` are update documents and `hashes` the digests
+    of the rows' values (`importHash`), one per row."""
 
     docs: list[bytes]
     ids: list[str]
     lines: list[int]
-    filters: list[bytes] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
 
 
 class Counters(msgspec.Struct, kw_only=True, rename="camel"):

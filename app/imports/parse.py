@@ -1,4 +1,4 @@
-"""Pure parsing: header -> ColumnMap, block bytes -> encoded documents + rejections.
+"""Pure parsing: block bytes -> encoded documents + rejections (the header: app/imports/header.py).
 
 Runs in worker processes: top-level functions, stdlib csv and bson only (no asyncio, no client, no settings).
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import io
 import os
 import re
 from collections.abc import Iterator
@@ -18,26 +17,8 @@ import bson
 from app.customers import rules
 from app.customers.document import KEY_SOURCES, index_keys, is_email
 from app.customers.rules import ABOUT_MAX_CHARS, ID_MAX_CHARS, TEXT_MAX_CHARS
-from app.imports.model import Batch, ColumnMap, Mode, Parsed, ParseSpec, Rejection
+from app.imports.model import Batch, Mode, Parsed, ParseSpec, Rejection
 
-# Normalised header name -> document field. Names match ignoring case, spaces, '_' and '-'.
-KNOWN_COLUMNS = {
-    "customerid": "customerId",
-    "firstname": "firstName",
-    "lastname": "lastName",
-    "company": "company",
-    "city": "city",
-    "country": "country",
-    "phone1": "phone1",
-    "phone2": "phone2",
-    "email": "email",
-    "subscriptiondate": "subscriptionDate",
-    "website": "website",
-    "about": "about",
-    "aboutcustomer": "about",
-}
-SKIPPED_COLUMNS = {"index"}
-BOM = b"\xef\xbb\xbf"
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)  # \d alone matches any Unicode digit
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _UNSEEN = dt.datetime.min  # not a date any row can give: "not in the cache"
@@ -49,55 +30,6 @@ NOT_CONTROL = {  # translate(None, these) keeps only the control bytes: the fast
     for encoding, control in (("utf-8", _C0), ("cp1252", _C0), ("latin-1", _C0 | set(range(0x80, 0xA0))))
 }
 _C1_UTF8 = re.compile(b"\xc2[\x80-\x9f]")
-
-
-class HeaderError(ValueError):
-    """The header cannot drive an import (no customer id column, unreadable)."""
-
-
-def normalise(name: str) -> str:
-    return "".join(ch for ch in name.strip().lower() if ch not in " _-")
-
-
-def read_names(header: bytes, *, encoding: str = "utf-8", delimiter: str = ",", quote: str = '"') -> list[str]:
-    """The first record's column names."""
-    try:
-        text = header.removeprefix(BOM).decode(encoding)
-        return next(csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter, quotechar=quote))
-    except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
-        raise HeaderError(f"the header line cannot be read as {encoding}: {exc}") from None
-
-
-def map_header(
-    header: bytes,
-    *,
-    encoding: str = "utf-8",
-    delimiter: str = ",",
-    quote: str = '"',
-    columns: dict[str, str] | None = None,
-) -> ColumnMap:
-    """The first record -> which field each column feeds. `columns` maps header names (as written, trimmed)
-    to fields and wins over the names recognised by themselves."""
-    names = read_names(header, encoding=encoding, delimiter=delimiter, quote=quote)
-    columns = columns or {}
-    if missing := [name for name in columns if name not in {name.strip() for name in names}]:
-        raise HeaderError(f"columns names {missing!r}, which the header does not have (found {names!r})")
-    chosen = [columns.get(name.strip()) or KNOWN_COLUMNS.get(normalise(name)) for name in names]
-    fields: list[str | None] = []
-    ignored: list[str] = []
-    for name, field in zip(names, chosen, strict=True):
-        mapped = name.strip() in columns
-        if field is None or field in fields or (not mapped and field in columns.values()):
-            if mapped or normalise(name) not in SKIPPED_COLUMNS:
-                ignored.append(name.strip())
-            field = None
-        fields.append(field)
-    if "customerId" not in fields:
-        raise HeaderError(
-            f"the header has no customer id column (expected e.g. 'Customer Id', or map one with columns; "
-            f"found {names!r})"
-        )
-    return ColumnMap(fields=tuple(fields), ignored=tuple(ignored))
 
 
 def parse_date(value: str, cache: dict[str, dt.datetime | None]) -> dt.datetime | None:
@@ -119,8 +51,7 @@ def parse_date(value: str, cache: dict[str, dt.datetime | None]) -> dt.datetime 
 def content_hash(values: dict[str, str]) -> str:
     """A digest of a row's CSV values (field -> stripped text): the same values give the same digest.
 
-    Stored as `importHash`; an upsert's filter `importHash != digest` is how "the CSV values differ" is asked
-    with a single indexed clause next to `_id` (SecantusDB plans a top-level $or as a collection scan)."""
+    Stored as `importHash`; a re-sync compares it with the stored one to find the rows whose values changed."""
     text = "\x1f".join(f"{name}\x1e{values[name]}" for name in sorted(values))
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
@@ -294,10 +225,9 @@ class _BlockParser:
         self.batch.docs.append(bson.encode(doc))
 
     def upsert(self, customer_id: str, doc: dict[str, object], digest: str, line: int) -> None:
-        """Filter + update of one row. The filter matches a stored customer only when it was not edited through
-        the API and its CSV values differ; when it does not match, the upsert's insert of the same _id fails
-        with E11000, which the sink classifies as unchanged or protected. Fields of the file's columns that
-        are empty in this row are removed; fields of columns the file does not have are left alone."""
+        """The update that re-syncs one customer, and its digest: the sink reads the stored customers first and
+        writes only new and changed ones (app/imports/sink.py). Fields of the file's columns that are empty in
+        this row are removed; fields of columns the file does not have are left alone."""
         keys = index_keys(doc)
         to_set = {
             **doc,
@@ -314,9 +244,7 @@ class _BlockParser:
         if to_unset:
             update["$unset"] = to_unset
         self.batch.docs.append(bson.encode(update))
-        self.batch.filters.append(
-            bson.encode({"_id": customer_id, "handEdited": {"$ne": True}, "importHash": {"$ne": digest}})
-        )
+        self.batch.hashes.append(digest)
 
     def flush(self) -> None:
         if self.batch.ids:

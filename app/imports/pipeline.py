@@ -23,13 +23,14 @@ from pathlib import Path
 
 import msgspec
 
+from app.db import WriteFailed, retry
 from app.imports.decode import InputError
 from app.imports.jobs import JobState, JobStore
 from app.imports.ledger import RECENT, Ledger
 from app.imports.meter import Meter
 from app.imports.model import Block, ColumnMap, Counters, Mode, Outcome, ParseSpec, Status, counters_of
 from app.imports.parse import parse_block
-from app.imports.sink import DrySink, Sink, WriteFailed, retry
+from app.imports.sink import DrySink, Sink
 from app.imports.source import read_blocks
 from app.imports.workers import TAIL, parse_range
 from app.settings import Settings

@@ -23,10 +23,10 @@ from app.db import CUSTOMERS
 from app.errors import Conflict, ImportFileError, ImportRunning, NotFound
 from app.imports.decode import InputError
 from app.imports.files import ImportableFile, list_files
+from app.imports.header import HeaderError, map_header
 from app.imports.history import recent_jobs
 from app.imports.jobs import JobState, JobStore, now
 from app.imports.model import NAMES, ColumnMap, CsvFormat, Mode, Status
-from app.imports.parse import HeaderError, map_header
 from app.imports.pipeline import Control, ImportRun
 from app.imports.schemas import ImportRequest
 from app.imports.sink import DrySink, Sink

@@ -1,56 +1,36 @@
-"""Bulk writes of encoded customer documents and their outcome counts. Knows no CSV.
+"""Bulk writes of encoded customer documents and their outcome counts. Knows no CSV (a row is an id, its
+source line, an encoded document and, for re-sync, the digest of its values).
 
 Insert mode: insert_many(ordered=False) writes every document it can; E11000 duplicate-key errors are the
 skipped duplicates. A duplicate whose stored document carries this job's id and this row's line
 (`importJobId`, `importLine`) was written by this very job before a crash or a retried write: it counts as
 inserted, so re-processing never inflates the duplicate count.
 
-Upsert mode: one unordered bulk_write of UpdateOne(filter, update, upsert=True) per batch. The filter
-matches only a customer that was not edited through the API and whose CSV values differ; upserted rows are
-inserted, matched rows updated, and a row refused with E11000 is looked up (one find per batch): stamped
-`lastImport` = (this job, this line) means this job already wrote it (before a crash or a retried write),
-otherwise `handEdited` makes it protected, else it is unchanged.
+Upsert mode (re-sync) reads, then writes only what changed: one `$in` read of the batch's ids (`importHash`,
+`handEdited`, `lastImport`, `importJobId`, `importLine`) classifies each row:
+- stamped `lastImport` = (this job, this line): this job already wrote it (before a crash or a retried write):
+  inserted or updated, as it was then, and not written again;
+- `handEdited`: protected; same `importHash`: unchanged; neither is written;
+- absent: inserted, and stored: updated, by one unordered bulk_write whose filter guards `handEdited != true`,
+  so a customer edited through the API between the read and the write is never overwritten (counted protected).
 
-Transient database errors are retried with backoff for a bounded time.
+Transient database errors are retried with backoff for a bounded time (app/db.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any
 
 from bson.raw_bson import RawBSONDocument
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, NetworkTimeout, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
+from app.db import DUPLICATE_KEY, TRANSIENT, WriteFailed, retry
 from app.imports.model import Batch, Mode, Written
 
-log = logging.getLogger(__name__)
-DUPLICATE_KEY = 11000
-TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout)
-T = TypeVar("T")
-
-
-class WriteFailed(Exception):
-    """A write error that is not a duplicate key, or an outage longer than the retry budget."""
-
-
-async def retry(operation: Callable[[], Awaitable[T]], *, seconds: float, what: str) -> T:
-    """Run `operation`, retrying transient database errors with capped exponential backoff."""
-    deadline, delay = time.monotonic() + seconds, 0.1
-    while True:
-        try:
-            return await operation()
-        except TRANSIENT as exc:
-            if time.monotonic() + delay > deadline:
-                raise WriteFailed(f"{what}: the database did not answer for {seconds:.0f}s ({exc})") from exc
-            log.warning("%s failed (%s); retrying in %.1fs", what, exc.__class__.__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+STAMPS = {"importHash": 1, "handEdited": 1, "lastImport": 1, "importJobId": 1, "importLine": 1}
 
 
 class Sink:
@@ -67,6 +47,8 @@ class Sink:
         if self.mode is Mode.UPSERT:
             return await self.upsert(batch)
         return await self.insert(batch)
+
+    # ---- insert -------------------------------------------------------------------------------------------
 
     async def insert(self, batch: Batch) -> Written:
         async with self.writers:
@@ -98,50 +80,64 @@ class Sink:
         stored = {(doc["_id"], doc.get("importLine")) async for doc in cursor}
         return {i for i in refused if (batch.ids[i], batch.lines[i]) in stored}
 
+    # ---- upsert (re-sync) ---------------------------------------------------------------------------------
+
     async def upsert(self, batch: Batch) -> Written:
-        async with self.writers:
-            upserted, refused = await retry(lambda: self._upsert(batch), seconds=self.retry_seconds, what="bulk_write")
-        written = Written(rows_inserted=len(upserted))
-        written.rows_updated = len(batch.docs) - len(upserted) - len(refused)
-        if refused:
-            stored = await retry(lambda: self._stamps(batch, refused), seconds=self.retry_seconds, what="re-sync check")
-            for i in refused:
-                doc = stored.get(batch.ids[i])
-                if doc is not None and doc.get("lastImport") == {"jobId": self.job_id, "line": batch.lines[i]}:
-                    if doc.get("importJobId") == self.job_id and doc.get("importLine") == batch.lines[i]:
-                        written.rows_inserted += 1  # this job inserted it before a crash or a retried write
-                    else:
-                        written.rows_updated += 1
-                elif doc is not None and doc.get("handEdited"):
-                    written.rows_protected += 1
-                    written.skipped.add(i)
-                else:  # same values (or deleted since the write was refused: nothing was written either way)
-                    written.rows_unchanged += 1
-                    written.skipped.add(i)
+        stored = await retry(lambda: self._stored(batch), seconds=self.retry_seconds, what="re-sync read")
+        written, to_write = self._classify(batch, stored)
+        if to_write:
+            async with self.writers:
+                inserted, updated = await retry(
+                    lambda: self._write(batch, to_write), seconds=self.retry_seconds, what="bulk_write"
+                )
+            written.rows_inserted += inserted
+            written.rows_updated += updated
+            written.rows_protected += len(to_write) - inserted - updated  # edited through the API meanwhile
         return written
 
-    async def _upsert(self, batch: Batch) -> tuple[set[int], list[int]]:
-        """(indexes of rows inserted, indexes of rows refused with E11000); the rest were updated."""
+    async def _stored(self, batch: Batch) -> dict[str, dict[str, Any]]:
+        cursor = self.customers.find({"_id": {"$in": list(set(batch.ids))}}, STAMPS)
+        return {doc["_id"]: doc async for doc in cursor}
+
+    def _classify(self, batch: Batch, stored: dict[str, dict[str, Any]]) -> tuple[Written, list[int]]:
+        """Counts of the rows that need no write, and the indexes of those that do (new or changed)."""
+        written, to_write = Written(), []
+        for i, customer_id in enumerate(batch.ids):
+            doc = stored.get(customer_id)
+            if doc is None:
+                to_write.append(i)
+            elif doc.get("lastImport") == {"jobId": self.job_id, "line": batch.lines[i]}:
+                mine = doc.get("importJobId") == self.job_id and doc.get("importLine") == batch.lines[i]
+                if mine:
+                    written.rows_inserted += 1  # this job inserted it before a crash or a retried write
+                else:
+                    written.rows_updated += 1
+            elif doc.get("handEdited"):
+                written.rows_protected += 1
+                written.skipped.add(i)
+            elif doc.get("importHash") == batch.hashes[i]:
+                written.rows_unchanged += 1
+                written.skipped.add(i)
+            else:
+                to_write.append(i)
+        return written, to_write
+
+    async def _write(self, batch: Batch, rows: list[int]) -> tuple[int, int]:
+        """(inserted, updated) of the rows written; the rest were refused by the handEdited guard."""
         ops = [
-            UpdateOne(RawBSONDocument(flt), RawBSONDocument(update), upsert=True)
-            for flt, update in zip(batch.filters, batch.docs, strict=True)
+            UpdateOne({"_id": batch.ids[i], "handEdited": {"$ne": True}}, RawBSONDocument(batch.docs[i]), upsert=True)
+            for i in rows
         ]
         try:
             result = (await self.customers.bulk_write(ops, ordered=False)).bulk_api_result
-            refused: list[int] = []
         except BulkWriteError as exc:
-            refused = _duplicates(exc, "bulk_write")
+            _duplicates(exc, "bulk_write")  # E11000: created through the API meanwhile (handEdited): protected
             result = exc.details
         except PyMongoError as exc:
             if isinstance(exc, TRANSIENT):
                 raise
             raise WriteFailed(f"bulk_write: {exc}") from exc
-        return {entry["index"] for entry in result.get("upserted", [])}, refused
-
-    async def _stamps(self, batch: Batch, refused: list[int]) -> dict[str, dict]:
-        ids = list({batch.ids[i] for i in refused})
-        projection = {"handEdited": 1, "lastImport": 1, "importJobId": 1, "importLine": 1}
-        return {doc["_id"]: doc async for doc in self.customers.find({"_id": {"$in": ids}}, projection)}
+        return len(result.get("upserted", [])), result.get("nMatched", 0)
 
 
 def _duplicates(exc: BulkWriteError, what: str) -> list[int]:

@@ -23,9 +23,9 @@ import aiofiles.os
 
 from app.imports import dialect
 from app.imports.decode import GZIP_MAGIC, Decoder, InputError, read_decoded
+from app.imports.header import BOM
 from app.imports.model import Block, CsvFormat
 
-BOM = b"\xef\xbb\xbf"
 QUOTE, NEWLINE = b'"', b"\n"
 PROBE_BYTES = 1 << 20  # the start of the file that auto detection reads
 AUTO = "auto"

@@ -14,9 +14,9 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app.imports.header import map_header
 from app.imports.jobs import JobState, JobStore
 from app.imports.model import Batch, CsvFormat, Status, Written
-from app.imports.parse import map_header
 from app.imports.pipeline import Control, ImportRun
 from app.imports.sink import DrySink
 from app.imports.source import file_identity, inspect, read_header

@@ -25,7 +25,6 @@ SCHEMA = schemathesis.openapi.from_dict(create_app(Settings(mongodb_uri="mongodb
 OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
 # Known server errors outside the customers API, reported to their owners; strict: a fix makes the test fail
 # until the entry is removed.
-KNOWN_5XX: dict[str, str] = {}  # operation label -> why it may still answer 5xx (none today)
 FUZZ_DB = "fuzz"
 KNOWN_ID = "fuzz-1"
 
@@ -79,12 +78,7 @@ def test_no_operation_answers_5xx(
     fuzz()
 
 
-def known_5xx(operation: schemathesis.APIOperation) -> list[pytest.MarkDecorator]:
-    reason = KNOWN_5XX.get(operation.label)
-    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-
-
-@pytest.mark.parametrize("operation", [pytest.param(op, id=op.label, marks=known_5xx(op)) for op in OPERATIONS])
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
 def test_boundary_cases_never_answer_5xx(
     operation: schemathesis.APIOperation, fuzzed_app: Litestar, known_customer: None
 ) -> None:

@@ -11,8 +11,9 @@ from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.customers.document import index_keys
+from app.imports.header import map_header
 from app.imports.model import Batch, Mode, ParseSpec
-from app.imports.parse import map_header, parse_block
+from app.imports.parse import parse_block
 from app.imports.sink import Sink
 from tests.integration.test_import import HEADER, start, wait_done, write
 
@@ -173,3 +174,22 @@ async def test_a_batch_written_again_by_the_same_job_counts_the_same(db: AsyncDa
     other = Sink(db.customers, job_id="job-b", retry_seconds=5, writers=1, mode=Mode.UPSERT)
     later = await other.write(batch_of(text, "job-b", Mode.UPSERT))
     assert (later.rows_inserted, later.rows_updated, later.rows_unchanged, later.rows_protected) == (0, 0, 3, 1)
+
+
+class EditedBetweenReadAndWrite(Sink):
+    """The real sink; right after its read, the API edits a stored customer (as a concurrent PATCH would)."""
+
+    async def _stored(self, batch: Batch) -> dict[str, dict[str, object]]:
+        stored = await super()._stored(batch)
+        await self.customers.update_one({"_id": "R00002"}, {"$set": {"firstName": "Edited", "handEdited": True}})
+        return stored
+
+
+async def test_a_customer_edited_between_the_read_and_the_write_is_never_overwritten(db: AsyncDatabase) -> None:
+    await db.customers.insert_one({"_id": "R00002", "firstName": "Old", "importHash": "stale"})
+    sink = EditedBetweenReadAndWrite(db.customers, job_id="job-a", retry_seconds=5, writers=1, mode=Mode.UPSERT)
+    written = await sink.write(batch_of("\n".join([HEADER, row(1), row(2)]) + "\n", "job-a", Mode.UPSERT))
+    # R00002 was classified as changed by the read; the write's handEdited guard refused it: protected
+    assert (written.rows_inserted, written.rows_updated, written.rows_protected) == (1, 0, 1)
+    stored = await db.customers.find_one({"_id": "R00002"})
+    assert stored is not None and stored["firstName"] == "Edited" and "lastImport" not in stored

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.imports.dialect import check_delimiter, detect_encoding, detect_line_ending, first_records, sniff_delimiter
-from app.imports.parse import HeaderError
+from app.imports.header import HeaderError
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from app.customers import rules
 from app.customers.document import KEYS
+from app.imports.header import HeaderError, map_header
 from app.imports.model import Parsed, ParseSpec
-from app.imports.parse import HeaderError, content_hash, map_header, parse_block
+from app.imports.parse import content_hash, parse_block
 from app.imports.source import first_record_end, read_blocks, read_header
 from app.imports.workers import TAIL, parse_range
 

@@ -1,0 +1,76 @@
+"""Pure: the header record -> which field each column feeds (ColumnMap). Runs in the app and in tests; stdlib only."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from app.imports.model import ColumnMap
+
+# Normalised header name -> document field. Names match ignoring case, spaces, '_' and '-'.
+KNOWN_COLUMNS = {
+    "customerid": "customerId",
+    "firstname": "firstName",
+    "lastname": "lastName",
+    "company": "company",
+    "city": "city",
+    "country": "country",
+    "phone1": "phone1",
+    "phone2": "phone2",
+    "email": "email",
+    "subscriptiondate": "subscriptionDate",
+    "website": "website",
+    "about": "about",
+    "aboutcustomer": "about",
+}
+SKIPPED_COLUMNS = {"index"}
+BOM = b"\xef\xbb\xbf"  # UTF-8's, stripped from a header
+
+
+class HeaderError(ValueError):
+    """The header cannot drive an import (no customer id column, unreadable)."""
+
+
+def normalise(name: str) -> str:
+    return "".join(ch for ch in name.strip().lower() if ch not in " _-")
+
+
+def read_names(header: bytes, *, encoding: str = "utf-8", delimiter: str = ",", quote: str = '"') -> list[str]:
+    """The first record's column names."""
+    try:
+        text = header.removeprefix(BOM).decode(encoding)
+        return next(csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter, quotechar=quote))
+    except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
+        raise HeaderError(f"the header line cannot be read as {encoding}: {exc}") from None
+
+
+def map_header(
+    header: bytes,
+    *,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    quote: str = '"',
+    columns: dict[str, str] | None = None,
+) -> ColumnMap:
+    """The first record -> which field each column feeds. `columns` maps header names (as written, trimmed)
+    to fields and wins over the names recognised by themselves."""
+    names = read_names(header, encoding=encoding, delimiter=delimiter, quote=quote)
+    columns = columns or {}
+    if missing := [name for name in columns if name not in {name.strip() for name in names}]:
+        raise HeaderError(f"columns names {missing!r}, which the header does not have (found {names!r})")
+    chosen = [columns.get(name.strip()) or KNOWN_COLUMNS.get(normalise(name)) for name in names]
+    fields: list[str | None] = []
+    ignored: list[str] = []
+    for name, field in zip(names, chosen, strict=True):
+        mapped = name.strip() in columns
+        if field is None or field in fields or (not mapped and field in columns.values()):
+            if mapped or normalise(name) not in SKIPPED_COLUMNS:
+                ignored.append(name.strip())
+            field = None
+        fields.append(field)
+    if "customerId" not in fields:
+        raise HeaderError(
+            f"the header has no customer id column (expected e.g. 'Customer Id', or map one with columns; "
+            f"found {names!r})"
+        )
+    return ColumnMap(fields=tuple(fields), ignored=tuple(ignored))
