@@ -33,6 +33,7 @@ test: $(STAMP) secantusd chromium
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests scripts
 	$(VENV)/bin/ruff format --check app tests scripts
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache

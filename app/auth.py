@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
+from litestar.enums import ScopeType
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -72,10 +73,10 @@ class BearerAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.allowed(scope):
             await self.app(scope, receive, send)
-        elif scope["type"] == "http":
+        elif scope["type"] == ScopeType.HTTP:
             await unauthorized(send)
         else:  # a websocket (there is none today): closed with "policy violation"
-            await send({"type": "websocket.close", "code": 1008})
+            await send({"type": "websocket.close", "code": 1008, "reason": ""})  # "": the ASGI default
 
     def allowed(self, scope: Scope) -> bool:
         opt: dict[str, Any] = scope["route_handler"].opt
@@ -101,7 +102,7 @@ async def unauthorized(send: Send) -> None:
         (b"www-authenticate", b'Bearer realm="customer-import"'),
     ]
     await send({"type": "http.response.start", "status": 401, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": False})  # False: the ASGI default
 
 
 def middleware(token: str | None, host: str) -> list[DefineMiddleware]:

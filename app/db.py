@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
@@ -52,7 +52,7 @@ LEGACY_INDEXES = ("searchKeys",)
 LEGACY_COLLECTIONS = ("service_meta",)
 
 
-def make_client(uri: str, *, timeout_ms: int = 5000) -> AsyncMongoClient:
+def make_client(uri: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[dict[str, Any]]:
     """One client per app (it belongs to one event loop), identified to the server."""
     return AsyncMongoClient(
         uri,
@@ -64,13 +64,13 @@ def make_client(uri: str, *, timeout_ms: int = 5000) -> AsyncMongoClient:
     )
 
 
-async def ensure_indexes(db: AsyncDatabase) -> None:
+async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     """Create all indexes; idempotent (an existing identical index is a no-op)."""
     for collection, models in INDEXES.items():
         await db[collection].create_indexes(models)
 
 
-async def ping(client: AsyncMongoClient) -> bool:
+async def ping(client: AsyncMongoClient[dict[str, Any]]) -> bool:
     try:
         await client.admin.command("ping")
     except PyMongoError:

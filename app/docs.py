@@ -26,7 +26,7 @@ class OfflineSwaggerUI(OpenAPIRenderPlugin):
     def receive_router(self, router: Router) -> None:
         router.register(create_static_files_router(path="/assets", directories=[STATIC], name=ASSETS))
 
-    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         def asset(name: str) -> str:
             return escape(request.app.route_reverse(ASSETS, file_path=name))
 

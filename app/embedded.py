@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -74,7 +75,8 @@ def port_is_free(host: str, port: int) -> bool:
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]  # the socket module types the address as Any
+        return port
 
 
 def _is_our_server(pid: int, storage: Path, program: str = RUST_SERVER) -> bool:
@@ -261,6 +263,7 @@ class EmbeddedMongo:
 
 
 def _answers(host: str, port: int) -> bool:
+    client: MongoClient[dict[str, Any]]
     with MongoClient(
         f"mongodb://{host}:{port}/?directConnection=true", serverSelectionTimeoutMS=500, connectTimeoutMS=500
     ) as client:

@@ -22,6 +22,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ImproperlyConfiguredException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,11 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response[dict
     return Response(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def _app_error(_: Request, exc: AppError) -> Response[dict[str, Any]]:
+def _app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
     return problem(exc.status, exc.title, exc.detail, **exc.extra)
 
 
-def _validation(request: Request, exc: ValidationException) -> Response[dict[str, Any]]:
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     """Litestar's own validation (query and path parameters): each key as the client wrote it."""
     errors = [_client_named(request, error) for error in exc.extra or [] if isinstance(error, dict)]
     first = errors[0] if errors else {}
@@ -82,7 +83,7 @@ def _validation(request: Request, exc: ValidationException) -> Response[dict[str
     return problem(400, InvalidInput.title, str(detail), **({"errors": errors} if errors else {}))
 
 
-def _client_named(request: Request, error: dict[str, Any]) -> dict[str, Any]:
+def _client_named(request: Request[Any, Any, Any], error: dict[str, Any]) -> dict[str, Any]:
     if error.get("key") == "data" and error.get("source") == "body":  # Litestar's name for a missing body
         return {"message": "a JSON body is required", "source": "body"}
     parameter = request.route_handler.parsed_fn_signature.parameters.get(error.get("key", ""))
@@ -90,7 +91,7 @@ def _client_named(request: Request, error: dict[str, Any]) -> dict[str, Any]:
     return {**error, "key": name} if name else error
 
 
-def _undecodable(_: Request, exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
+def _undecodable(_: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
     # msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a JSON string, and
     # Litestar only translates DecodeError; without this a malformed body is a 500.
     return problem(400, "Malformed request body", f"the body is not valid UTF-8: {exc.reason}")
@@ -100,7 +101,7 @@ def _undecodable(_: Request, exc: UnicodeDecodeError) -> Response[dict[str, Any]
 _TITLES = {413: "Request body too large"}
 
 
-def _http(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     phrase = _phrase(status)
     detail = str(exc.detail)
@@ -121,7 +122,7 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-def _framework_detail(request: Request, status: int) -> str:
+def _framework_detail(request: Request[Any, Any, Any], status: int) -> str:
     if status == 404:
         return f"nothing is served at {request.url.path}"
     if status == 405:
@@ -135,17 +136,17 @@ def _framework_detail(request: Request, status: int) -> str:
     return "the request was refused"
 
 
-def _db_down(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+def _db_down(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
     return problem(503, "Database unavailable", "the database did not answer; retry later")
 
 
-def _unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "unexpected error; see server log")
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AppError: _app_error,
     ValidationException: _validation,
     UnicodeDecodeError: _undecodable,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import msgspec
 from litestar import HttpMethod, Response, route
@@ -43,7 +44,9 @@ def app_version() -> str:
     opt=PUBLIC,
     security=NO_SECURITY,
 )
-async def health(mongo: NamedDependency[AsyncMongoClient], service_about: NamedDependency[About]) -> Response:
+async def health(
+    mongo: NamedDependency[AsyncMongoClient[dict[str, Any]]], service_about: NamedDependency[About]
+) -> Response[Any]:
     try:
         up = await asyncio.wait_for(ping(mongo), PING_TIMEOUT)
     except TimeoutError:

@@ -28,7 +28,7 @@ ANY_QUERY = "any_query"  # a handler's opt key: it accepts any query parameter (
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-class ApiRequest(Request):
+class ApiRequest(Request[Any, Any, Any]):
     """A Request whose `json()` decodes into the type of the handler's `data` parameter, strictly."""
 
     async def json(self) -> Any:
@@ -94,7 +94,7 @@ def query_names(handler: BaseRouteHandler, path_params: frozenset[str]) -> dict[
     return names
 
 
-def reject_unknown_query(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+def reject_unknown_query(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """An app-wide guard (guards add up across layers, where a before_request hook of a controller would replace
     this one): a misspelt or unsupported parameter (`?email[$ne]=x`) is a 400, never silently ignored, and so is
     a single-valued one given twice (`?limit=1&limit=500`: which one did the client mean?)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
@@ -24,8 +25,8 @@ from app.settings import Settings
 class Services:
     """Opened in this order and closed in reverse: lag monitor, database, imports, progress broadcaster."""
 
-    client: AsyncMongoClient
-    db: AsyncDatabase
+    client: AsyncMongoClient[dict[str, Any]]
+    db: AsyncDatabase[dict[str, Any]]
     customers: CustomerRepository
     imports: ImportService
     broadcaster: Broadcaster
@@ -70,7 +71,7 @@ class Services:
         def lag_monitor() -> LagMonitor:
             return self.lag
 
-        def mongo_client() -> AsyncMongoClient:
+        def mongo_client() -> AsyncMongoClient[dict[str, Any]]:
             return self.client
 
         def about() -> About:

@@ -95,7 +95,7 @@ TOTAL_CAP = 10_000  # how far a filtered total is counted (a 1-letter `q` can ma
 MIGRATION_BATCH = 1000  # customers rewritten per bulk_write by the start-up migration
 
 
-async def migrate_customers(db: AsyncDatabase) -> None:
+async def migrate_customers(db: AsyncDatabase[dict[str, Any]]) -> None:
     """Bring a database written by a version before the per-filter keys up to date, once, at start: every
     customer gets today's keys (its `searchKeys` lose the tagged country and id entries), in batches, then the
     old index and the old census collection are dropped. A crash part way leaves the old index, so the next
@@ -143,14 +143,14 @@ def _rekey(doc: dict[str, Any]) -> UpdateOne:
     return UpdateOne(_unchanged(doc["_id"], doc), update)
 
 
-async def _write_keys(customers: AsyncCollection, ops: list[UpdateOne]) -> int:
+async def _write_keys(customers: AsyncCollection[dict[str, Any]], ops: list[UpdateOne]) -> int:
     if ops:
         await customers.bulk_write(ops, ordered=False)
     return len(ops)
 
 
 class CustomerRepository:
-    def __init__(self, collection: AsyncCollection, *, total_cap: int = TOTAL_CAP):
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], *, total_cap: int = TOTAL_CAP):
         self.collection = collection
         self.total_cap = total_cap  # a filtered total above this is reported as the cap, with totalCapped
 

@@ -29,7 +29,8 @@ class Decoder:
         self.pos = 0  # bytes of the file read so far
         self.unzip = zlib.decompressobj(wbits=31) if gzip else None
         self.pending = b""  # compressed bytes read but not yet decompressed
-        self.utf16, self.text = utf16, None  # the UTF-16 decoder, chosen by the first bytes (BOM or not)
+        self.utf16 = utf16
+        self.text: codecs.IncrementalDecoder | None = None  # the UTF-16 decoder, chosen by the first bytes (BOM or not)
         self.first = b""  # the file's first byte, while a second one is awaited to look for a BOM
         self.done = False
 

@@ -75,7 +75,7 @@ class JobState(Counters, rename="camel", kw_only=True):
 
 
 class JobStore:
-    def __init__(self, db: AsyncDatabase):
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]):
         self.jobs = db[IMPORT_STATE]
         self.rejects = db[IMPORT_ERRORS]
 

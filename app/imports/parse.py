@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import bson
 
@@ -40,7 +40,8 @@ def parse_date(value: str, cache: dict[str, dt.datetime | None]) -> dt.datetime 
     result = None
     if match:
         try:
-            result = dt.datetime(*map(int, match.groups()), tzinfo=dt.UTC)
+            year, month, day = map(int, match.groups())
+            result = dt.datetime(year, month, day, tzinfo=dt.UTC)
         except ValueError:
             result = None
     if len(cache) < 100_000:
@@ -48,7 +49,7 @@ def parse_date(value: str, cache: dict[str, dt.datetime | None]) -> dt.datetime 
     return result
 
 
-def content_hash(values: dict[str, str]) -> str:
+def content_hash(values: Mapping[str, object]) -> str:
     """A digest of a row's CSV values (field -> stripped text): the same values give the same digest.
 
     Stored as `importHash`; a re-sync compares it with the stored one to find the rows whose values changed."""

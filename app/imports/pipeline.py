@@ -195,8 +195,8 @@ class ImportRun:
             for batch in parsed.batches:
                 written = await self.sink.write(batch)
                 outcome.counts.add(written)
-                tail = range(max(0, len(batch.ids) - RECENT - len(written.skipped)), len(batch.ids))
-                recent = [batch.ids[i] for i in tail if i not in written.skipped]
+                last = range(max(0, len(batch.ids) - RECENT - len(written.skipped)), len(batch.ids))
+                recent = [batch.ids[i] for i in last if i not in written.skipped]
                 outcome.recent = (outcome.recent + recent)[-RECENT:]
             self.ledger.complete(outcome)
         except asyncio.CancelledError:

@@ -71,7 +71,8 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
     def csv_format(self) -> CsvFormat:
         """What to read the file with; `auto` values are detected from the file when the job starts."""
-        return CsvFormat(self.delimiter, self.encoding, self.quote, "auto", None, self.columns or {})
+        columns: dict[str, str] = dict(self.columns or {})  # a copy typed as CsvFormat stores it
+        return CsvFormat(self.delimiter, self.encoding, self.quote, "auto", None, columns)
 
 
 class ResumeRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):

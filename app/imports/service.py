@@ -53,7 +53,7 @@ class Running:
 
 
 class ImportService:
-    def __init__(self, db: AsyncDatabase, settings: Settings):
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], settings: Settings):
         self.db = db
         self.settings = settings
         self.store = JobStore(db)

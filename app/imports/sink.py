@@ -20,6 +20,7 @@ Transient database errors are retried with backoff for a bounded time (app/db.py
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from bson.raw_bson import RawBSONDocument
@@ -35,7 +36,13 @@ STAMPS = {"importHash": 1, "handEdited": 1, "lastImport": 1, "importJobId": 1, "
 
 class Sink:
     def __init__(
-        self, customers: AsyncCollection, *, job_id: str, retry_seconds: float, writers: int, mode: Mode = Mode.INSERT
+        self,
+        customers: AsyncCollection[dict[str, Any]],
+        *,
+        job_id: str,
+        retry_seconds: float,
+        writers: int,
+        mode: Mode = Mode.INSERT,
     ):
         self.customers = customers
         self.job_id = job_id
@@ -128,6 +135,7 @@ class Sink:
             UpdateOne({"_id": batch.ids[i], "handEdited": {"$ne": True}}, RawBSONDocument(batch.docs[i]), upsert=True)
             for i in rows
         ]
+        result: Mapping[str, Any]  # BulkWriteError.details may be a RawBSONDocument
         try:
             result = (await self.customers.bulk_write(ops, ordered=False)).bulk_api_result
         except BulkWriteError as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +122,7 @@ def _inspect(path: Path, wanted: CsvFormat, max_record: int) -> tuple[CsvFormat,
     return chosen, Header(record=record, end=skip + end, lines=record.count(newline))
 
 
-async def _file_chunks(path: Path, start: int, size: int, limit: int | None) -> AsyncIterator[tuple[bytes, int]]:
+async def _file_chunks(path: Path, start: int, size: int, limit: int | None) -> AsyncGenerator[tuple[bytes, int], None]:
     async with aiofiles.open(path, "rb") as file:
         await file.seek(start)
         pos = start
@@ -133,7 +133,7 @@ async def _file_chunks(path: Path, start: int, size: int, limit: int | None) -> 
 
 async def _decoded_chunks(
     path: Path, start: int, size: int, limit: int | None, fmt: CsvFormat
-) -> AsyncIterator[tuple[bytes, int]]:
+) -> AsyncGenerator[tuple[bytes, int], None]:
     """The decoded stream from offset `start`: decoded again from the file's start, the first bytes dropped."""
     with path.open("rb") as file:
         decoder = Decoder(file, gzip=fmt.compression == "gzip", utf16=fmt.encoding == "utf-16", chunk=size, limit=limit)
@@ -157,7 +157,7 @@ async def read_blocks(
     limit: int | None = None,
     fmt: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
     tail: int | None = None,
-) -> AsyncIterator[Block]:
+) -> AsyncGenerator[Block, None]:
     """Blocks of complete records from offset `start` (a record boundary at physical line `first_line`), never
     reading the file past byte `limit` (its size when the job started). With `tail`, a plain file's block
     carries only its last `tail` bytes as `data` (the caller reads it again by offsets): no megabyte is copied."""
@@ -192,7 +192,7 @@ async def read_blocks(
         yield Block(index, offset, offset + len(carry), line, carry.count(newline), carry, file_end)
 
 
-async def file_identity(path: Path, sample: int = 1_048_576) -> dict[str, object]:
+async def file_identity(path: Path, sample: int = 1_048_576) -> dict[str, int | str]:
     """Size, mtime and a hash of the first and last MiB: a resumed job must read the same file."""
     stat = await aiofiles.os.stat(path)
     digest = hashlib.sha256()
