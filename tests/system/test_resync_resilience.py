@@ -14,13 +14,14 @@ import pytest
 from pymongo import MongoClient
 
 from app.embedded import EmbeddedMongo
-from tests.system.conftest import (
-    BATCH_SIZE,
+from tests.helpers import (
+    COUNTERS,
     HEADER,
     App,
     Apps,
     app_env,
     fraction,
+    start_import,
     step_until,
     wait_completed,
     wait_until,
@@ -29,15 +30,6 @@ from tests.system.conftest import (
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 
 ROWS, NEW = 6000, 2000
-COUNTERS = (
-    "rowsProcessed",
-    "rowsInserted",
-    "rowsUpdated",
-    "rowsUnchanged",
-    "rowsProtected",
-    "rowsDuplicate",
-    "rowsInvalid",
-)
 # What a customer looks like to a user: the bookkeeping (timestamps, stamps, digests) may differ between runs.
 BOOKKEEPING = ("createdAt", "updatedAt", "importJobId", "importLine", "lastImport")
 
@@ -97,9 +89,7 @@ def prepare(server: EmbeddedMongo, sync_mongo: MongoClient, folder: Path, v1: Pa
 
 
 def start(app: App, file_name: str, mode: str) -> dict[str, Any]:
-    response = app.post("/import/sync", {"filePath": file_name, "batchSize": BATCH_SIZE, "mode": mode})
-    assert response.status_code == 202, response.text
-    return response.json()
+    return start_import(app, file_name, mode=mode)
 
 
 def customers(sync_mongo: MongoClient, database: str) -> dict[str, dict[str, Any]]:
