@@ -115,10 +115,6 @@ async def subscribe(http: httpx.AsyncClient, ends: int = 1) -> tuple[asyncio.Tas
     return task, messages
 
 
-async def start_job(http: httpx.AsyncClient, name: str) -> str:
-    return (await start(http, name))["jobId"]
-
-
 def check_followed(messages: list[Message], job_id: str, final: dict[str, Any], terminal: str) -> None:
     """Snapshot first, then monotonic progress of the job, then exactly one terminal event, last."""
     assert messages[0].event == "snapshot" and messages[0].data is not None
@@ -177,7 +173,7 @@ async def test_two_subscribers_follow_a_job_to_the_same_terminal_event(
 ) -> None:
     big_file(server.import_dir, "first")
     (a, a_messages), (b, b_messages) = await subscribe(http), await subscribe(http)
-    job_id = await start_job(http, "first.csv")
+    job_id = (await start(http, "first.csv"))["jobId"]
     await paced(gates[0], a_messages, 3)
     await asyncio.wait_for(asyncio.gather(a, b), 180)  # each returns at its terminal event
     final = (await http.get("/import/progress")).json()
@@ -196,7 +192,7 @@ async def test_late_subscriber_gets_the_terminal_snapshot_then_follows_the_next_
     server: Server, http: httpx.AsyncClient, settings: Settings
 ) -> None:
     write(server.import_dir / "small.csv", [HEADER, *(good_row(i, f"small-{i}") for i in range(200))])
-    job_id = await start_job(http, "small.csv")
+    job_id = (await start(http, "small.csv"))["jobId"]
     finished = await wait_done(http)
 
     task, messages = await subscribe(http)
@@ -215,7 +211,7 @@ async def test_late_subscriber_gets_the_terminal_snapshot_then_follows_the_next_
         *(good_row(i, f"broken-{i}") for i in range(51, 51 + settings.import_max_record_bytes // 100)),
     ]
     write(server.import_dir / "broken.csv", broken)
-    next_id = await start_job(http, "broken.csv")
+    next_id = (await start(http, "broken.csv"))["jobId"]
     await asyncio.wait_for(task, 60)
     final = await wait_done(http)
     assert final["status"] == "FAILED"
@@ -231,7 +227,7 @@ async def test_one_stream_follows_a_job_through_cancel_and_resume(
 ) -> None:
     big_file(server.import_dir, "cancelled")
     task, messages = await subscribe(http, ends=2)
-    job_id = await start_job(http, "cancelled.csv")
+    job_id = (await start(http, "cancelled.csv"))["jobId"]
     gates[0].open(2)  # two blocks of one batch each, then the writes wait at the gate
     await until(lambda: any(m.event == "progress" and m.data["bytesRead"] > len(HEADER) + 1 for m in messages))
     assert (await http.post("/import/cancel")).status_code == 202
