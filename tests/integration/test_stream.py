@@ -168,6 +168,21 @@ async def paced(gate: Gate, messages: list[Message], events: int) -> None:
     gate.open_all()
 
 
+async def watermark_moved(gate: Gate, messages: list[Message]) -> None:
+    """Let writes through one at a time until a progress event shows the watermark past the header. Blocks (of
+    one batch each) reach the gate in the order their parsing ends, not in file order, so "open two and wait"
+    could let blocks 2 and 3 through and wait forever for block 1; each write shows as a progress event."""
+
+    def moved() -> bool:
+        return any(m.event == "progress" and m.data["bytesRead"] > len(HEADER) + 1 for m in messages)
+
+    while not moved():
+        seen = progress_events(messages)
+        gate.open(1)
+        await until(lambda before=seen: progress_events(messages) > before)
+    # the writes after it wait at the gate
+
+
 async def test_two_subscribers_follow_a_job_to_the_same_terminal_event(
     server: Server, http: httpx.AsyncClient, gates: list[Gate]
 ) -> None:
@@ -228,8 +243,7 @@ async def test_one_stream_follows_a_job_through_cancel_and_resume(
     big_file(server.import_dir, "cancelled")
     task, messages = await subscribe(http, ends=2)
     job_id = (await start(http, "cancelled.csv"))["jobId"]
-    gates[0].open(2)  # two blocks of one batch each, then the writes wait at the gate
-    await until(lambda: any(m.event == "progress" and m.data["bytesRead"] > len(HEADER) + 1 for m in messages))
+    await watermark_moved(gates[0], messages)
     assert (await http.post("/import/cancel")).status_code == 202
     cancelled = await wait_done(http)
     assert cancelled["status"] == "CANCELLED" and 0 < cancelled["rowsProcessed"] < ROWS, cancelled
