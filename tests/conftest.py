@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -72,7 +71,3 @@ def app(settings: Settings) -> Litestar:
 async def client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
     async with AsyncTestClient(app, timeout=30) as test_client:
         yield test_client
-
-
-def with_settings(settings: Settings, **changes: object) -> Settings:
-    return msgspec.structs.replace(settings, **changes)

@@ -1,14 +1,63 @@
-"""Helpers shared by test modules (no test module imports from another)."""
+"""Helpers shared by test modules: no test module imports from another, and a conftest holds only fixtures.
+
+Sections: waiting and gating; HTTP answers; CSV files; processes; apps served by uvicorn in a thread; the real
+`python -m app serve` and `python -m app import` in subprocesses (tests/system); the dashboard in a browser.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from app.imports.model import Batch, Written
+import httpx
+import msgspec
+import pytest
+import uvicorn
 
+from app.asgi import create_app
+from app.embedded import EmbeddedMongo, free_port
+from app.imports.header import map_header
+from app.imports.model import Batch, Mode, ParseSpec, Written
+from app.imports.parse import parse_block
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ConsoleMessage, Page
+    from pymongo import MongoClient
+    from pymongo.database import Database
+
+ROOT = Path(__file__).parents[1]
 POLL = 0.005  # how often a waiter looks again: a wait ends on a state change, never on a deadline
+# Every row counter of a job, as the API names them.
+COUNTERS = (
+    "rowsProcessed",
+    "rowsInserted",
+    "rowsDuplicate",
+    "rowsUpdated",
+    "rowsUnchanged",
+    "rowsProtected",
+    "rowsInvalid",
+)
+SETTINGS_ENV = {f.name.upper() for f in msgspec.structs.fields(Settings)}
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    return msgspec.structs.replace(settings, **changes)
+
+
+# ---- waiting and gating ---------------------------------------------------------------------------------
 
 
 class Gate:
@@ -58,7 +107,717 @@ class Gate:
         await until(condition)
 
 
+def gate_sinks(services: Any, monkeypatch: pytest.MonkeyPatch) -> list[Gate]:
+    """Every job the app (`app.state.services`) starts from now on writes through a closed Gate, appended to the
+    returned list in start order."""
+    imports = services.imports
+    real = imports.make_sink
+    made: list[Gate] = []
+
+    def make(state: Any) -> Gate:
+        made.append(Gate(real(state)))
+        return made[-1]
+
+    monkeypatch.setattr(imports, "make_sink", make)
+    return made
+
+
 async def until(condition: Callable[[], bool]) -> None:
     """Wait until `condition` holds (the suite's timeout bounds a hang)."""
     while not condition():  # noqa: ASYNC110 (set from another thread's loop: an asyncio.Event cannot be)
         await asyncio.sleep(POLL)
+
+
+class Failing(Protocol):
+    def fail(self, message: str) -> None: ...
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, owner: Failing | None = None, what: str = "") -> Any:
+    """Poll `condition` every 50 ms until it returns something truthy, and return that; at the deadline (a hang
+    turned into a failure, never a speed requirement) fail, with the log of `owner` (an app) when given."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            message = f"{what or 'condition'} not met within {timeout:.0f}s"
+            if owner is not None:
+                owner.fail(message)
+            pytest.fail(message)
+        time.sleep(0.05)
+
+
+# ---- HTTP answers ---------------------------------------------------------------------------------------
+
+CLASS_NAME = re.compile(r"[A-Z][a-z]+(?:[A-Z][a-z]+)+")  # NotFoundException, RequestEntityTooLarge
+
+
+def assert_problem(response: httpx.Response, status: int, title: str | None = None) -> dict[str, Any]:
+    """An application/problem+json answer with this status, a plain-word title and a detail; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"] and body["detail"], body
+    assert "Exception" not in body["title"] and not CLASS_NAME.fullmatch(body["title"]), body["title"]
+    if title is not None:
+        assert body["title"] == title
+    return body
+
+
+async def start(client: httpx.AsyncClient, file: Path | str, **options: Any) -> dict[str, Any]:
+    """POST /import/sync; the 202's body (the job)."""
+    response = await client.post("/import/sync", json={"filePath": str(file), **options})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+async def wait_done(client: httpx.AsyncClient, within: float = 120) -> dict[str, Any]:
+    """The first /import/progress that is not RUNNING (`within`: a safety deadline, not a speed requirement)."""
+    deadline = time.monotonic() + within
+    while (progress := (await client.get("/import/progress")).json())["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"import still running after {within}s: {progress}"
+        await asyncio.sleep(0.05)
+    return progress
+
+
+ListingPage = tuple[list[str], int, str | None]  # a listing page: its ids, the total it reports, the next cursor
+
+
+async def walk(
+    page_after: Callable[[str | None], Awaitable[ListingPage]], pages: int = 1000
+) -> tuple[list[str], set[int]]:
+    """Follow the next cursor from the first page to the end; the ids seen and the totals reported."""
+    ids: list[str] = []
+    totals: set[int] = set()
+    after = None
+    for _ in range(pages):
+        page_ids, total, after = await page_after(after)
+        ids += page_ids
+        totals.add(total)
+        if not after:
+            return ids, totals
+    raise AssertionError("the keyset walk did not end")
+
+
+# ---- CSV files ------------------------------------------------------------------------------------------
+
+HEADER = (
+    "Index,Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Email,"
+    "Subscription Date,Website,About Customer"
+)
+EXISTING = {"_id": "EXISTING-1", "firstName": "Keep", "lastName": "Me"}  # in the database before the import
+
+
+def good_row(i: int, customer_id: str | None = None, about: str = "Likes tea") -> str:
+    """A valid row of about 130 bytes under HEADER."""
+    cid = customer_id or f"C{i:07d}"
+    return (
+        f'{i},{cid},Ann{i},Lee,"Acme, ""Best"" Inc",Paris,France,+33 1,,ann{i}@example.com,'
+        f'2021-03-{1 + i % 28:02d},https://acme.example,"{about}"'
+    )
+
+
+def long_row(i: int, cid: str, *, email: str | None = None, date: str | None = None, about: str | None = None) -> str:
+    """A row of about 200 bytes under HEADER (valid unless told otherwise): every field set, its length varying."""
+    email = email if email is not None else f"ann{i}@example.com"
+    date = date if date is not None else f"2021-03-{1 + i % 28:02d}"
+    about = about if about is not None else f"Likes tea and long CSV files; row {i} " + "x" * (i % 40)
+    return (
+        f'{i},{cid},Ann{i},Lee,"Acme, ""Best"" Inc",Paris,France,+33 1 23 45 67 {i % 100:02d},,{email},'
+        f'{date},https://acme.example/{i},"{about}"'
+    )
+
+
+def write(path: Path, lines: list[str | bytes], *, newline: bytes = b"\n") -> Path:
+    path.write_bytes(newline.join(x if isinstance(x, bytes) else x.encode() for x in lines) + newline)
+    return path
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """The file and what a correct import of it yields, computed while writing it."""
+
+    path: Path
+    counters: dict[str, int]
+    rejected: dict[int, str]  # physical line -> a fragment of its reason
+
+
+def write_hostile_csv(path: Path, rows: int = 10_000) -> Hostile:
+    """~200-byte rows behind a BOM, CRLF line ends, no final newline; eight kinds of invalid rows (some spanning
+    lines), blank lines, quoted newlines, duplicates inside a batch, across distant and neighbouring blocks and
+    against a customer that exists before the import (EXISTING: the test creates it)."""
+    records: list[bytes] = [HEADER.encode()]
+    rejected: dict[int, str] = {}
+    valid_ids: list[str] = []  # the customer id of every valid row, in file order
+    line = 2  # physical line of the next record
+    for i in range(1, rows + 1):
+        kind, cid = i % 200, f"C{i:07d}"
+        reason: str | None = None
+        if kind == 7:
+            text, reason = f"{i},{cid},too,few", "expected 13 fields"
+        elif kind == 13:
+            text, reason = long_row(i, "  "), "customer id is empty"
+        elif kind == 17:
+            text, reason = long_row(i, cid, email=f"ann{i}@@example.com", about="spans\r\ntwo lines"), "invalid email"
+        elif kind == 19:
+            text, reason = long_row(i, cid, email="ann lee@example.com"), "invalid email"
+        elif kind == 23:
+            text, reason = long_row(i, cid, date="2023-02-30"), "invalid subscription date"
+        elif kind == 29:
+            text, reason = long_row(i, cid).replace("Paris", "Par\udcffis"), "not valid UTF-8"
+        elif kind == 53:
+            text, reason = long_row(i, cid).replace('"Acme, ""Best"" Inc"', '"Acme"x'), "malformed CSV"
+        elif kind == 61:
+            text, reason = long_row(i, "Z" * 300), "customer id longer than 64"  # the API's limit (customers/rules.py)
+        else:
+            if kind in (31, 131):
+                records += [b"", b"   "]  # blank lines are not rows
+                line += 2
+            if i % 100 == 37:
+                cid = f"C{i - 1:07d}"  # the row before: the same batch
+            elif i % 100 == 41 and i > 5000:
+                cid = f"C{i - 5000:07d}"  # a block long written
+            elif i % 100 == 43:
+                cid = f"C{i + 450:07d}"  # ~90 KB ahead: a neighbouring block, maybe written first
+            elif i % 1000 == 501:
+                cid = EXISTING["_id"]
+            about = 'multi\nline, ""quoted""\r\nabout' if i % 100 == 47 else None
+            text = long_row(i, f"  {cid} " if i % 100 == 3 else cid, about=about)
+            valid_ids.append(cid)
+        if reason is not None:
+            rejected[line] = reason
+        data = text.encode("utf-8", "surrogateescape")
+        records.append(data)
+        line += 1 + data.count(b"\n")
+    path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(records))  # the last record has no newline
+    inserted = len(set(valid_ids) - {EXISTING["_id"]})
+    counters = {"rowsInserted": inserted, "rowsDuplicate": len(valid_ids) - inserted, "rowsInvalid": len(rejected)}
+    counters["rowsProcessed"] = sum(counters.values())
+    return Hostile(path, counters, rejected)
+
+
+FORMAT_COLUMNS = ["Customer Id", "First Name", "Last Name", "Company", "City", "Email", "About Customer"]
+ENDINGS = {"LF": "\n", "CRLF": "\r\n", "CR": "\r"}
+
+
+def intact_customers(emoji: bool) -> list[dict[str, str]]:
+    """Rows whose text must come back intact: every delimiter and a quote inside fields, é ß ø, emoji, newlines."""
+    smile = "\U0001f642" if emoji else ""
+    return [
+        {
+            "customerId": f"C{i}",
+            "firstName": f"Zoë{smile}",
+            "lastName": "Straße",
+            "company": 'Ørsted, "Wind"; A|S\tDK',
+            "city": "København",
+            "email": f"zoe{i}@example.dk",
+            "about": f"line one é ß ø{smile}\nline two",
+        }
+        for i in range(1, 41)
+    ]
+
+
+def csv_text(rows: list[dict[str, str]], delimiter: str, ending: str, *, invalid: bool = True) -> str:
+    """`rows` (of intact_customers) as CSV text under FORMAT_COLUMNS, every field quoted; one invalid row last."""
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace('"', '""') + '"'
+
+    lines = [delimiter.join(FORMAT_COLUMNS)]
+    lines += [delimiter.join(quoted(row[key]) for key in rows[0]) for row in rows]
+    if invalid:
+        lines.append(delimiter.join(["X1", "Bad", "Email", "Co", "City", "not-an-email", "x"]))
+    return ending.join(lines) + ending
+
+
+def batch_of(text: str, job_id: str, mode: Mode) -> Batch:
+    """The one batch a small CSV text (header first) parses into, as a worker would send it to the sink."""
+    header, _, body = text.partition("\n")
+    spec = ParseSpec(map_header(header.encode()), job_id, batch_size=1000, max_record_bytes=65536, mode=mode)
+    [batch] = parse_block(body.encode(), 2, spec).batches
+    return batch
+
+
+# ---- processes ------------------------------------------------------------------------------------------
+
+
+def alive(pid: int) -> bool:
+    """A zombie counts as gone: it has exited and only waits for its parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def command(pid: int) -> list[bytes]:
+    """The command line of a process ([] once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+@contextlib.contextmanager
+def held(server: EmbeddedMongo) -> Iterator[None]:
+    """The database server stopped (SIGSTOP) for the block: an import cannot move while a test looks at it."""
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+
+
+# ---- apps served by uvicorn in a thread -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving(app: Any, **config: Any) -> Iterator[str]:
+    """An ASGI app served by uvicorn in a thread on a free port (lifespan included); its URL. Stopped gracefully
+    at the end."""
+    port = free_port()
+    options = {"host": "127.0.0.1", "port": port, "log_level": "warning", "lifespan": "on", "ws": "none"} | config
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+
+
+# ---- `python -m app serve` in subprocesses (tests/system) -----------------------------------------------
+
+START_TIMEOUT = 60.0
+IMPORT_TIMEOUT = 90.0
+LEASE_SECONDS = 3.0
+BATCH_SIZE = 100
+STEP_SECONDS = 0.005  # how long step_until lets the database run between two looks at an import (a few writes)
+INSERT_COUNTERS = ("rowsProcessed", "rowsInserted", "rowsDuplicate", "rowsInvalid")
+
+
+@dataclass
+class App:
+    """One `python -m app serve` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    env: dict[str, str]
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", params=params, timeout=10)
+
+    def post(self, path: str, body: Any = None) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=body, timeout=10)
+
+    def progress(self) -> dict[str, Any]:
+        response = self.get("/import/progress")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        self.process.kill()
+        self.process.wait()
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def fail(self, message: str) -> None:
+        pytest.fail(f"{message}\n--- {self.log.name} ---\n{self.tail()}")
+
+
+@dataclass
+class Apps:
+    """Starts apps for one test (same database unless told otherwise) and kills whatever is left at the end."""
+
+    folder: Path
+    base_env: dict[str, str]
+    started: list[App] = field(default_factory=list)
+
+    def start(self, *, wait: bool = True, **env: str) -> App:
+        port = free_port()
+        environ = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
+        environ |= {**self.base_env, "HOST": "127.0.0.1", "PORT": str(port), **env}
+        log = self.folder / f"app-{len(self.started)}.log"
+        with log.open("wb") as out:
+            # a session of its own: the parser processes it forks can be found (and killed) by its id later
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve"],
+                env=environ,
+                cwd=self.folder,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        app = App(process, f"http://127.0.0.1:{port}", log, environ)
+        self.started.append(app)
+        if wait:
+            wait_until(lambda: _healthy(app), START_TIMEOUT, app, "GET /health was not 200")
+        return app
+
+    def close(self) -> None:
+        """Kill every app and what it left behind: a killed app's parser pool (forkserver, workers, resource
+        tracker) outlives it, blocked forever on its queue."""
+        for app in self.started:
+            if app.process.poll() is None:
+                app.process.kill()
+            app.process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(app.process.pid, signal.SIGKILL)
+
+
+def _healthy(app: App) -> bool:
+    if not app.alive():
+        app.fail(f"app exited with {app.process.returncode} before it was healthy")
+    try:
+        return app.get("/health").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def app_env(server: EmbeddedMongo, folder: Path, database: str) -> dict[str, str]:
+    (folder / "imports").mkdir(parents=True, exist_ok=True)
+    return {
+        "MONGODB_URI": server.uri,
+        "MONGODB_DB": database,
+        "IMPORT_DIR": str(folder / "imports"),
+        "DATA_DIR": str(folder / "data"),
+        "IMPORT_LEASE_SECONDS": str(LEASE_SECONDS),
+        "IMPORT_CHECKPOINT_SECONDS": "0.2",
+        "IMPORT_BLOCK_BYTES": "65536",
+        # Two blocks in flight: they still finish out of order, but the watermark moves by at most two blocks
+        # (about 6 % of the hostile file) at once, so a test stepping the database (step_until) sees each point.
+        "IMPORT_BLOCKS_IN_FLIGHT": "2",
+        "IMPORT_RETRY_SECONDS": "60",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def start_import(app: App, file_name: str, **options: Any) -> dict[str, Any]:
+    response = app.post("/import/sync", {"filePath": file_name, "batchSize": BATCH_SIZE, **options})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def wait_progress(
+    app: App, predicate: Callable[[dict[str, Any]], bool], timeout: float = IMPORT_TIMEOUT, what: str = "progress"
+) -> dict[str, Any]:
+    """The first /import/progress answer that satisfies `predicate`; the job must not end in between."""
+
+    def check() -> dict[str, Any] | None:
+        progress = app.progress()
+        if predicate(progress):
+            return progress
+        if progress["status"] not in ("RUNNING", "IDLE"):
+            app.fail(f"job ended {progress['status']} while waiting for {what}: {progress}")
+        return None
+
+    return wait_until(check, timeout, app, what)
+
+
+def step_until(
+    app: App,
+    server: EmbeddedMongo,
+    predicate: Callable[[dict[str, Any]], bool],
+    what: str,
+    then: Callable[[], None] | None = None,
+    timeout: float = IMPORT_TIMEOUT,
+) -> dict[str, Any]:
+    """The owner's /import/progress (served from its memory) looked at with the database held still, and the
+    database let run for STEP_SECONDS between looks: however fast the database, the import stops at each look
+    and advances about one slice between two, so the test sees it pass `predicate` while still RUNNING. `then`
+    runs while the database is still held (kill -9 the app, say), then the database goes on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with held(server):
+            progress = app.progress()
+            if predicate(progress):
+                if then is not None:
+                    then()
+                return progress
+        if progress["status"] not in ("RUNNING", "IDLE"):
+            app.fail(f"job ended {progress['status']} while waiting for {what}: {progress}")
+        time.sleep(STEP_SECONDS)
+    app.fail(f"{what} not reached within {timeout:.0f}s")
+    raise AssertionError(what)
+
+
+def wait_completed(app: App, timeout: float = IMPORT_TIMEOUT) -> dict[str, Any]:
+    return wait_progress(app, lambda p: p["status"] == "COMPLETED", timeout, "COMPLETED")
+
+
+def fraction(progress: dict[str, Any]) -> float:
+    return progress["bytesRead"] / progress["fileSize"] if progress["fileSize"] else 0.0
+
+
+def terminate(app: App, timeout: float) -> int:
+    """SIGTERM; the exit code (`timeout`: a hang turned into a failure)."""
+    app.process.send_signal(signal.SIGTERM)
+    try:
+        return app.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        app.fail(f"app did not exit within {timeout:.0f}s of SIGTERM")
+        raise
+
+
+@dataclass(frozen=True)
+class Result:
+    """What an import left behind: final counters, every customer id, every rejected row."""
+
+    counters: dict[str, int]
+    customer_ids: list[str]
+    rejected: list[tuple[int, str, str]]  # (line, reason, text)
+
+
+def rejected_rows(app: App, job_id: str) -> list[tuple[int, str, str]]:
+    rows: list[tuple[int, str, str]] = []
+    after = 0
+    while True:
+        response = app.get("/import/errors", jobId=job_id, limit=1000, afterLine=after)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        rows += [(item["line"], item["reason"], item["text"]) for item in page["items"]]
+        if page["nextAfterLine"] is None:
+            return rows
+        after = page["nextAfterLine"]
+
+
+def result_of(app: App, sync_mongo: MongoClient, job_id: str) -> Result:
+    progress = app.progress()
+    assert progress["jobId"] == job_id and progress["status"] == "COMPLETED", progress
+    assert progress["bytesRead"] == progress["fileSize"] and progress["percent"] == 100, progress
+    db = sync_mongo[app.env["MONGODB_DB"]]
+    ids = sorted(doc["_id"] for doc in db.customers.find({}, {"_id": 1}))
+    assert db.customers.count_documents({}) == len(ids)
+    return Result({k: progress[k] for k in INSERT_COUNTERS}, ids, rejected_rows(app, job_id))
+
+
+def assert_same_as_reference(app: App, sync_mongo: MongoClient, job_id: str, reference: Result) -> None:
+    result = result_of(app, sync_mongo, job_id)
+    assert result.counters == reference.counters
+    assert len(result.customer_ids) == len(reference.customer_ids)
+    assert result.customer_ids == reference.customer_ids
+    assert result.rejected == reference.rejected
+
+
+@dataclass
+class Deployment:
+    """One test's database, import folder and app launcher."""
+
+    apps: Apps
+    database: str
+    file_name: str
+    file: Path
+    server: EmbeddedMongo
+
+    def start(self, **kwargs: Any) -> App:
+        return self.apps.start(**kwargs)
+
+
+@dataclass
+class OwnServer:
+    server: EmbeddedMongo
+    deployment: Deployment
+
+
+def job_doc(sync_mongo: MongoClient, deployment: Deployment, job_id: str) -> dict[str, Any]:
+    doc = sync_mongo[deployment.database].import_state.find_one({"_id": job_id})
+    assert doc is not None
+    return doc
+
+
+def kill_when(deployment: Deployment, app: App, reached: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    """kill -9 the app as soon as its progress satisfies `reached`, with the database held still meanwhile (so a
+    fast database cannot finish the job first); the job must still be running."""
+    return step_until(app, deployment.server, reached, what, then=app.kill)
+
+
+TAKEOVER_AFTER_RESTART = 30.0
+
+
+def restart_and_await_takeover(
+    deployment: Deployment, sync_mongo: MongoClient, job_id: str, killed_at: float, attempts: int
+) -> tuple[App, int]:
+    """Start a new instance; it must adopt the job (attempts + 1) before the safety deadline. Returns it and how
+    many rows the dead owner had written beyond the watermark it persisted."""
+    before = job_doc(sync_mongo, deployment, job_id)
+    assert before["status"] == "RUNNING" and before["owner"] is not None, before
+    assert before["attempts"] == attempts - 1
+    # rows the dead owner wrote beyond its watermark: the new owner meets them again and must count them inserted
+    written = sync_mongo[deployment.database].customers.count_documents({"importJobId": job_id})
+    ahead = written - before["rowsInserted"]
+    app = deployment.start()
+    taken = wait_until(
+        lambda: job_doc(sync_mongo, deployment, job_id)["attempts"] == attempts,
+        TAKEOVER_AFTER_RESTART,
+        app,
+        f"takeover of job {job_id} (attempt {attempts})",
+    )
+    took = time.monotonic() - killed_at
+    after = job_doc(sync_mongo, deployment, job_id)
+    assert taken and after["owner"] not in (None, before["owner"])
+    progress = app.progress()
+    # resumed from the watermark, not from the start: it never goes back below what the dead owner persisted
+    assert progress["jobId"] == job_id and progress["bytesRead"] >= before["bytesRead"], (before, progress)
+    print(
+        f"\ntakeover {took:.1f}s after kill -9 (watermark {before['bytesRead']} of {before['fileSize']}, "
+        f"{ahead} rows written beyond it)"
+    )
+    return app, ahead
+
+
+# ---- `python -m app import` in a subprocess (tests/system) ----------------------------------------------
+
+RUN_TIMEOUT = 60.0
+# rich reads these; the tests look at what a user sees in a log file (no terminal, no colours)
+TERMINAL_ENV = {"COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "TERM"}
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def __str__(self) -> str:
+        return f"exit code {self.code}\n--- stdout ---\n{self.out}\n--- stderr ---\n{self.err}"
+
+
+@dataclass
+class Cli:
+    """One test's database (fresh, on the session server), folder and environment."""
+
+    folder: Path
+    env: dict[str, str]
+    db: Database[dict[str, Any]]
+    server: EmbeddedMongo
+    started: list[subprocess.Popen[bytes]]
+
+    def popen(self, *args: str, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
+        # a session of its own: a signal to the process group is what Ctrl-C in a terminal sends, and whatever
+        # the CLI leaves behind (forkserver, parser workers) can be found by its id
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "import", *args],
+            env=self.env,
+            cwd=self.folder,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+        self.started.append(process)
+        return process
+
+    def run(self, *args: str) -> Run:
+        process = self.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = process.communicate(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(
+                f"`python -m app import {' '.join(args)}` did not end within {RUN_TIMEOUT:.0f}s\n"
+                f"{Run(-1, out.decode(errors='replace'), err.decode(errors='replace'))}"
+            )
+        return Run(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self.db.import_state.find({}))
+
+    def only_job(self) -> dict[str, Any]:
+        jobs = self.jobs()
+        assert len(jobs) == 1, jobs
+        return jobs[0]
+
+    def close(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def assert_clean(run: Run) -> None:
+    assert "Traceback" not in run.out + run.err, str(run)
+
+
+# ---- the dashboard in a browser (tests/browser) ---------------------------------------------------------
+
+ARTIFACTS = ROOT / "artifacts"
+WAIT_MS = 120_000  # an upper bound for slow machines, never a speed requirement
+
+
+@dataclass
+class Served:
+    """One app served by uvicorn over TCP: its URL, settings and import folder."""
+
+    url: str
+    settings: Settings
+    import_dir: Path
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"authorization": f"Bearer {self.settings.api_token}"} if self.settings.api_token else {}
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+
+
+@contextlib.contextmanager
+def serve(settings: Settings) -> Iterator[Served]:
+    """The app built from `settings`, served by uvicorn in a thread."""
+    with serving(create_app(settings)) as url:
+        yield Served(url, settings, settings.import_path)
+
+
+def browser_settings(settings: Settings, folder: Path, **changes: Any) -> Settings:
+    """A database of its own; small blocks and one writer, so that an import lasts long enough to cancel."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return with_settings(
+        settings,
+        mongodb_db=f"browser_{uuid.uuid4().hex[:8]}",
+        import_dir=str(folder),
+        csv_file_path=None,
+        import_block_bytes=65536,
+        import_writers=1,
+        **changes,
+    )
+
+
+@dataclass
+class Watched:
+    """A page whose console errors, uncaught exceptions and dialogs are recorded; `allow` excuses console
+    errors matching a pattern (an expected 401 or 400 the page shows to the user)."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    allowed: list[re.Pattern[str]] = field(default_factory=list)
+
+    def allow(self, pattern: str) -> None:
+        self.allowed.append(re.compile(pattern))
+
+    def console(self, message: ConsoleMessage) -> None:
+        if message.type == "error" and not any(p.search(message.text) for p in self.allowed):
+            self.errors.append(message.text)
+
+    def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def shown(text: str) -> int:
+    """A counter as the page shows it ("12,345") as a number."""
+    return int(text.replace(",", ""))

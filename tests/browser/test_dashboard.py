@@ -15,7 +15,7 @@ from pymongo import MongoClient
 from app.customers.document import index_keys
 from app.embedded import EmbeddedMongo
 from app.settings import Settings
-from tests.browser.conftest import COUNTERS, Served, Watched, browser_settings, held, serve, shown
+from tests.helpers import COUNTERS, Served, Watched, browser_settings, held, serve, shown
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_ROW = "<script>alert(1)</script>"

@@ -13,8 +13,7 @@ from pymongo import AsyncMongoClient
 from app.asgi import create_app
 from app.settings import Settings
 from app.ui.routes import CSP
-from tests.conftest import with_settings
-from tests.integration.test_health import assert_problem
+from tests.helpers import assert_problem, with_settings
 
 TOKEN = "correct horse battery staple"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

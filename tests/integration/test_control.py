@@ -11,9 +11,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.imports.jobs import JobState
-from tests.helpers import Gate
-from tests.integration.test_import import HEADER, good_row, start, wait_done, write
+from tests.helpers import HEADER, Gate, gate_sinks, good_row, start, wait_done, write
 
 ROWS = 3000  # one block (4 MiB by default), thirty batches of 100
 
@@ -21,16 +19,7 @@ ROWS = 3000  # one block (4 MiB by default), thirty batches of 100
 @pytest.fixture
 def gates(app: Litestar, client: AsyncTestClient, monkeypatch: pytest.MonkeyPatch) -> list[Gate]:
     """Every job this test starts writes through a closed Gate (appended here in start order)."""
-    service = app.state.services.imports
-    real = service.make_sink
-    made: list[Gate] = []
-
-    def make(state: JobState) -> Gate:
-        made.append(Gate(real(state)))
-        return made[-1]
-
-    monkeypatch.setattr(service, "make_sink", make)
-    return made
+    return gate_sinks(app.state.services, monkeypatch)
 
 
 def csv_file(folder: Path, name: str, rows: int = ROWS, first: int = 0) -> Path:

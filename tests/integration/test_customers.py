@@ -14,18 +14,11 @@ from app.customers.repository import CustomerRepository
 from app.customers.schemas import CustomerUpdate
 from app.errors import Conflict
 from app.settings import Settings
+from tests.helpers import ListingPage, assert_problem
+from tests.helpers import walk as walk_pages
 
 Client = AsyncTestClient
 VALID = {"firstName": "Ann", "lastName": "Lee", "email": "ann.lee@example.com"}
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    return body
 
 
 async def create(client: Client, **fields: Any) -> dict[str, Any]:
@@ -291,20 +284,16 @@ async def test_default_page_is_the_first_fifty(client: Client, many: list[str]) 
 
 
 async def walk(client: Client, limit: int, **params: Any) -> tuple[list[str], set[int]]:
-    """Follow nextCursor from the first page to the end; return the ids seen and the totals reported."""
-    ids: list[str] = []
-    totals: set[int] = set()
-    query: dict[str, Any] = {"limit": limit, **params}
-    for _ in range(100):
+    """Follow nextCursor over HTTP from the first page to the end; the ids seen and the totals reported."""
+
+    async def page_after(after: str | None) -> ListingPage:
+        query = {"limit": limit, **params} | ({"after": after} if after else {})
         response = await client.get("/customers", params=query)
         assert response.status_code == 200, response.text
         body = response.json()
-        ids += [item["customerId"] for item in body["items"]]
-        totals.add(body["total"])
-        if not body.get("nextCursor"):
-            return ids, totals
-        query = {"limit": limit, **params, "after": body["nextCursor"]}
-    raise AssertionError("the keyset walk did not end")
+        return [item["customerId"] for item in body["items"]], body["total"], body.get("nextCursor")
+
+    return await walk_pages(page_after, pages=100)
 
 
 @pytest.mark.parametrize("limit", [1, 5, 7, 23, 500])

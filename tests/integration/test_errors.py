@@ -2,35 +2,19 @@
 application/problem+json with a plain-word title, names parameters as the client wrote them, shows no server
 path, and changes nothing."""
 
-import re
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.asgi import create_app
 from app.settings import Settings
-from tests.conftest import with_settings
-from tests.integration.test_import import HEADER, good_row, wait_done, write
+from tests.helpers import HEADER, assert_problem, good_row, wait_done, with_settings, write
 
 Client = AsyncTestClient
 CUSTOMER = {"firstName": "Ann", "lastName": "Lee", "email": "ann@example.com"}
 JSON = {"content-type": "application/json"}
-CLASS_NAME = re.compile(r"[A-Z][a-z]+(?:[A-Z][a-z]+)+")  # NotFoundException, RequestEntityTooLarge
-
-
-def assert_problem(response: httpx.Response, status: int, title: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status and body["detail"]
-    assert "Exception" not in body["title"] and not CLASS_NAME.fullmatch(body["title"]), body["title"]
-    if title is not None:
-        assert body["title"] == title
-    return body
 
 
 async def nothing_written(db: AsyncDatabase) -> bool:

@@ -22,39 +22,17 @@ from app.imports.sink import DrySink
 from app.imports.source import file_identity, inspect, read_header
 from app.imports.workers import parser_pool
 from app.settings import Settings
-from tests.conftest import with_settings
-from tests.integration.test_import import HEADER, good_row, start, wait_done, write
-
-COLUMNS = ["Customer Id", "First Name", "Last Name", "Company", "City", "Email", "About Customer"]
-ENDINGS = {"LF": "\n", "CRLF": "\r\n", "CR": "\r"}
-
-
-def customers(emoji: bool) -> list[dict[str, str]]:
-    """Rows whose text must come back intact: every delimiter and a quote inside fields, é ß ø, emoji, newlines."""
-    smile = "\U0001f642" if emoji else ""
-    return [
-        {
-            "customerId": f"C{i}",
-            "firstName": f"Zoë{smile}",
-            "lastName": "Straße",
-            "company": 'Ørsted, "Wind"; A|S\tDK',
-            "city": "København",
-            "email": f"zoe{i}@example.dk",
-            "about": f"line one é ß ø{smile}\nline two",
-        }
-        for i in range(1, 41)
-    ]
-
-
-def csv_text(rows: list[dict[str, str]], delimiter: str, ending: str, *, invalid: bool = True) -> str:
-    def quoted(value: str) -> str:
-        return '"' + value.replace('"', '""') + '"'
-
-    lines = [delimiter.join(COLUMNS)]
-    lines += [delimiter.join(quoted(row[key]) for key in rows[0]) for row in rows]
-    if invalid:
-        lines.append(delimiter.join(["X1", "Bad", "Email", "Co", "City", "not-an-email", "x"]))
-    return ending.join(lines) + ending
+from tests.helpers import (
+    ENDINGS,
+    HEADER,
+    csv_text,
+    good_row,
+    intact_customers,
+    start,
+    wait_done,
+    with_settings,
+    write,
+)
 
 
 async def assert_imported(client: AsyncTestClient, rows: list[dict[str, str]], progress: dict[str, Any]) -> None:
@@ -71,7 +49,7 @@ async def assert_imported(client: AsyncTestClient, rows: list[dict[str, str]], p
 async def test_every_encoding_delimiter_and_line_ending_imports_exactly(
     client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, encoding: str, delimiter: str, ending: str
 ) -> None:
-    rows = customers(emoji=encoding.startswith("utf"))
+    rows = intact_customers(emoji=encoding.startswith("utf"))
     path = import_dir / f"matrix-{encoding}.csv"
     path.write_bytes(csv_text(rows, delimiter, ENDINGS[ending]).encode(encoding))
     asked = "latin-1" if encoding == "latin-1" else "auto"  # auto reads a Latin-1 file as cp1252: say it
@@ -91,7 +69,7 @@ async def test_every_encoding_delimiter_and_line_ending_imports_exactly(
 async def test_a_gzip_file_is_decompressed_as_a_stream(
     client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, encoding: str
 ) -> None:
-    rows = customers(emoji=encoding != "cp1252")
+    rows = intact_customers(emoji=encoding != "cp1252")
     path = import_dir / f"packed-{encoding}.csv.gz"
     path.write_bytes(gzip.compress(csv_text(rows, ";", "\r\n").encode(encoding)))
     job = await start(client, path.name, encoding="auto", delimiter=";")
@@ -103,7 +81,7 @@ async def test_a_gzip_file_is_decompressed_as_a_stream(
 
 
 async def test_gzip_magic_bytes_are_enough(client: AsyncTestClient, db: AsyncDatabase, import_dir: Path) -> None:
-    rows = customers(emoji=True)
+    rows = intact_customers(emoji=True)
     path = import_dir / "no-suffix.csv"
     path.write_bytes(gzip.compress(csv_text(rows, ",", "\n").encode()))
     assert (await start(client, path.name))["csv"]["compression"] == "gzip"

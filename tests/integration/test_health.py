@@ -4,9 +4,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -14,15 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from app.asgi import create_app
 from app.embedded import EmbeddedMongo, free_port
 from app.settings import Settings
-from tests.conftest import with_settings
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert (body["status"], bool(body["title"]), bool(body["detail"])) == (status, True, True)
-    return body
+from tests.helpers import assert_problem, with_settings
 
 
 async def test_health_is_ok_when_the_database_answers(client: AsyncTestClient, db: AsyncDatabase) -> None:

@@ -11,7 +11,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.integration.test_import import HEADER, good_row, start, wait_done, write
+from tests.helpers import HEADER, good_row, start, wait_done, write
 
 JOBS = 5
 

@@ -5,103 +5,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.settings import Settings
+from tests.helpers import EXISTING, HEADER, Gate, gate_sinks, good_row, start, wait_done, write, write_hostile_csv
 
-HEADER = (
-    "Index,Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Email,"
-    "Subscription Date,Website,About Customer"
-)
-
-
-def good_row(i: int, customer_id: str | None = None, about: str = "Likes tea") -> str:
-    cid = customer_id or f"C{i:07d}"
-    return (
-        f'{i},{cid},Ann{i},Lee,"Acme, ""Best"" Inc",Paris,France,+33 1,,ann{i}@example.com,'
-        f'2021-03-{1 + i % 28:02d},https://acme.example,"{about}"'
-    )
-
-
-def write(path: Path, lines: list[str | bytes], *, newline: bytes = b"\n") -> Path:
-    path.write_bytes(newline.join(x if isinstance(x, bytes) else x.encode() for x in lines) + newline)
-    return path
-
-
-async def wait_done(client: AsyncTestClient, within: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        progress = (await client.get("/import/progress")).json()
-        if progress["status"] != "RUNNING":
-            return progress
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"import still running after {within}s: {progress}")
-
-
-async def start(client: AsyncTestClient, file: Path | str, **options: Any) -> dict[str, Any]:
-    response = await client.post("/import/sync", json={"filePath": str(file), **options})
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def hostile_file(folder: Path) -> tuple[Path, dict[str, int], dict[int, str]]:
-    """Every bad-input kind, duplicates inside a batch, across batches and against an existing customer."""
-    lines: list[str | bytes] = [HEADER]
-    rejected: dict[int, str] = {}  # line -> reason fragment
-    inserted = duplicate = 0
-    for i in range(1, 2501):
-        line = 1 + sum(1 + (x.count(b"\n") if isinstance(x, bytes) else x.count("\n")) for x in lines)
-        kind = i % 50
-        if kind == 7:
-            lines.append(f"{i},C{i:07d},too,few")
-            rejected[line] = "expected 13 fields"
-        elif kind == 13:
-            lines.append(good_row(i, customer_id=" "))
-            rejected[line] = "customer id is empty"
-        elif kind == 17:
-            lines.append(good_row(i).replace(f"ann{i}@example.com", f"ann{i}@@example.com"))
-            rejected[line] = "invalid email"
-        elif kind == 19:
-            lines.append(good_row(i).replace(f"ann{i}@example.com", "ann lee@example.com"))
-            rejected[line] = "invalid email"
-        elif kind == 23:
-            lines.append(good_row(i).replace("2021-03-", "2023-02-3", 1))
-            rejected[line] = "invalid subscription date"
-        elif kind == 29:
-            lines.append(good_row(i).encode().replace(b"Paris", b"Par\xffis"))
-            rejected[line] = "not valid UTF-8"
-        elif kind == 31:
-            lines.append("")  # blank lines are not rows
-            lines.append("   ")
-        elif kind == 37:
-            lines.append(good_row(i, customer_id=f"C{i - 1:07d}"))  # duplicate of the row just before
-            duplicate += 1
-        elif kind == 41:
-            lines.append(good_row(i, customer_id="C0000003"))  # duplicate across batches
-            duplicate += 1
-        elif kind == 43:
-            lines.append(good_row(i, customer_id="EXISTING-1"))  # created before the import
-            duplicate += 1
-        elif kind == 47:
-            lines.append(good_row(i, about='multi\nline, ""quoted""\r\nabout'))
-            inserted += 1
-        else:
-            lines.append(good_row(i, customer_id=f"C{i:07d}" if kind else f"  C{i:07d}  "))
-            inserted += 1
-    lines.append(good_row(9999, about="last line, no newline"))
-    inserted += 1
-    path = folder / "hostile.csv"
-    data = b"\xef\xbb\xbf" + b"\r\n".join(x if isinstance(x, bytes) else x.encode() for x in lines)
-    path.write_bytes(data)
-    counts = {"rowsInserted": inserted, "rowsDuplicate": duplicate, "rowsInvalid": len(rejected)}
-    counts["rowsProcessed"] = sum(counts.values())
-    return path, counts, rejected
+HOSTILE_ROWS = 2500
 
 
 async def test_progress_is_idle_on_a_fresh_database(client: AsyncTestClient, db: AsyncDatabase) -> None:
@@ -113,12 +27,11 @@ async def test_progress_is_idle_on_a_fresh_database(client: AsyncTestClient, db:
 async def test_hostile_file_imports_with_exact_counters_and_rejected_rows(
     client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
 ) -> None:
-    created = await client.post(
-        "/customers",
-        json={"customerId": "EXISTING-1", "firstName": "Keep", "lastName": "Me", "email": "keep@example.com"},
-    )
+    customer = {"customerId": EXISTING["_id"], "firstName": "Keep", "lastName": "Me", "email": "keep@example.com"}
+    created = await client.post("/customers", json=customer)
     assert created.status_code == 201
-    path, counts, rejected = hostile_file(import_dir)
+    hostile = write_hostile_csv(import_dir / "hostile.csv", HOSTILE_ROWS)
+    path, counts, rejected = hostile.path, hostile.counters, hostile.rejected
 
     job = await start(client, path.name, batchSize=100)
     progress = await wait_done(client)
@@ -127,7 +40,7 @@ async def test_hostile_file_imports_with_exact_counters_and_rejected_rows(
     assert {k: progress[k] for k in counts} == counts
     assert progress["percent"] == 100 and progress["bytesRead"] == path.stat().st_size
     assert await db.customers.count_documents({}) == counts["rowsInserted"] + 1
-    assert (await db.customers.find_one({"_id": "EXISTING-1"}))["firstName"] == "Keep"  # untouched
+    assert (await db.customers.find_one({"_id": EXISTING["_id"]}))["firstName"] == "Keep"  # untouched
     errors = (await client.get("/import/errors", params={"jobId": job["jobId"], "limit": 1000})).json()
     assert [item["line"] for item in errors["items"]] == sorted(rejected)
     for item in errors["items"]:
@@ -158,17 +71,25 @@ async def test_documents_are_trimmed_typed_and_stamped(
     assert state["rowsProcessed"] == 1 and state["fileSize"] == path.stat().st_size
 
 
+@pytest.fixture
+def gates(app: Litestar, client: AsyncTestClient, monkeypatch: pytest.MonkeyPatch) -> list[Gate]:
+    return gate_sinks(app.state.services, monkeypatch)
+
+
 async def test_concurrent_starts_give_exactly_one_job(
-    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, gates: list[Gate]
 ) -> None:
     path = write(import_dir / "race.csv", [HEADER, *(good_row(i) for i in range(3000))])
+    # the winner's writes wait at a gate: however fast the database, its job still runs when the others arrive
     responses = await asyncio.gather(*(client.post("/import/sync", json={"filePath": path.name}) for _ in range(6)))
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [202, 409, 409, 409, 409, 409]
     winner = next(r.json()["jobId"] for r in responses if r.status_code == 202)
     assert all(r.json()["jobId"] == winner for r in responses if r.status_code == 409)
     assert all(r.headers["content-type"] == "application/problem+json" for r in responses if r.status_code == 409)
-    await wait_done(client)
+    assert len(gates) == 1
+    gates[0].open_all()
+    assert (await wait_done(client))["status"] == "COMPLETED"
     assert await db.import_state.count_documents({}) == 1
 
 
@@ -237,7 +158,8 @@ async def test_resume_with_nothing_to_resume_is_404(client: AsyncTestClient, db:
 async def test_dry_run_validates_everything_and_writes_no_customer(
     client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
 ) -> None:
-    path, counts, rejected = hostile_file(import_dir)
+    hostile = write_hostile_csv(import_dir / "hostile.csv", HOSTILE_ROWS)
+    path, counts, rejected = hostile.path, hostile.counters, hostile.rejected
     job = await start(client, path.name, dryRun=True)
     progress = await wait_done(client)
     assert progress["status"] == "COMPLETED" and progress["dryRun"] is True

@@ -16,6 +16,8 @@ from app.customers.document import KEYS, PREFIX_CHARS, index_keys
 from app.customers.repository import CustomerRepository, _filter, migrate_customers
 from app.customers.schemas import CustomerUpdate
 from app.db import ensure_indexes
+from tests.helpers import ListingPage
+from tests.helpers import walk as walk_pages
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 FIRST = ["Ann", "Anna", "Joann", "Bob", "Zoë", "Åsa", "Ängel", "carl", "ANNIKA", "Lee", "Annabel"]
@@ -103,17 +105,13 @@ def everything(filters: dict[str, str]) -> dict[str, str | None]:
 
 
 async def walk(repository: CustomerRepository, limit: int, **filters: str) -> tuple[list[str], set[int]]:
-    ids: list[str] = []
-    totals: set[int] = set()
-    after = None
-    for _ in range(1000):
+    """Follow next_cursor through the repository from the first page to the end."""
+
+    async def page_after(after: str | None) -> ListingPage:
         page = await repository.list(limit=limit, page=None, after=after, **filters)
-        ids += [item.customer_id for item in page.items]
-        totals.add(page.total)
-        if page.next_cursor is None:
-            return ids, totals
-        after = page.next_cursor
-    raise AssertionError("the keyset walk did not end")
+        return [item.customer_id for item in page.items], page.total, page.next_cursor
+
+    return await walk_pages(page_after)
 
 
 @pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()))

@@ -19,7 +19,8 @@ async def test_metrics_exposes_import_lag_and_memory(client: AsyncTestClient, db
     values = parse(response.text)
     assert values["import_running"] == 0
     assert values["import_rows_processed"] == 0
-    assert 0 <= values["event_loop_lag_p99_seconds"] <= values["event_loop_lag_max_seconds"] < 5
+    # No upper bound: a loaded machine lags more; test_lag_monitor_sees_a_blocked_loop checks what the value means.
+    assert 0 <= values["event_loop_lag_p99_seconds"] <= values["event_loop_lag_max_seconds"]
     assert values["process_resident_memory_bytes"] > 10_000_000
     assert "# TYPE import_rows_inserted gauge" in response.text
 

@@ -11,11 +11,9 @@ from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.customers.document import index_keys
-from app.imports.header import map_header
-from app.imports.model import Batch, Mode, ParseSpec
-from app.imports.parse import parse_block
+from app.imports.model import Batch, Mode
 from app.imports.sink import Sink
-from tests.integration.test_import import HEADER, start, wait_done, write
+from tests.helpers import HEADER, batch_of, start, wait_done, write
 
 ROWS = 240
 
@@ -147,13 +145,6 @@ async def test_an_unknown_mode_is_a_400_problem(client: AsyncTestClient, db: Asy
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
     assert await db.import_state.count_documents({}) == 0
-
-
-def batch_of(text: str, job_id: str, mode: Mode) -> Batch:
-    header, _, body = text.partition("\n")
-    spec = ParseSpec(map_header(header.encode()), job_id, batch_size=1000, max_record_bytes=65536, mode=mode)
-    [batch] = parse_block(body.encode(), 2, spec).batches
-    return batch
 
 
 async def test_a_batch_written_again_by_the_same_job_counts_the_same(db: AsyncDatabase) -> None:

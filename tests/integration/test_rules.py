@@ -9,7 +9,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.integration.test_import import start, wait_done
+from tests.helpers import start, wait_done
 
 GOOD_IDS = [
     "a.b",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,18 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from litestar import Litestar
 
 from app.asgi import create_app
-from app.embedded import free_port
 from app.imports.broadcast import Broadcaster
 from app.imports.jobs import JobState
 from app.imports.model import Status
 from app.settings import Settings
-from tests.conftest import with_settings
-from tests.helpers import Gate, until
-from tests.integration.test_import import HEADER, good_row, write
+from tests.helpers import HEADER, Gate, gate_sinks, good_row, serving, start, until, wait_done, with_settings, write
 
 ROWS = 20_000
 COUNTERS = ("rowsProcessed", "rowsInserted", "rowsDuplicate", "rowsInvalid", "bytesRead")
@@ -46,12 +41,11 @@ class Message:
     data: dict[str, Any] | None
     retry: int | None
     comment: str | None
-    at: float
 
 
 @pytest.fixture(scope="module")
 def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """uvicorn in a thread on a free port: small blocks and one writer, so a 30k-row import takes a while."""
+    """uvicorn in a thread on a free port: small blocks and one writer (the test paces the writes with a Gate)."""
     folder = tmp_path_factory.mktemp("stream")
     app = create_app(
         with_settings(
@@ -62,20 +56,8 @@ def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             import_writers=1,
         )
     )
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none", timeout_graceful_shutdown=5
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield Server(f"http://127.0.0.1:{port}", app, folder)
-    uv.should_exit = True
-    thread.join(30)
+    with serving(app, timeout_graceful_shutdown=5) as url:
+        yield Server(url, app, folder)
 
 
 @pytest.fixture
@@ -98,7 +80,6 @@ def message(fields: dict[str, str]) -> Message:
         json.loads(data) if data else None,
         int(fields["retry"]) if "retry" in fields else None,
         fields.get(""),
-        time.monotonic(),
     )
 
 
@@ -132,20 +113,6 @@ async def subscribe(http: httpx.AsyncClient, ends: int = 1) -> tuple[asyncio.Tas
     task = asyncio.create_task(collect(http, messages, connected, ends))
     await asyncio.wait_for(connected.wait(), 10)
     return task, messages
-
-
-async def start(http: httpx.AsyncClient, name: str) -> str:
-    response = await http.post("/import/sync", json={"filePath": name})
-    assert response.status_code == 202, response.text
-    return response.json()["jobId"]
-
-
-async def wait_done(http: httpx.AsyncClient, seconds: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while (progress := (await http.get("/import/progress")).json())["status"] == "RUNNING":
-        assert time.monotonic() < deadline, progress
-        await asyncio.sleep(0.05)
-    return progress
 
 
 def check_followed(messages: list[Message], job_id: str, final: dict[str, Any], terminal: str) -> None:
@@ -185,16 +152,7 @@ async def no_subscribers(server: Server) -> None:
 @pytest.fixture
 def gates(server: Server, monkeypatch: pytest.MonkeyPatch) -> list[Gate]:
     """Every job the test starts writes through a closed Gate (appended here in start order)."""
-    service = server.app.state.services.imports
-    real = service.make_sink
-    made: list[Gate] = []
-
-    def make(state: JobState) -> Gate:
-        made.append(Gate(real(state)))
-        return made[-1]
-
-    monkeypatch.setattr(service, "make_sink", make)
-    return made
+    return gate_sinks(server.app.state.services, monkeypatch)
 
 
 def progress_events(messages: list[Message]) -> int:
@@ -210,12 +168,27 @@ async def paced(gate: Gate, messages: list[Message], events: int) -> None:
     gate.open_all()
 
 
+async def watermark_moved(gate: Gate, messages: list[Message]) -> None:
+    """Let writes through one at a time until a progress event shows the watermark past the header. Blocks (of
+    one batch each) reach the gate in the order their parsing ends, not in file order, so "open two and wait"
+    could let blocks 2 and 3 through and wait forever for block 1; each write shows as a progress event."""
+
+    def moved() -> bool:
+        return any(m.event == "progress" and m.data["bytesRead"] > len(HEADER) + 1 for m in messages)
+
+    while not moved():
+        seen = progress_events(messages)
+        gate.open(1)
+        await until(lambda before=seen: progress_events(messages) > before)
+    # the writes after it wait at the gate
+
+
 async def test_two_subscribers_follow_a_job_to_the_same_terminal_event(
     server: Server, http: httpx.AsyncClient, gates: list[Gate]
 ) -> None:
     big_file(server.import_dir, "first")
     (a, a_messages), (b, b_messages) = await subscribe(http), await subscribe(http)
-    job_id = await start(http, "first.csv")
+    job_id = (await start(http, "first.csv"))["jobId"]
     await paced(gates[0], a_messages, 3)
     await asyncio.wait_for(asyncio.gather(a, b), 180)  # each returns at its terminal event
     final = (await http.get("/import/progress")).json()
@@ -234,7 +207,7 @@ async def test_late_subscriber_gets_the_terminal_snapshot_then_follows_the_next_
     server: Server, http: httpx.AsyncClient, settings: Settings
 ) -> None:
     write(server.import_dir / "small.csv", [HEADER, *(good_row(i, f"small-{i}") for i in range(200))])
-    job_id = await start(http, "small.csv")
+    job_id = (await start(http, "small.csv"))["jobId"]
     finished = await wait_done(http)
 
     task, messages = await subscribe(http)
@@ -242,9 +215,9 @@ async def test_late_subscriber_gets_the_terminal_snapshot_then_follows_the_next_
     assert snapshot.event == "snapshot" and snapshot.retry == 3000 and snapshot.id is not None
     assert snapshot.data["jobId"] == job_id and snapshot.data.keys() == finished.keys()
     assert {k: snapshot.data[k] for k in (*COUNTERS, "status")} == {k: finished[k] for k in (*COUNTERS, "status")}
-    # A finished job's snapshot does not end the stream: it stays open for the next job.
-    done, _ = await asyncio.wait({task}, timeout=1.0)
-    assert not done and len(messages) == 1
+    # A finished job's snapshot does not end the stream: it stays open for the next job. No clock says so ("nothing
+    # arrives within 1 s" would also fail on a keep-alive): this task reads on and must see the next job's events.
+    assert not task.done() and len(messages) == 1
 
     broken = [
         HEADER,
@@ -253,11 +226,12 @@ async def test_late_subscriber_gets_the_terminal_snapshot_then_follows_the_next_
         *(good_row(i, f"broken-{i}") for i in range(51, 51 + settings.import_max_record_bytes // 100)),
     ]
     write(server.import_dir / "broken.csv", broken)
-    next_id = await start(http, "broken.csv")
+    next_id = (await start(http, "broken.csv"))["jobId"]
     await asyncio.wait_for(task, 60)
     final = await wait_done(http)
     assert final["status"] == "FAILED"
     assert kinds(messages)[0] == "snapshot" and kinds(messages)[-1] == "error"
+    assert all(m.data["jobId"] == next_id for m in messages[1:] if m.event is not None)  # nothing more of the first
     error = messages[-1]
     assert error.data["jobId"] == next_id and "line 52" in error.data["error"]
     assert {k: error.data[k] for k in COUNTERS} == {k: final[k] for k in COUNTERS}
@@ -268,9 +242,8 @@ async def test_one_stream_follows_a_job_through_cancel_and_resume(
 ) -> None:
     big_file(server.import_dir, "cancelled")
     task, messages = await subscribe(http, ends=2)
-    job_id = await start(http, "cancelled.csv")
-    gates[0].open(2)  # two blocks of one batch each, then the writes wait at the gate
-    await until(lambda: any(m.event == "progress" and m.data["bytesRead"] > len(HEADER) + 1 for m in messages))
+    job_id = (await start(http, "cancelled.csv"))["jobId"]
+    await watermark_moved(gates[0], messages)
     assert (await http.post("/import/cancel")).status_code == 202
     cancelled = await wait_done(http)
     assert cancelled["status"] == "CANCELLED" and 0 < cancelled["rowsProcessed"] < ROWS, cancelled
@@ -335,22 +308,22 @@ async def test_stream_sends_keep_alives_while_idle_and_follows_one_job_after_ano
         events = broadcaster.events()
         snapshot = await anext(events)
         assert (snapshot.kind, json.loads(snapshot.data or b"")["status"]) == ("snapshot", "IDLE")
-        keepalive = await asyncio.wait_for(anext(events), 1)
+        keepalive = await asyncio.wait_for(anext(events), 30)
         assert (keepalive.kind, keepalive.comment, keepalive.id) == (None, "keep-alive", None)
         source.set(Status.RUNNING, 10)
-        while (event := await asyncio.wait_for(anext(events), 1)).kind is None:
+        while (event := await asyncio.wait_for(anext(events), 30)).kind is None:
             pass
         assert event.kind == "progress" and json.loads(event.data or b"")["rowsProcessed"] == 10
         source.set(Status.COMPLETED, 20)
-        while (event := await asyncio.wait_for(anext(events), 1)).kind is None:
+        while (event := await asyncio.wait_for(anext(events), 30)).kind is None:
             pass
         assert event.kind == "done" and json.loads(event.data or b"")["rowsProcessed"] == 20
         source.set(Status.RUNNING, 5, job_id="j2")  # the next job (new or resumed): the same stream follows it
-        while (event := await asyncio.wait_for(anext(events), 1)).kind is None:
+        while (event := await asyncio.wait_for(anext(events), 30)).kind is None:
             pass
         assert event.kind == "progress" and json.loads(event.data or b"")["jobId"] == "j2"
         source.set(Status.CANCELLED, 7, job_id="j2")
-        while (event := await asyncio.wait_for(anext(events), 1)).kind is None:
+        while (event := await asyncio.wait_for(anext(events), 30)).kind is None:
             pass
         assert event.kind == "cancelled" and json.loads(event.data or b"")["rowsProcessed"] == 7
         await events.aclose()  # the client leaves

@@ -3,7 +3,6 @@ prints, and what it leaves in import_state and customers (read with pymongo) —
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -12,34 +11,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import MongoClient
-from pymongo.database import Database
 
 from app.embedded import EmbeddedMongo, free_port
 from app.imports.jobs import JobState
 from app.imports.model import Status
-from tests.system.conftest import HEADER, SETTINGS_ENV, _row, app_env, wait_until
+from tests.helpers import COUNTERS, HEADER, RUN_TIMEOUT, Cli, Run, alive, assert_clean, wait_until
+from tests.helpers import long_row as _row
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 
-RUN_TIMEOUT = 60.0
-# rich reads these; the tests look at what a user sees in a log file (no terminal, no colours)
-TERMINAL_ENV = {"COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "TERM"}
-COUNTERS = (
-    "rowsProcessed",
-    "rowsInserted",
-    "rowsDuplicate",
-    "rowsUpdated",
-    "rowsUnchanged",
-    "rowsProtected",
-    "rowsInvalid",
-)
 SMALL = 300
 INVALID = ["9001,C9001,too,few", _row(9002, "C9002", email="ann@@example.com")]
 
@@ -71,87 +56,6 @@ def small_rows() -> list[str]:
 
 
 SMALL_EXPECTED = counters(rowsInserted=SMALL, rowsDuplicate=1, rowsInvalid=2)
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"exit code {self.code}\n--- stdout ---\n{self.out}\n--- stderr ---\n{self.err}"
-
-
-@dataclass
-class Cli:
-    """One test's database (fresh, on the session server), folder and environment."""
-
-    folder: Path
-    env: dict[str, str]
-    db: Database[dict[str, Any]]
-    server: EmbeddedMongo
-    started: list[subprocess.Popen[bytes]]
-
-    def popen(self, *args: str, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
-        # a session of its own: a signal to the process group is what Ctrl-C in a terminal sends, and whatever
-        # the CLI leaves behind (forkserver, parser workers) can be found by its id
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "import", *args],
-            env=self.env,
-            cwd=self.folder,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-        )
-        self.started.append(process)
-        return process
-
-    def run(self, *args: str) -> Run:
-        process = self.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            out, err = process.communicate(timeout=RUN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, err = process.communicate()
-            pytest.fail(
-                f"`python -m app import {' '.join(args)}` did not end within {RUN_TIMEOUT:.0f}s\n"
-                f"{Run(-1, out.decode(errors='replace'), err.decode(errors='replace'))}"
-            )
-        return Run(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
-
-    def jobs(self) -> list[dict[str, Any]]:
-        return list(self.db.import_state.find({}))
-
-    def only_job(self) -> dict[str, Any]:
-        jobs = self.jobs()
-        assert len(jobs) == 1, jobs
-        return jobs[0]
-
-    def close(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def cli(mongo_server: EmbeddedMongo, sync_mongo: MongoClient, tmp_path: Path) -> Iterator[Cli]:
-    database = f"cli_{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV | TERMINAL_ENV}
-    env |= app_env(mongo_server, tmp_path, database) | {"LOG_LEVEL": "WARNING"}
-    runner = Cli(tmp_path, env, sync_mongo[database], mongo_server, [])
-    try:
-        yield runner
-    finally:
-        runner.close()
-
-
-def assert_clean(run: Run) -> None:
-    assert "Traceback" not in run.out + run.err, str(run)
 
 
 def assert_completed(
@@ -436,15 +340,6 @@ def test_log_lines_print_through_the_progress_bar_console(cli: Cli) -> None:
     # logged while the bar is drawn: printed by the bar's console (above it), not across it on stderr
     assert f"import {job['_id']} ended COMPLETED" in run.out, str(run)
     assert f"import {job['_id']} ended" not in run.err, str(run)
-
-
-def alive(pid: int) -> bool:
-    """A zombie counts as gone: it has exited and only waits for its parent to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def test_ctrl_c_with_the_embedded_database_cancels_the_job(cli: Cli) -> None:

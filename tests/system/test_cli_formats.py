@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from tests.integration.test_formats import ENDINGS, csv_text, customers
-from tests.system.test_cli import Cli, assert_clean, cli  # noqa: F401 (the fixture)
+from tests.helpers import ENDINGS, Cli, assert_clean, csv_text, intact_customers
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="subprocesses")]
 
@@ -23,7 +22,7 @@ pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", re
     ],
 )
 def test_the_cli_imports_each_format_exactly(
-    cli: Cli,  # noqa: F811 (the fixture imported above)
+    cli: Cli,
     name: str,
     encoding: str,
     delimiter: str,
@@ -31,7 +30,7 @@ def test_the_cli_imports_each_format_exactly(
     packed: bool,
     args: list[str],
 ) -> None:
-    rows = customers(emoji=encoding.startswith("utf"))
+    rows = intact_customers(emoji=encoding.startswith("utf"))
     data = csv_text(rows, delimiter, ENDINGS[ending]).encode(encoding)
     path = cli.folder / "imports" / name
     path.write_bytes(gzip.compress(data) if packed else data)
@@ -49,7 +48,7 @@ def test_the_cli_imports_each_format_exactly(
         }
 
 
-def test_the_cli_maps_columns_and_refuses_what_the_api_refuses(cli: Cli) -> None:  # noqa: F811
+def test_the_cli_maps_columns_and_refuses_what_the_api_refuses(cli: Cli) -> None:
     path = cli.folder / "imports" / "crm.csv"
     path.write_bytes(b"Cust #,Given,Mail\nK1,Ann,a@b.c\n")
     run = cli.run(str(path), "--column", "Cust #=customerId", "--column", "Given=firstName", "--column", "Mail=email")

@@ -12,20 +12,16 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from litestar.types import Message, Receive, Scope, Send
 
 from app.asgi import create_app
-from app.embedded import free_port
 from app.settings import Settings
-from tests.conftest import with_settings
+from tests.helpers import serving, with_settings
 
 pytestmark = pytest.mark.system
 CSP = "default-src 'self'; img-src 'self' data:"
@@ -46,19 +42,8 @@ def docs_url(settings: Settings) -> Iterator[str]:
 
         await app(scope, receive, send_with_csp)
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(with_csp, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="docs-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serving(with_csp, lifespan="auto", ws="auto") as url:
+        yield url
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine (apt-get install chromium)")

@@ -5,7 +5,6 @@ secantusd-rs, stopped cleanly when the app gets SIGTERM."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from app.embedded import find_server, free_port
-from tests.system.conftest import HEADER, IMPORT_TIMEOUT, App, Apps, _row, terminate, wait_until
+from tests.helpers import HEADER, IMPORT_TIMEOUT, App, Apps, alive, command, long_row, terminate, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 
@@ -50,26 +49,18 @@ def server_pid(app: App) -> int:
 
 
 def server_command(app: App) -> list[bytes]:
-    return Path(f"/proc/{server_pid(app)}/cmdline").read_bytes().split(b"\0")
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+    return command(server_pid(app))
 
 
 def stop(app: App) -> None:
     """SIGTERM the app: it exits 0 and its embedded server is stopped (and logged so), not left behind."""
     pid = server_pid(app)
-    code, _ = terminate(app, STOP_TIMEOUT)
+    code = terminate(app, STOP_TIMEOUT)
     if code != 0:
         app.fail(f"app exited with {code} after SIGTERM")
     if not STOPPED.search(app.log.read_text(errors="replace")):
         app.fail("no 'embedded database stopped in X s' line after SIGTERM")
-    wait_until(lambda: gone(pid), 10, app, f"embedded server (pid {pid}) gone")
+    wait_until(lambda: not alive(pid), 10, app, f"embedded server (pid {pid}) gone")
 
 
 def test_the_python_server_runs_the_app(apps: Apps, tmp_path: Path) -> None:
@@ -94,7 +85,7 @@ def test_the_python_server_runs_the_app(apps: Apps, tmp_path: Path) -> None:
 
     # a small import
     csv = tmp_path / "data" / "imports" / "small.csv"
-    csv.write_text("\n".join([HEADER, *(_row(i, f"C{i:07d}") for i in range(1, ROWS + 1))]) + "\n")
+    csv.write_text("\n".join([HEADER, *(long_row(i, f"C{i:07d}") for i in range(1, ROWS + 1))]) + "\n")
     started = app.post("/import/sync", {"filePath": csv.name})
     assert started.status_code == 202, started.text
     job_id = started.json()["jobId"]

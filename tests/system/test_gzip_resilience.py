@@ -10,8 +10,17 @@ import time
 import pytest
 from pymongo import MongoClient
 
-from tests.system.conftest import Deployment, Result, fraction, start_import, wait_completed
-from tests.system.test_resilience import assert_same_as_reference, job_doc, kill_when, restart_and_await_takeover
+from tests.helpers import (
+    Deployment,
+    Result,
+    assert_same_as_reference,
+    fraction,
+    job_doc,
+    kill_when,
+    restart_and_await_takeover,
+    start_import,
+    wait_completed,
+)
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 

@@ -14,13 +14,13 @@ import pytest
 from pymongo import MongoClient
 
 from app.embedded import EmbeddedMongo
-from tests.system.conftest import (
-    BATCH_SIZE,
+from tests.helpers import (
+    COUNTERS,
     HEADER,
-    App,
     Apps,
     app_env,
     fraction,
+    start_import,
     step_until,
     wait_completed,
     wait_until,
@@ -29,15 +29,6 @@ from tests.system.conftest import (
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 
 ROWS, NEW = 6000, 2000
-COUNTERS = (
-    "rowsProcessed",
-    "rowsInserted",
-    "rowsUpdated",
-    "rowsUnchanged",
-    "rowsProtected",
-    "rowsDuplicate",
-    "rowsInvalid",
-)
 # What a customer looks like to a user: the bookkeeping (timestamps, stamps, digests) may differ between runs.
 BOOKKEEPING = ("createdAt", "updatedAt", "importJobId", "importLine", "lastImport")
 
@@ -86,7 +77,7 @@ def prepare(server: EmbeddedMongo, sync_mongo: MongoClient, folder: Path, v1: Pa
     shutil.copy(v2, folder / "imports" / v2.name)
     app = apps.start()
     try:
-        start(app, v1.name, "insert")
+        start_import(app, v1.name, mode="insert")
         wait_completed(app)
         for i in HAND_EDITED:  # edited through the API, as a user would
             response = httpx.patch(f"{app.url}/customers/R{i:06d}", json={"firstName": f"Hand{i}"}, timeout=10)
@@ -94,12 +85,6 @@ def prepare(server: EmbeddedMongo, sync_mongo: MongoClient, folder: Path, v1: Pa
     finally:
         app.kill()
     return apps, database
-
-
-def start(app: App, file_name: str, mode: str) -> dict[str, Any]:
-    response = app.post("/import/sync", {"filePath": file_name, "batchSize": BATCH_SIZE, "mode": mode})
-    assert response.status_code == 202, response.text
-    return response.json()
 
 
 def customers(sync_mongo: MongoClient, database: str) -> dict[str, dict[str, Any]]:
@@ -118,7 +103,7 @@ def test_kill_9_mid_resync_then_restart_ends_like_an_uninterrupted_resync(
     ref_apps, ref_db = prepare(mongo_server, sync_mongo, tmp_path / "reference", v1, v2)
     try:
         app = ref_apps.start()
-        start(app, v2.name, "upsert")
+        start_import(app, v2.name, mode="upsert")
         reference = wait_completed(app)
     finally:
         ref_apps.close()
@@ -128,7 +113,7 @@ def test_kill_9_mid_resync_then_restart_ends_like_an_uninterrupted_resync(
     apps, database = prepare(mongo_server, sync_mongo, tmp_path / "crash", v1, v2)
     try:
         app = apps.start()
-        job = start(app, v2.name, "upsert")
+        job = start_import(app, v2.name, mode="upsert")
         progress = step_until(app, mongo_server, lambda p: fraction(p) >= 0.3, "30%", then=app.kill)
         assert progress["status"] == "RUNNING" and fraction(progress) <= 0.7, progress
         state = sync_mongo[database].import_state.find_one({"_id": job["jobId"]})

@@ -9,24 +9,20 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 from pymongo import MongoClient
 
 from app.embedded import EmbeddedMongo, free_port
-from app.settings import Settings
+from tests.helpers import SETTINGS_ENV, START_TIMEOUT, alive, command, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and flock")]
 
-START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
-SETTINGS_ENV = {field.name.upper() for field in msgspec.structs.fields(Settings)}
 CUSTOMER = {"customerId": "sys-1", "firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com"}
 
 
@@ -46,31 +42,6 @@ class Service:
 
 
 Launch = Callable[..., Service]
-
-
-def alive(pid: int) -> bool:
-    """A zombie counts as gone: it has exited and only waits for its parent to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def command(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def listening(port: int) -> bool:
@@ -135,8 +106,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
             )
         service = Service(process, f"http://127.0.0.1:{port}", Path(environ["DATA_DIR"]), log)
         services.append(service)
-        if not wait_until(lambda: healthy(service), START_TIMEOUT):
-            service.fail(f"GET /health was not 200 within {START_TIMEOUT:.0f}s")
+        wait_until(lambda: healthy(service), START_TIMEOUT, service, "GET /health was 200")
         return service
 
     try:
@@ -298,7 +268,9 @@ def test_a_database_whose_users_all_died_is_stopped_by_its_watchdog(launch: Laun
     service.process.kill()
     service.process.wait()
     pidfile = service.data_dir / "db.pid"
-    assert wait_until(lambda: not alive(db["pid"]) and not pidfile.exists(), STOP_TIMEOUT), "it outlived every user"
+    wait_until(
+        lambda: not alive(db["pid"]) and not pidfile.exists(), STOP_TIMEOUT, what="its end (it outlived every user)"
+    )
 
 
 def test_serve_creates_the_import_folder_and_logs_its_path(launch: Launch, tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
 """Parser workers must not outlive an app killed with SIGKILL."""
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = """
@@ -17,14 +18,6 @@ list(pool.map(abs, [1, 2, 3]))
 print(" ".join(map(str, pool._processes)), flush=True)
 time.sleep(120)
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 @pytest.mark.system

@@ -95,15 +95,78 @@ def test_app_environment_is_valid_settings_and_published(services: dict[str, Any
     assert services["app"]["build"] in (".", {"context": "."})
 
 
-def test_dockerfile_installs_the_project_and_runs_serve() -> None:
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
-    assert re.search(r"^RUN .*pip install \.$", dockerfile, re.MULTILINE)
-    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)
-    assert cmd is not None
-    command = json.loads(cmd.group(1))
-    assert command[:4] == ["python", "-m", "app", "serve"]
-    assert command[command.index("--host") + 1] == "0.0.0.0"
+# Every instruction a Dockerfile may hold (the Dockerfile reference); anything else is a broken line, such as a
+# continuation whose backslash went missing.
+INSTRUCTIONS = {
+    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL", "MAINTAINER",
+    "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+}  # fmt: skip
+
+
+PIP_INSTALL = ["pip", "install", "."]
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, as the builder reads them: comments and blank lines skipped, lines
+    ending in a backslash joined to the next one."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue  # a comment inside a continued instruction is dropped
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        name, _, arguments = (pending + line).partition(" ")
+        result.append((name.upper(), " ".join(arguments.split())))
+        pending = ""
+    assert not pending, f"the last instruction ends in a backslash: {pending!r}"
+    return result
+
+
+def exec_form(arguments: str) -> list[str]:
+    """The JSON array of an exec-form CMD or ENTRYPOINT (a shell-form one fails here)."""
+    command = json.loads(arguments)
+    assert isinstance(command, list) and all(isinstance(part, str) for part in command), arguments
+    return command
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    return instructions((ROOT / "Dockerfile").read_text())
+
+
+def test_dockerfile_holds_only_instructions(dockerfile: list[tuple[str, str]]) -> None:
+    unknown = [(name, arguments) for name, arguments in dockerfile if name not in INSTRUCTIONS]
+    assert unknown == []
+    assert next(name for name, _ in dockerfile if name != "ARG") == "FROM"
+
+
+def test_dockerfile_installs_the_project_and_runs_serve(dockerfile: list[tuple[str, str]]) -> None:
+    names = [name for name, _ in dockerfile]
+    [base] = [arguments for name, arguments in dockerfile if name == "FROM"]
+    assert base == "python:3.11-slim"
+    runs = [i for i, (name, _) in enumerate(dockerfile) if name == "RUN"]
+    # `RUN --mount=... pip install .`: the words that are not flags
+    installs = [i for i in runs if [w for w in dockerfile[i][1].split() if not w.startswith("--")] == PIP_INSTALL]
+    assert len(installs) == 1, [dockerfile[i] for i in runs]
+    assert names.index("COPY") < installs[0]  # the project's files are copied before they are installed
+    [cmd] = [exec_form(arguments) for name, arguments in dockerfile if name == "CMD"]
+    assert cmd[:4] == ["python", "-m", "app", "serve"]
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+
+
+def test_dockerfile_runs_as_a_user_and_exposes_the_port_it_checks(dockerfile: list[tuple[str, str]]) -> None:
+    [user] = [arguments for name, arguments in dockerfile if name == "USER"]
+    assert user not in ("root", "0")
+    [env] = [arguments for name, arguments in dockerfile if name == "ENV"]
+    assert "PORT=8000" in env.split() and "HOST=0.0.0.0" in env.split()
+    assert [arguments for name, arguments in dockerfile if name == "EXPOSE"] == ["8000"]
+    [check] = [arguments for name, arguments in dockerfile if name == "HEALTHCHECK"]
+    assert " CMD " in f" {check} " and "/health" in check
 
 
 def test_dockerignore_admits_what_pip_install_needs() -> None:
