@@ -139,8 +139,10 @@ class ImportRun:
     async def _abandon_when_stopped(self) -> None:
         """Cancel or shutdown: stop the blocks in flight now, mid-write if need be (see the module docstring)."""
         await self.control.stop.wait()
-        for task in list(self.workers):
-            task.cancel()
+        while self.workers:  # PyMongo can swallow a cancel (asyncio.wait_for, Python 3.11): cancel until they end
+            for task in list(self.workers):
+                task.cancel()
+            await asyncio.wait(list(self.workers), timeout=0.2)
 
     async def _feed(self, group: asyncio.TaskGroup) -> None:
         workers = self.workers
