@@ -821,3 +821,29 @@ class Watched:
 def shown(text: str) -> int:
     """A counter as the page shows it ("12,345") as a number."""
     return int(text.replace(",", ""))
+
+
+# Customer ids the API and the importer both accept (app/customers/rules.py): odd but reachable over HTTP.
+GOOD_IDS = [
+    "a.b",
+    "a+b",
+    "a&b",
+    "a=b",
+    "a:b",
+    "a@b",
+    "a!b",
+    "a$b",
+    "a;b",
+    "a'b",
+    "(a)",
+    "a~b",
+    "...",
+    "a..b",
+    "\u00e9t\u00e9",
+    "\U0001f642",
+    "a\\b",
+    "a|b",
+    "a*b",
+    "a^b",
+    "I" * 64,
+]

@@ -191,14 +191,10 @@ class HeldSink(DrySink):
         return await super().write(batch)
 
 
-async def test_a_file_appended_to_during_the_import_is_read_only_up_to_its_size_at_the_start(
-    db: AsyncDatabase, import_dir: Path, settings: Settings
-) -> None:
-    """Issue 12, item 6: the rows appended while the first block is being written are not imported."""
-    settings = with_settings(settings, import_block_bytes=4096, import_blocks_in_flight=1)
-    path = write(import_dir / "growing.csv", [HEADER, *(good_row(i) for i in range(1, 201))])
-    header, identity = await read_header(path, settings.import_max_record_bytes), await file_identity(path)
-    state = JobState(
+async def dry_job(path: Path, fmt: CsvFormat, header_end: int, header_lines: int) -> JobState:
+    """A RUNNING dry-run job of `path` read as `fmt`, from just after its header (owner "test")."""
+    identity = await file_identity(path)
+    return JobState(
         job_id=uuid.uuid4().hex,
         status=Status.RUNNING,
         file_path=str(path),
@@ -207,10 +203,22 @@ async def test_a_file_appended_to_during_the_import_is_read_only_up_to_its_size_
         mode="insert",
         batch_size=50,
         dry_run=True,
-        bytes_read=header.end,
-        lines_read=header.lines,
+        csv=fmt,
+        bytes_read=0 if fmt.streamed else header_end,
+        stream_offset=header_end if fmt.streamed else 0,
+        lines_read=header_lines,
         owner="test",
     )
+
+
+async def test_a_file_appended_to_during_the_import_is_read_only_up_to_its_size_at_the_start(
+    db: AsyncDatabase, import_dir: Path, settings: Settings
+) -> None:
+    """Issue 12, item 6: the rows appended while the first block is being written are not imported."""
+    settings = with_settings(settings, import_block_bytes=4096, import_blocks_in_flight=1)
+    path = write(import_dir / "growing.csv", [HEADER, *(good_row(i) for i in range(1, 201))])
+    header = await read_header(path, settings.import_max_record_bytes)
+    state = await dry_job(path, CsvFormat(), header.end, header.lines)
     store, sink, pool = JobStore(db), HeldSink(), parser_pool(1)
     await store.claim_new(state)
     run = ImportRun(
@@ -250,22 +258,7 @@ async def test_a_cancelled_job_resumes_with_its_stored_format_to_exact_counts(
     path.write_bytes(gzip.compress(data) if packed else data)
     fmt, header = await inspect(path, CsvFormat("auto", "auto", '"', "auto"), settings.import_max_record_bytes)
     assert (fmt.encoding, fmt.delimiter, fmt.compression) == (encoding, delimiter, "gzip" if packed else None)
-    identity = await file_identity(path)
-    state = JobState(
-        job_id=uuid.uuid4().hex,
-        status=Status.RUNNING,
-        file_path=str(path),
-        file_size=int(identity["size"]),
-        file_identity=identity,
-        mode="insert",
-        batch_size=50,
-        dry_run=True,
-        csv=fmt,
-        bytes_read=0 if fmt.streamed else header.end,
-        stream_offset=header.end if fmt.streamed else 0,
-        lines_read=header.lines,
-        owner="test",
-    )
+    state = await dry_job(path, fmt, header.end, header.lines)
     codec = "utf-8" if encoding == "utf-16" else encoding
     columns = map_header(header.record, encoding=codec, delimiter=delimiter)
     # the first block is written and accounted; the second one's write is held, and abandoned by the cancel

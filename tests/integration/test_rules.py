@@ -9,31 +9,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.helpers import start, wait_done
+from tests.helpers import GOOD_IDS, start, wait_done
 
-GOOD_IDS = [
-    "a.b",
-    "a+b",
-    "a&b",
-    "a=b",
-    "a:b",
-    "a@b",
-    "a!b",
-    "a$b",
-    "a;b",
-    "a'b",
-    "(a)",
-    "a~b",
-    "...",
-    "a..b",
-    "\u00e9t\u00e9",
-    "\U0001f642",
-    "a\\b",
-    "a|b",
-    "a*b",
-    "a^b",
-    "I" * 64,
-]
 BAD_ROWS = {  # CSV row -> the start of its rejection reason
     "a/b,Ann,x": "customer id 'a/b' has",
     "a?b,Ann,x": "customer id 'a?b' has",
