@@ -15,7 +15,7 @@ from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.imports.header import map_header
-from app.imports.jobs import JobState, JobStore
+from app.imports.jobs import JobState, JobStore, now
 from app.imports.model import Batch, CsvFormat, Status, Written
 from app.imports.pipeline import Control, ImportRun
 from app.imports.sink import DrySink
@@ -192,7 +192,8 @@ class HeldSink(DrySink):
 
 
 async def dry_job(path: Path, fmt: CsvFormat, header_end: int, header_lines: int) -> JobState:
-    """A RUNNING dry-run job of `path` read as `fmt`, from just after its header (owner "test")."""
+    """A RUNNING dry-run job of `path` read as `fmt`, from just after its header, owned by "test" with a live lease
+    (a job with no heartbeat counts as released: the session app's watcher would take it over)."""
     identity = await file_identity(path)
     return JobState(
         job_id=uuid.uuid4().hex,
@@ -208,6 +209,7 @@ async def dry_job(path: Path, fmt: CsvFormat, header_end: int, header_lines: int
         stream_offset=header_end if fmt.streamed else 0,
         lines_read=header_lines,
         owner="test",
+        heartbeat_at=now(),
     )
 
 
