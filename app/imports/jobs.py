@@ -3,6 +3,7 @@ checkpoints conditional on the lease, finishing, takeover of a job whose owner s
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
@@ -10,13 +11,14 @@ from typing import Any
 import msgspec
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from app.db import DUPLICATE_KEY, IMPORT_ERRORS, IMPORT_STATE, INDEXES, RUNNING_INDEX
 from app.errors import Conflict, ImportRunning
 from app.imports.model import Counters, CsvFormat, Rejection, Status, counters_of
 
 log = logging.getLogger(__name__)
+INDEX_NOT_FOUND = 27
 
 
 def now() -> dt.datetime:
@@ -78,33 +80,61 @@ class JobStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]):
         self.jobs = db[IMPORT_STATE]
         self.rejects = db[IMPORT_ERRORS]
+        self._claiming = asyncio.Lock()
 
     async def running(self) -> JobState | None:
         doc = await self.jobs.find_one({"status": Status.RUNNING})
         return None if doc is None else JobState.from_doc(doc)
 
     async def claim_new(self, state: JobState) -> None:
-        """Insert a RUNNING job; MongoDB refuses a second one (unique partial index on status)."""
-        for attempt in range(3):
-            try:
-                await self.jobs.insert_one(state.to_doc())
+        """Insert a RUNNING job; MongoDB refuses a second one (unique partial index on status). One instance's
+        claims queue behind each other, so two starts at once give one job and one 409 on any server."""
+        async with self._claiming:
+            for attempt in range(3):
+                try:
+                    await self.jobs.insert_one(state.to_doc())
+                except DuplicateKeyError:
+                    if (running := await self.running()) is not None:
+                        raise ImportRunning(running.job_id) from None
+                    if attempt == 1:  # refused twice with no RUNNING job: not a race with a job that just finished
+                        await self._rebuild_running_index()
+                    continue
+                await self._yield_to_a_concurrent_claim(state)
                 return
-            except DuplicateKeyError:
-                if (running := await self.running()) is not None:
-                    raise ImportRunning(running.job_id) from None
-            if attempt == 1:  # refused twice with no RUNNING job: not a race with a job that just finished
-                await self._rebuild_running_index()
         raise ImportRunning("unknown")
 
     async def _rebuild_running_index(self) -> None:
         """SecantusDB's Rust server keeps a unique key claimed after an update moves its document out of a partial
         index, so once a job has finished every new RUNNING insert is refused (docs/secantus-rs-differences.md,
-        1). Rebuilding the index drops the stale claim. MongoDB never gets here."""
+        1). Rebuilding the index drops the stale claim. MongoDB never gets here. Another instance may be
+        rebuilding it at the same moment: its drop or its creation is then already done."""
         log.warning("import_state: a RUNNING insert was refused with no RUNNING job; rebuilding %s", RUNNING_INDEX)
-        await self.jobs.drop_index(RUNNING_INDEX)
-        await self.jobs.create_indexes(
-            [model for model in INDEXES[IMPORT_STATE] if model.document["name"] == RUNNING_INDEX]
-        )
+        try:
+            await self.jobs.drop_index(RUNNING_INDEX)
+        except OperationFailure as exc:
+            if exc.code != INDEX_NOT_FOUND:  # else dropped by the other instance
+                raise
+        await self._create_running_index()
+
+    async def _create_running_index(self) -> None:
+        try:
+            await self.jobs.create_indexes(
+                [model for model in INDEXES[IMPORT_STATE] if model.document["name"] == RUNNING_INDEX]
+            )
+        except DuplicateKeyError:  # two jobs were claimed while it was missing: the later ones give way, see below
+            log.warning("import_state: %s not rebuilt, two RUNNING jobs; the next claim builds it", RUNNING_INDEX)
+
+    async def _yield_to_a_concurrent_claim(self, state: JobState) -> None:
+        """While an instance rebuilds the index it refuses nothing: if another job got in then, this claim
+        withdraws (its job has not started) and the start is refused as if the index had refused it. Every
+        claim checks after its insert, so of two that got in together the later one sees the earlier one (both
+        may withdraw; never both stay). On MongoDB the index has already refused any second job: one read."""
+        other = await self.jobs.find_one({"status": Status.RUNNING, "_id": {"$ne": state.job_id}}, {"_id": 1})
+        if other is None:
+            return
+        await self.jobs.delete_one({"_id": state.job_id, "status": Status.RUNNING})
+        await self._create_running_index()
+        raise ImportRunning(other["_id"])
 
     async def checkpoint(
         self, state: JobState, progress: dict[str, Any] | None = None, **extra: Any

@@ -245,7 +245,8 @@ class ImportService:
         except Exception:
             log.exception("import %s stopped; another instance (or the next start) takes it over", run.state.job_id)
         finally:
-            self.current = None
+            if self.current is not None and self.current.run is run:  # not a job started since this one's end
+                self.current = None
 
     async def take_over(self) -> JobState | None:
         """Adopt a RUNNING job whose owner's lease expired; resume it, or fail it if its file changed."""

@@ -8,8 +8,8 @@ inserted, so re-processing never inflates the duplicate count.
 
 Upsert mode (re-sync) reads, then writes only what changed: one `$in` read of the batch's ids (`importHash`,
 `handEdited`, `lastImport`, `importJobId`, `importLine`) classifies each row:
-- stamped `lastImport` = (this job, this line): this job already wrote it (before a crash or a retried write):
-  inserted or updated, as it was then, and not written again;
+- stamped `lastImport` = (this job, this line or a later one): this job already wrote it (before a crash or a
+  failed attempt) or a later row of the same id: inserted or updated, as it was then, and not written again;
 - `handEdited`: protected; same `importHash`: unchanged; neither is written;
 - absent: inserted, and stored: updated, by one unordered bulk_write whose filter guards `handEdited != true`,
   so a customer edited through the API between the read and the write is never overwritten (counted protected).
@@ -90,13 +90,15 @@ class Sink:
     # ---- upsert (re-sync) ---------------------------------------------------------------------------------
 
     async def upsert(self, batch: Batch) -> Written:
-        stored = await retry(lambda: self._stored(batch), seconds=self.retry_seconds, what="re-sync read")
-        written, to_write = self._classify(batch, stored)
+        # read, classify and write are retried together: a write retried on its own would count a row that the
+        # failed attempt did insert as updated; read again, that row is classified by its stamp
+        return await retry(lambda: self._upsert(batch), seconds=self.retry_seconds, what="re-sync")
+
+    async def _upsert(self, batch: Batch) -> Written:
+        written, to_write = self._classify(batch, await self._stored(batch))
         if to_write:
             async with self.writers:
-                inserted, updated = await retry(
-                    lambda: self._write(batch, to_write), seconds=self.retry_seconds, what="bulk_write"
-                )
+                inserted, updated = await self._write(batch, to_write)
             written.rows_inserted += inserted
             written.rows_updated += updated
             written.rows_protected += len(to_write) - inserted - updated  # edited through the API meanwhile
@@ -113,7 +115,7 @@ class Sink:
             doc = stored.get(customer_id)
             if doc is None:
                 to_write.append(i)
-            elif doc.get("lastImport") == {"jobId": self.job_id, "line": batch.lines[i]}:
+            elif self._already_applied(doc.get("lastImport"), batch.lines[i]):
                 mine = doc.get("importJobId") == self.job_id and doc.get("importLine") == batch.lines[i]
                 if mine:
                     written.rows_inserted += 1  # this job inserted it before a crash or a retried write
@@ -128,6 +130,11 @@ class Sink:
             else:
                 to_write.append(i)
         return written, to_write
+
+    def _already_applied(self, stamp: Any, line: int) -> bool:
+        """This job wrote this row (before a crash or a failed attempt), or already a later row of the same id:
+        writing the row again would put an earlier row's values over a later one's."""
+        return isinstance(stamp, Mapping) and stamp.get("jobId") == self.job_id and stamp.get("line", 0) >= line
 
     async def _write(self, batch: Batch, rows: list[int]) -> tuple[int, int]:
         """(inserted, updated) of the rows written; the rest were refused by the handEdited guard."""

@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.helpers import HEADER, Gate, gate_sinks, good_row, start, wait_done, write
+from tests.helpers import HEADER, Gate, gate_sinks, good_row, start, until, wait_done, write
 
 ROWS = 3000  # one block (4 MiB by default), thirty batches of 100
 
@@ -150,3 +150,33 @@ async def test_counters_move_batch_by_batch_before_the_block_is_accounted(
     # the final rate is the average over the time the job ran, which never exceeds the time since it started
     assert stored["rateRowsPerSec"] == round(ROWS / stored["activeSeconds"], 1) == final["rateRowsPerSec"]
     assert final["activeSec"] <= final["elapsedSec"] + 0.1 and final["etaSec"] is None
+
+
+async def test_a_job_started_just_as_the_last_one_ends_stays_the_one_the_app_runs(
+    app: Litestar, client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's end is in import_state before its task has returned, and a start in that moment succeeds: the new
+    job must stay the app's current one (its live progress, its cancel, its shutdown), not be dropped when the
+    previous task returns."""
+    imports = app.state.services.imports
+    real, moment = imports.store.finish, {"ended": False, "go": False}
+
+    async def finish(state: Any, status: Any, error: str | None = None) -> bool:
+        done = await real(state, status, error)
+        moment["ended"] = True
+        await until(lambda: moment["go"])
+        return done
+
+    monkeypatch.setattr(imports.store, "finish", finish)
+    await start(client, csv_file(import_dir, "ends.csv", rows=10).name)
+    await until(lambda: moment["ended"])
+    ending = imports.current.task
+    gates = gate_sinks(app.state.services, monkeypatch)
+    second = await start(client, csv_file(import_dir, "next.csv", rows=10, first=100).name)
+    moment["go"] = True
+    await until(ending.done)
+    assert imports.current is not None and imports.current.state.job_id == second["jobId"]
+    assert (await client.post("/import/cancel")).status_code == 202  # reaches the job through the app
+    progress = await wait_done(client)
+    assert (progress["jobId"], progress["status"]) == (second["jobId"], "CANCELLED"), progress
+    assert gates[0].written == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app.db import RUNNING_INDEX
+from app.errors import ImportRunning
+from app.imports.jobs import JobState, JobStore
+from app.imports.model import Status
 from app.settings import Settings
 from tests.helpers import EXISTING, HEADER, Gate, gate_sinks, good_row, start, wait_done, write, write_hostile_csv
 
@@ -91,6 +96,39 @@ async def test_concurrent_starts_give_exactly_one_job(
     gates[0].open_all()
     assert (await wait_done(client))["status"] == "COMPLETED"
     assert await db.import_state.count_documents({}) == 1
+
+
+def a_job() -> JobState:
+    return JobState(
+        job_id=uuid.uuid4().hex,
+        status=Status.RUNNING,
+        file_path="f.csv",
+        file_size=1,
+        file_identity={},
+        mode="insert",
+        batch_size=1,
+    )
+
+
+@pytest.mark.parametrize("instances", [1, 3])
+async def test_claims_at_once_right_after_a_finished_job_give_at_most_one_running_job(
+    db: AsyncDatabase, instances: int
+) -> None:
+    """On secantusd-rs every claim after a finished job rebuilds the one-RUNNING index (docs/secantus-rs-differences.md,
+    1), which refuses nothing for a moment. Six claims at once, from one instance or from several (one JobStore
+    each), still give at most one RUNNING job (exactly one from one instance) and 409s, never another error."""
+    for _ in range(4):
+        earlier = a_job()
+        await JobStore(db).claim_new(earlier)
+        await JobStore(db).finish(earlier, Status.COMPLETED)
+        stores = [JobStore(db) for _ in range(instances)]
+        claims = [stores[k % instances].claim_new(a_job()) for k in range(6)]
+        results = await asyncio.gather(*claims, return_exceptions=True)
+        assert all(r is None or isinstance(r, ImportRunning) for r in results), results
+        running = await db.import_state.count_documents({"status": "RUNNING"})
+        assert running == sum(r is None for r in results) == (1 if instances == 1 else running) <= 1
+        assert RUNNING_INDEX in await db.import_state.index_information()
+        await db.import_state.update_many({"status": "RUNNING"}, {"$set": {"status": "COMPLETED"}})
 
 
 async def test_unterminated_quote_fails_the_job_naming_line_and_offset(

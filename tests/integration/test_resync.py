@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 
 from app.customers.document import index_keys
 from app.imports.model import Batch, Mode
@@ -184,3 +185,42 @@ async def test_a_customer_edited_between_the_read_and_the_write_is_never_overwri
     assert (written.rows_inserted, written.rows_updated, written.rows_protected) == (1, 0, 1)
     stored = await db.customers.find_one({"_id": "R00002"})
     assert stored is not None and stored["firstName"] == "Edited" and "lastImport" not in stored
+
+
+class FailingAfterTheWrite(Sink):
+    """The real sink; its first bulk_write is applied by the server, but the answer is lost (a dropped
+    connection), so the sink sees a transient error and tries again."""
+
+    lost = 0
+
+    async def _write(self, batch: Batch, rows: list[int]) -> tuple[int, int]:
+        result = await super()._write(batch, rows)
+        if not self.lost:
+            self.lost += 1
+            raise AutoReconnect("connection closed after the write was applied")
+        return result
+
+
+async def test_a_write_retried_after_a_lost_answer_counts_what_it_did(db: AsyncDatabase) -> None:
+    """The retry reads and classifies again: rows the lost attempt inserted count as inserted, not updated."""
+    await db.customers.insert_one({"_id": "R00002", "firstName": "Old", "importHash": "stale"})
+    await db.customers.insert_one({"_id": "R00003", "firstName": "Mine", "handEdited": True})
+    sink = FailingAfterTheWrite(db.customers, job_id="job-a", retry_seconds=5, writers=1, mode=Mode.UPSERT)
+    written = await sink.write(
+        batch_of("\n".join([HEADER, row(1), row(2), row(3), row(4)]) + "\n", "job-a", Mode.UPSERT)
+    )
+    assert sink.lost == 1
+    assert (written.rows_inserted, written.rows_updated, written.rows_unchanged, written.rows_protected) == (2, 1, 0, 1)
+
+
+async def test_a_resumed_resync_never_puts_an_earlier_row_over_a_later_one_of_the_same_id(db: AsyncDatabase) -> None:
+    """A file with one id twice: the later row wins, and a resume over both rows (the same job writing the same
+    batch again) leaves the later row's values and counts the same."""
+    text = "\n".join([HEADER, row(1, first="Early"), row(2), row(3, first="Late", customer_id="R00001")]) + "\n"
+    sink = Sink(db.customers, job_id="job-a", retry_seconds=5, writers=1, mode=Mode.UPSERT)
+    batch = batch_of(text, "job-a", Mode.UPSERT)
+    first = await sink.write(batch)
+    assert (await db.customers.find_one({"_id": "R00001"}) or {})["firstName"] == "Late"
+    again = await sink.write(batch)
+    assert (await db.customers.find_one({"_id": "R00001"}) or {})["firstName"] == "Late"
+    assert (first.rows_inserted, first.rows_updated) == (again.rows_inserted, again.rows_updated) == (2, 1)
