@@ -769,6 +769,7 @@ class Served:
     url: str
     settings: Settings
     import_dir: Path
+    app: Any = None  # the Litestar app itself, for a test that holds its writes (gate_sinks)
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"authorization": f"Bearer {self.settings.api_token}"} if self.settings.api_token else {}
@@ -778,8 +779,9 @@ class Served:
 @contextlib.contextmanager
 def serve(settings: Settings) -> Iterator[Served]:
     """The app built from `settings`, served by uvicorn in a thread."""
-    with serving(create_app(settings)) as url:
-        yield Served(url, settings, settings.import_path)
+    app = create_app(settings)
+    with serving(app) as url:
+        yield Served(url, settings, settings.import_path, app)
 
 
 def browser_settings(settings: Settings, folder: Path, **changes: Any) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -15,7 +16,17 @@ from pymongo import MongoClient
 from app.customers.document import index_keys
 from app.embedded import EmbeddedMongo
 from app.settings import Settings
-from tests.helpers import COUNTERS, Served, Watched, browser_settings, held, serve, shown
+from tests.helpers import (
+    COUNTERS,
+    WAIT_MS,
+    Served,
+    Watched,
+    browser_settings,
+    gate_sinks,
+    serve,
+    shown,
+    wait_until,
+)
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_ROW = "<script>alert(1)</script>"
@@ -90,28 +101,35 @@ def test_an_import_started_in_the_dashboard_reaches_100_percent(
 
 
 def test_cancel_and_resume_from_the_dashboard(
-    dashboard: Served, watched: Watched, generator: ModuleType, mongo_server: EmbeddedMongo
+    dashboard: Served, watched: Watched, generator: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = 20_000
     generated(generator, dashboard.import_dir / "long.csv", rows)
-    watched.allow(r"status of 503")  # the status line's /health may land while the database is held
+    gates = gate_sinks(dashboard.app.state.services, monkeypatch)  # its writes wait for the test, batch by batch
     page = watched.page
     page.goto(f"{dashboard.url}/ui/")
     page.select_option("#import-file", "long.csv")
     page.fill("#import-batch", "50")
     page.click("#import-start")
     expect(page.locator("#job-status")).to_have_text("RUNNING")
-    expect(page.locator("#counter-rowsProcessed")).not_to_have_text("0")  # some progress to keep
-    with held(mongo_server):  # the job cannot finish before the cancel arrives, however fast the database
-        with page.expect_response("**/import/cancel") as cancel:
-            page.click("#job-cancel")
-        assert cancel.value.status == 202
+    header_end = dashboard.api("GET", "/import/progress").json()["bytesRead"]  # nothing written yet
+    # batches let through one by one until a whole block is accounted: progress to keep; the next write waits
+    gate = wait_until(lambda: gates[0] if gates else None, WAIT_MS / 1000, what="the job's first write")
+    while dashboard.api("GET", "/import/progress").json()["bytesRead"] == header_end or gate.waiting == 0:
+        if gate.waiting and not gate.permits:
+            gate.open(1)
+        time.sleep(0.02)
+    expect(page.locator("#counter-rowsProcessed")).not_to_have_text("0")
+    with page.expect_response("**/import/cancel") as cancel:
+        page.click("#job-cancel")
+    assert cancel.value.status == 202
     expect(page.locator("#job-status")).to_have_text("CANCELLED")
     cancelled = dashboard.api("GET", "/import/progress").json()
     assert cancelled["status"] == "CANCELLED" and 0 < cancelled["rowsProcessed"] < rows, cancelled
     assert counters_shown(page) == {key: cancelled[key] for key in COUNTERS}
     expect(page.locator("#job-cancel")).to_be_disabled()
 
+    monkeypatch.undo()  # the resumed job writes freely
     page.click("#job-resume")
     expect(page.locator("#job-status")).to_have_text("COMPLETED")
     final = dashboard.api("GET", "/import/progress").json()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pymongo import MongoClient
 from app.embedded import EmbeddedMongo, free_port
 from app.imports.jobs import JobState
 from app.imports.model import Status
-from tests.helpers import COUNTERS, HEADER, RUN_TIMEOUT, Cli, Run, alive, assert_clean, wait_until
+from tests.helpers import COUNTERS, HEADER, RUN_TIMEOUT, Cli, Run, alive, assert_clean
 from tests.helpers import long_row as _row
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
@@ -260,10 +261,26 @@ def write_big(path: Path) -> dict[str, int]:
     return counters(rowsInserted=len(ids), rowsDuplicate=duplicate, rowsInvalid=invalid)
 
 
+def frozen_when(process: subprocess.Popen[bytes], condition: Callable[[], Any], describe: Callable[[], str]) -> Any:
+    """Step the CLI's process group (parser workers included): frozen (SIGSTOP) while `condition` is looked at,
+    let run for a short slice between looks. Returns the first truthy result with the group still frozen: however
+    fast the database, the import moves about one slice between two looks, so the test catches it mid-way and it
+    stays there until the test sends SIGCONT."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while process.poll() is None and time.monotonic() < deadline:
+        os.killpg(process.pid, signal.SIGSTOP)
+        if found := condition():
+            return found
+        os.killpg(process.pid, signal.SIGCONT)
+        time.sleep(0.05)
+    pytest.fail(f"the CLI's job was not seen under way (exit {process.poll()})\n{describe()}")
+
+
 def test_ctrl_c_cancels_and_the_job_resumes_to_the_uninterrupted_counters(cli: Cli) -> None:
     file = cli.folder / "imports" / "big.csv"
     expected = write_big(file)
-    cli.env |= {"IMPORT_WRITERS": "1", "IMPORT_BLOCK_BYTES": "65536"}
+    # a lease longer than the test: the CLI is frozen for a while below, and must not look dead meanwhile
+    cli.env |= {"IMPORT_WRITERS": "1", "IMPORT_BLOCK_BYTES": "65536", "IMPORT_LEASE_SECONDS": "600"}
     out, err = cli.folder / "cli.out", cli.folder / "cli.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = cli.popen(str(file), "--batch-size", "100", stdout=stdout, stderr=stderr)
@@ -272,12 +289,10 @@ def test_ctrl_c_cancels_and_the_job_resumes_to_the_uninterrupted_counters(cli: C
         return out.read_text(errors="replace"), err.read_text(errors="replace")
 
     def job_in_progress() -> dict[str, Any] | None:
-        if process.poll() is not None:
-            pytest.fail(f"the CLI ended before it was interrupted\n{Run(process.returncode, *outputs())}")
         job = cli.db.import_state.find_one({"status": "RUNNING"})
         return job if job is not None and job["rowsProcessed"] > 0 else None
 
-    running = wait_until(job_in_progress, RUN_TIMEOUT, what="a checkpoint of the CLI's job")
+    running = frozen_when(process, job_in_progress, lambda: str(Run(process.returncode, *outputs())))
 
     # a second import meanwhile is refused and names the running job
     second = cli.run(str(write_csv(cli.folder / "imports" / "small.csv", small_rows())))
@@ -285,6 +300,7 @@ def test_ctrl_c_cancels_and_the_job_resumes_to_the_uninterrupted_counters(cli: C
 
     # Ctrl-C in a terminal: SIGINT to the whole foreground process group, parser workers included
     os.killpg(process.pid, signal.SIGINT)
+    os.killpg(process.pid, signal.SIGCONT)
     interrupted = time.monotonic()
     try:
         code = process.wait(30)
@@ -362,8 +378,6 @@ def test_ctrl_c_with_the_embedded_database_cancels_the_job(cli: Cli) -> None:
         return out.read_text(errors="replace"), err.read_text(errors="replace")
 
     def started() -> dict[str, Any] | None:
-        if process.poll() is not None:
-            pytest.fail(f"the CLI ended before it was interrupted\n{Run(process.returncode, *outputs())}")
         try:
             server = json.loads((data / "db.pid").read_text())
         except (OSError, ValueError):
@@ -374,8 +388,9 @@ def test_ctrl_c_with_the_embedded_database_cancels_the_job(cli: Cli) -> None:
             job = client[cli.db.name].import_state.find_one({"status": "RUNNING"})
         return server if job is not None and job["rowsProcessed"] > 0 else None
 
-    server = wait_until(started, RUN_TIMEOUT, what="a checkpoint of the CLI's job")
+    server = frozen_when(process, started, lambda: str(Run(process.returncode, *outputs())))
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal
+    os.killpg(process.pid, signal.SIGCONT)
     deadline = time.monotonic() + 30
     while process.poll() is None:
         # the CLI stops its database only after the job ended and it printed how
