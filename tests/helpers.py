@@ -219,6 +219,13 @@ def good_row(i: int, customer_id: str | None = None, about: str = "Likes tea") -
     )
 
 
+def plain_row(i: int, customer_id: str | None = None, *, first: str | None = None, company: str = "Acme") -> str:
+    """A valid row under HEADER with no quoted field (no quote at all unless `first` or `company` has one)."""
+    cid = customer_id or f"C{i:07d}"
+    first = first or f"Ann{i}"
+    return f"{i},{cid},{first},Lee,{company},Paris,France,+33 1,,ann{i}@example.com,2021-03-01,,Likes tea"
+
+
 def long_row(i: int, cid: str, *, email: str | None = None, date: str | None = None, about: str | None = None) -> str:
     """A row of about 200 bytes under HEADER (valid unless told otherwise): every field set, its length varying."""
     email = email if email is not None else f"ann{i}@example.com"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 
+from app.imports import quoting
 from app.imports.header import BOM, HeaderError, read_names
 
 ENCODINGS = ("utf-8", "cp1252", "latin-1", "utf-16")
@@ -31,14 +32,8 @@ def detect_encoding(head: bytes, *, complete: bool) -> str:
 
 
 def record_end(buf: bytes, quote: bytes, newline: bytes) -> int:
-    """Index just after the first `newline` outside quotes, or -1 (see source.first_record_end)."""
-    pos, quotes = 0, 0
-    while (found := buf.find(newline, pos)) >= 0:
-        quotes += buf.count(quote, pos, found)
-        if quotes % 2 == 0:
-            return found + 1
-        pos = found + 1
-    return -1
+    """Index just after the first `newline` outside quoted fields, or -1 (app/imports/quoting.py)."""
+    return quoting.record_end(buf, quote.decode("latin-1"), newline.decode("latin-1"))
 
 
 def detect_line_ending(head: bytes, quote: bytes) -> str:

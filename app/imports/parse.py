@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -17,6 +18,7 @@ import bson
 from app.customers import rules
 from app.customers.document import KEY_SOURCES, index_keys, is_email
 from app.customers.rules import ABOUT_MAX_CHARS, ID_MAX_CHARS, TEXT_MAX_CHARS
+from app.imports import quoting
 from app.imports.model import Batch, Mode, Parsed, ParseSpec, Rejection
 
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)  # \d alone matches any Unicode digit
@@ -116,12 +118,30 @@ class _BlockParser:
         self.out.rows += 1
         self.out.rejections.append(Rejection(self.first_line + start - 1, reason, self.raw(start, end)))
 
+    def _record_after_error(self, start: int, taken_to: int, lines: Iterator[str]) -> tuple[int, list[str]]:
+        """The last line of a malformed record by the rules the source cuts blocks by (app/imports/quoting), and
+        the lines the reader took past it, to be read again: the reader stops where the error is, which may be
+        inside the record's quoted field (its tail must not be read as rows) or past a broken opening quote (the
+        next line must be, after all)."""
+        spec, newline = self.spec, self.newline
+        taken = [line + newline for line in self.physical(start, taken_to)]
+        record = "".join(taken)
+        while (cut := quoting.record_end(record, spec.quote, newline, spec.delimiter)) < 0 and (
+            line := next(lines, None)
+        ) is not None:
+            taken.append(line)
+            record += line
+        if cut < 0:
+            return start + len(taken) - 1, []
+        count = record.count(newline, 0, cut)
+        return start + count - 1, taken[count:]
+
     def run(self) -> Parsed:
         csv.field_size_limit(self.spec.max_record_bytes + 1)
         lines = self._physical_lines()
         reader = csv.reader(lines, strict=True, delimiter=self.spec.delimiter, quotechar=self.spec.quote)
         limit = self.spec.max_record_bytes
-        end = skipped = 0  # skipped: lines read past the reader to finish malformed records
+        end = skipped = 0  # skipped: lines before the reader's first (after a malformed record, a new reader)
         while True:
             start = end + 1
             try:
@@ -133,15 +153,11 @@ class _BlockParser:
                 if "field larger than field limit" in str(exc):
                     self.out.fatal = self._too_large(start)
                     return self.out
-                # The reader goes on at the next line, which may be inside this record's quotes: its tail would
-                # be read as records. Skip to where quotes balance, the record end the source cuts blocks at.
-                quote = self.spec.quote
-                quotes = sum(line.count(quote) for line in self.physical(start, end))
-                while quotes % 2 and (line := next(lines, None)) is not None:
-                    quotes += line.count(quote)
-                    skipped += 1
-                    end += 1
+                end, again = self._record_after_error(start, end, lines)
                 self.reject(start, end, f"malformed CSV: {exc}")
+                lines = itertools.chain(again, lines)  # a new reader from the line after the record
+                reader = csv.reader(lines, strict=True, delimiter=self.spec.delimiter, quotechar=self.spec.quote)
+                skipped = end
                 continue
             end = reader.line_num + skipped
             chars = sum(map(len, row))

@@ -1,9 +1,8 @@
 """Reads a CSV file and cuts it into record-aligned blocks with offsets. Knows no columns.
 
-A record ends at a newline (LF, or CR in a CR-only file) outside quotes. RFC 4180 escapes a quote inside a
-quoted field by doubling it, so "outside quotes" is "an even number of quote bytes since the last record
-boundary": bytes.count and rfind do the work in C, one await per block, never one per line. This holds for
-every encoding read here: UTF-8, cp1252 and latin-1 spell the quote, delimiter, CR and LF as their ASCII
+A record ends at a newline (LF, or CR in a CR-only file) outside quoted fields, by the csv reader's rules
+(app/imports/quoting.py: regular expressions do the work in C, one await per block, never one per line). This
+holds for every encoding read here: UTF-8, cp1252 and latin-1 spell the quote, delimiter, CR and LF as their ASCII
 bytes, never inside another character; UTF-16 and gzip are decoded first, in one place (app/imports/decode.py),
 and the blocks are cut from the decoded (UTF-8) stream. Offsets are file offsets, or offsets in the decoded
 stream for those ("streamed") files.
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from pathlib import Path
 import aiofiles
 import aiofiles.os
 
-from app.imports import dialect
+from app.imports import dialect, quoting
 from app.imports.decode import GZIP_MAGIC, Decoder, InputError, read_decoded
 from app.imports.header import BOM
 from app.imports.model import Block, CsvFormat
@@ -43,14 +43,14 @@ class RecordTooLarge(InputError):
 
 
 class UnterminatedQuote(InputError):
-    """The file ends inside a quoted field: the quote opened on the record's first line is never closed."""
+    """The file ends inside a quoted field: the quote that opened it (on line `quote_line`) is never closed."""
 
-    def __init__(self, line: int, offset: int):
+    def __init__(self, line: int, offset: int, quote_line: int, quote_offset: int):
         super().__init__(
-            f"line {line}: a quote opened in the record starting here (byte offset {offset}) is never closed; "
+            f"line {quote_line}: a quote opened here (byte offset {quote_offset}) is never closed; "
             f"the rows before line {line} are imported, none from it on"
         )
-        self.line, self.offset = line, offset
+        self.line, self.offset = line, offset  # where the record that holds it starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,21 +60,8 @@ class Header:
     lines: int  # physical lines the header spans
 
 
-def last_record_end(buf: bytes, quote: bytes = QUOTE, newline: bytes = NEWLINE, before: int = 0) -> int:
-    """Index just after the last newline that is outside quotes, or -1 if there is none. `before`: quotes of
-    the record `buf` starts inside (0: buf starts at a record boundary)."""
-    total = before + buf.count(quote)
-    pos, after = len(buf), 0
-    while (found := buf.rfind(newline, 0, pos)) >= 0:
-        after += buf.count(quote, found, pos)
-        if (total - after) % 2 == 0:
-            return found + 1
-        pos = found
-    return -1
-
-
 def first_record_end(buf: bytes, quote: bytes = QUOTE, newline: bytes = NEWLINE) -> int:
-    """Index just after the first newline that is outside quotes, or -1 if there is none."""
+    """Index just after the first newline outside quoted fields, or -1 if there is none."""
     return dialect.record_end(buf, quote, newline)
 
 
@@ -161,34 +148,35 @@ async def read_blocks(
     """Blocks of complete records from offset `start` (a record boundary at physical line `first_line`), never
     reading the file past byte `limit` (its size when the job started). With `tail`, a plain file's block
     carries only its last `tail` bytes as `data` (the caller reads it again by offsets): no megabyte is copied."""
-    streamed, quote, newline = fmt.streamed, fmt.quote.encode(), fmt.newline
+    streamed, newline = fmt.streamed, fmt.newline
     if streamed:
         chunks = _decoded_chunks(path, start, block_bytes, limit, fmt)
     else:
         chunks = _file_chunks(path, start, block_bytes, limit)
     keep = streamed or tail is None
+    ends = functools.partial(
+        quoting.last_record_end, quote=fmt.quote, newline=newline.decode(), separators=fmt.delimiter
+    )
     carry, offset, line, index, file_end = b"", start, first_line, first_index, None
     async with contextlib.aclosing(chunks):
         async for chunk, read_to in chunks:
             file_end = read_to if streamed else None
-            cut = last_record_end(chunk, quote, newline, before=carry.count(quote))  # carry: a record's start
+            buf = carry + chunk if carry else chunk  # carry: the start of a record the last block could not end
+            cut = ends(buf)
             if cut < 0:
-                carry += chunk
+                carry = buf
                 if len(carry) > max_record:
                     raise RecordTooLarge(line, offset, max_record)
                 continue
-            size, lines = len(carry) + cut, carry.count(newline) + chunk.count(newline, 0, cut)
-            if keep:
-                data = carry + chunk[:cut]
-            else:
-                data = chunk[cut - tail : cut] if cut >= tail else (carry + chunk[:cut])[-tail:]  # type: ignore[operator]
-            yield Block(index, offset, offset + size, line, lines, data, file_end)
-            index, offset, line, carry = index + 1, offset + size, line + lines, chunk[cut:]
+            lines = buf.count(newline, 0, cut)
+            data = buf[:cut] if keep else buf[max(0, cut - tail) : cut]  # type: ignore[operator]
+            yield Block(index, offset, offset + cut, line, lines, data, file_end)
+            index, offset, line, carry = index + 1, offset + cut, line + lines, buf[cut:]
             if len(carry) > max_record:
                 raise RecordTooLarge(line, offset, max_record)
     if carry:  # the last record may lack a newline, but not a closing quote
-        if carry.count(quote) % 2:
-            raise UnterminatedQuote(line, offset)
+        if (opened := quoting.unclosed_quote(carry, fmt.quote, fmt.delimiter)) >= 0:
+            raise UnterminatedQuote(line, offset, line + carry.count(newline, 0, opened), offset + opened)
         yield Block(index, offset, offset + len(carry), line, carry.count(newline), carry, file_end)
 
 

@@ -20,7 +20,19 @@ from app.imports.broadcast import Broadcaster
 from app.imports.jobs import JobState
 from app.imports.model import Status
 from app.settings import Settings
-from tests.helpers import HEADER, Gate, gate_sinks, good_row, serving, start, until, wait_done, with_settings, write
+from tests.helpers import (
+    HEADER,
+    Gate,
+    gate_sinks,
+    good_row,
+    plain_row,
+    serving,
+    start,
+    until,
+    wait_done,
+    with_settings,
+    write,
+)
 
 ROWS = 20_000
 COUNTERS = ("rowsProcessed", "rowsInserted", "rowsDuplicate", "rowsInvalid", "bytesRead")
@@ -223,7 +235,7 @@ async def test_late_subscriber_gets_the_terminal_snapshot_then_follows_the_next_
         HEADER,
         *(good_row(i, f"broken-{i}") for i in range(50)),
         '50,C-broken,Ann,Lee,"unterminated,x,y,z,a@b.c,2021-01-01,w,about',
-        *(good_row(i, f"broken-{i}") for i in range(51, 51 + settings.import_max_record_bytes // 100)),
+        *(plain_row(i, f"broken-{i}") for i in range(51, 51 + settings.import_max_record_bytes // 200)),  # no quote
     ]
     write(server.import_dir / "broken.csv", broken)
     next_id = (await start(http, "broken.csv"))["jobId"]

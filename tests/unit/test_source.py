@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.imports.model import Block
-from app.imports.source import RecordTooLarge, first_record_end, last_record_end, read_blocks, read_header
+from app.imports.quoting import last_record_end
+from app.imports.source import RecordTooLarge, first_record_end, read_blocks, read_header
 
 DATA = Path(__file__).parents[1] / "data"
 FILES = sorted(path.name for path in DATA.glob("*.csv"))
@@ -51,7 +52,7 @@ def assert_blocks_cover(
         offset, line = block.end, line + block.lines
     for block in blocks[:-1]:  # the last block ends at the end of the file
         assert block.data.endswith(b"\n")
-        assert block.data.count(b'"') % 2 == 0
+        assert last_record_end(block.data, '"', "\n", ",") == len(block.data)  # ends a record: no field open
 
 
 # ---- boundaries ---------------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ def assert_blocks_cover(
     ],
 )
 def test_record_ends_are_newlines_outside_quotes(buf: bytes, first: int, last: int) -> None:
-    assert (first_record_end(buf), last_record_end(buf)) == (first, last)
+    assert (first_record_end(buf), last_record_end(buf, '"', "\n", ",")) == (first, last)
 
 
 # ---- header -------------------------------------------------------------------------------------------
@@ -193,6 +194,35 @@ async def test_blocks_never_split_a_record(
     tmp_path_factory: pytest.TempPathFactory, content: bytes, block_bytes: int
 ) -> None:
     path = tmp_path_factory.mktemp("cut") / "file.csv"
+    path.write_bytes(content)
+    blocks = await collect(path, block_bytes=block_bytes, max_record=len(content) + 1)
+    assert_blocks_cover(blocks, content, start=0, first_line=1)
+    assert [row for block in blocks for row in csv_rows(block.data)] == csv_rows(content)
+
+
+@st.composite
+def csv_files_with_stray_quotes(draw: st.DrawFn) -> bytes:
+    """Fields written by hand: quoted ones (quotes doubled, line breaks inside) and unquoted ones with a quote
+    inside (`27" Monitors`), which the csv reader keeps as an ordinary character."""
+    terminator = draw(st.sampled_from(["\r\n", "\n"]))
+    plain = st.text(st.characters(codec="utf-8", exclude_characters='",\r\n'), min_size=1, max_size=8)
+    quoted = st.text(st.characters(codec="utf-8", exclude_characters="\r"), max_size=12)
+    fields = st.one_of(
+        plain,
+        quoted.map(lambda text: '"' + text.replace('"', '""') + '"'),
+        st.tuples(plain, plain).map(lambda parts: f'{parts[0]}"{parts[1]}'),
+    )
+    rows = draw(st.lists(st.lists(fields, min_size=1, max_size=5), max_size=20))
+    return "".join(",".join(row) + terminator for row in rows).encode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(content=csv_files_with_stray_quotes(), block_bytes=st.integers(1, 300))
+async def test_a_quote_inside_an_unquoted_field_is_an_ordinary_character(
+    tmp_path_factory: pytest.TempPathFactory, content: bytes, block_bytes: int
+) -> None:
+    """Blocks end where the csv reader ends records: a stray quote never opens a field that swallows lines."""
+    path = tmp_path_factory.mktemp("stray") / "file.csv"
     path.write_bytes(content)
     blocks = await collect(path, block_bytes=block_bytes, max_record=len(content) + 1)
     assert_blocks_cover(blocks, content, start=0, first_line=1)
