@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -113,6 +114,24 @@ async def test_import_files_lists_the_import_folder(guarded: AsyncTestClient, fo
     # the name it lists is what POST /import/sync takes
     started = await guarded.post("/import/sync", json={"filePath": "sub/one.csv"}, headers=AUTH)
     assert started.status_code == 202, started.text
+
+
+@pytest.fixture
+def undecodable(tmp_path: Path) -> Path:
+    """An import folder with good.csv and a file whose name is not valid UTF-8."""
+    for name in ("good.csv", os.fsdecode(b"bad\xff.csv")):
+        (tmp_path / name).write_text("Customer Id\nC1\n")
+    return tmp_path
+
+
+async def test_import_files_leaves_out_a_name_that_is_not_utf8(settings: Settings, undecodable: Path) -> None:
+    """Such a name cannot be sent in a JSON filePath: it is left out and the rest is listed (it was a 500)."""
+    folder = str(undecodable)
+    app = create_app(with_settings(settings, mongodb_db=f"files_{uuid.uuid4().hex[:8]}", import_dir=folder))
+    async with AsyncTestClient(app, timeout=30) as client:
+        response = await client.get("/import/files")
+    assert response.status_code == 200, response.text
+    assert [f["name"] for f in response.json()["items"]] == ["good.csv"]
 
 
 async def test_the_openapi_document_declares_the_bearer_scheme(guarded: AsyncTestClient) -> None:
