@@ -12,7 +12,7 @@ import logging
 import multiprocessing.forkserver
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -25,7 +25,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API (and the embedded database if MONGODB_URI is unset)")
     serve.add_argument("--host", default=settings.host)
-    serve.add_argument("--port", type=int, default=settings.port)
+    serve.add_argument("--port", type=_int_in(0, 65535), default=settings.port)
     imp = commands.add_parser(
         "import",
         help="import a CSV file with a progress bar (refused while a job runs), or resume a job",
@@ -36,7 +36,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         "--resume", nargs="?", const="latest", default=None, metavar="JOB_ID", help="resume a job from its watermark"
     )
     imp.add_argument("--mode", choices=["insert", "upsert"], default="insert")
-    imp.add_argument("--batch-size", type=int, default=None, metavar="N", choices=range(1, 10_001))
+    imp.add_argument("--batch-size", type=_int_in(1, 10_000), default=None, metavar="N", help="1..10000")
     imp.add_argument("--dry-run", action="store_true", help="parse and validate only; write no customers")
     imp.add_argument("--delimiter", default="auto", help="',' ';' '\\t' '|' or auto (default: sniffed)")
     imp.add_argument("--encoding", default="utf-8", help="utf-8 (default), cp1252, latin-1, utf-16 or auto")
@@ -45,6 +45,21 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         "--column", action="append", default=[], type=_column, metavar="FROM=TO", help="read header FROM as field TO"
     )
     return parser
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high. (choices=range(...) listed every allowed value in its error.)"""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer in {low}..{high}")
+        return value
+
+    return convert
 
 
 def _column(text: str) -> tuple[str, str]:

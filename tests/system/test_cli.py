@@ -347,6 +347,17 @@ def test_import_takes_a_file_or_resume_not_both(cli: Cli, args: tuple[str, ...])
     assert cli.jobs() == []
 
 
+@pytest.mark.parametrize("value", ["0", "10001", "-5", "many"])
+def test_a_batch_size_out_of_range_is_one_line_naming_the_range(cli: Cli, value: str) -> None:
+    """argparse's choices=range(1, 10001) printed every allowed value: a 59 KB error."""
+    write_csv(cli.folder / "imports" / "x.csv", small_rows())
+    run = cli.run("imports/x.csv", "--batch-size", value)
+    assert run.code == 2 and run.out == "", str(run)
+    error = run.err.strip().splitlines()[-1]
+    assert "--batch-size" in error and "1..10000" in error and len(run.err) < 1000, str(run)
+    assert cli.jobs() == []
+
+
 def test_log_lines_print_through_the_progress_bar_console(cli: Cli) -> None:
     file = write_csv(cli.folder / "imports" / "logged.csv", small_rows())
     cli.env["LOG_LEVEL"] = "INFO"

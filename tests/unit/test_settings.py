@@ -80,6 +80,19 @@ def test_serve_with_a_bad_port_exits_with_one_line_naming_it() -> None:
     assert done.stdout == ""
 
 
+def test_serve_with_a_port_out_of_range_names_the_range() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--port", "70000"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1].endswith("argument --port: '70000' is not an integer in 0..65535")
+
+
 def test_import_path_is_import_dir_when_set(tmp_path: Path) -> None:
     settings = Settings(import_dir=str(tmp_path / "in"), csv_file_path=str(tmp_path / "csv" / "c.csv"))
     assert settings.import_path == (tmp_path / "in").resolve()
