@@ -96,6 +96,26 @@ async def test_health_and_the_dashboard_files_stay_open(guarded: AsyncTestClient
     assert b'<script type="module" src="/ui/static/js/main.js">' in page.content
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/ui/nope", 404),
+        ("GET", "/ui/static/nope.js", 404),
+        ("GET", "/ui/jobs/nope", 404),
+        ("POST", "/ui", 405),
+        ("POST", "/", 405),
+        ("GET", "/", 302),
+    ],
+)
+async def test_every_dashboard_response_carries_the_policy_errors_included(
+    guarded: AsyncTestClient, method: str, path: str, status: int
+) -> None:
+    response = await guarded.request(method, path, follow_redirects=False)
+    assert response.status_code == status, response.text
+    assert response.headers.get_list("content-security-policy") == [CSP], path
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"], path
+
+
 def test_the_policy_allows_this_origin_only() -> None:
     directives = dict(d.split(" ", 1) for d in CSP.split("; "))
     assert directives["default-src"] == "'none'"
