@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.helpers import HEADER, Gate, gate_sinks, good_row, start, until, wait_done, write
+from tests.helpers import HEADER, Gate, assert_problem, gate_sinks, good_row, start, until, wait_done, write
 
 ROWS = 3000  # one block (4 MiB by default), thirty batches of 100
 
@@ -51,7 +51,7 @@ async def test_cancel_ends_the_job_while_a_write_hangs_and_the_resume_is_exact(
     assert (await client.get("/customers", params={"limit": 5})).status_code == 200
     assert (await client.get("/health")).status_code == 200
     progress = await cancelled(client)  # with a write that never ends: the cancel does not wait for it
-    assert (await client.post("/import/cancel")).status_code == 409  # nothing runs any more
+    assert_problem(await client.post("/import/cancel"), 409, "Conflict")  # nothing runs any more
     assert gate.written == 1 and gate.waiting == 0  # the held write was abandoned, not let through
     # the block was not finished: nothing is accounted, the 100 rows written are counted again on resume
     assert (progress["rowsProcessed"], progress["bytesRead"]) == (0, len(HEADER) + 1), progress
@@ -71,9 +71,7 @@ async def test_resume_while_a_job_runs_is_409_naming_the_running_job(
     job = await start(client, csv_file(import_dir, "running.csv").name, batchSize=100)
     for body in (None, {"jobId": job["jobId"]}):
         response = await client.post("/import/resume", json=body)
-        assert response.status_code == 409, response.text
-        assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["jobId"] == job["jobId"]
+        assert assert_problem(response, 409, "Conflict")["jobId"] == job["jobId"]
     gates[0].open_all()
     assert (await wait_done(client))["status"] == "COMPLETED"
 
