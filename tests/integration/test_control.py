@@ -87,7 +87,9 @@ async def test_a_named_cancelled_job_resumes_after_a_later_job_completed(
     assert (await wait_done(client))["status"] == "COMPLETED"
 
     latest = await client.post("/import/resume")  # the latest job completed: nothing to resume by default
-    assert latest.status_code == 404, latest.text
+    detail = assert_problem(latest, 404)["detail"]
+    assert f"latest import job {later['jobId']} is COMPLETED" in detail and '"jobId"' in detail, detail
+    assert "no failed or cancelled" not in detail  # there is one: `first`, which a named resume takes below
     completed = await client.post("/import/resume", json={"jobId": later["jobId"]})
     assert completed.status_code == 409 and "COMPLETED" in completed.json()["detail"], completed.text
     unknown = await client.post("/import/resume", json={"jobId": "no-such-job"})
@@ -101,6 +103,45 @@ async def test_a_named_cancelled_job_resumes_after_a_later_job_completed(
     assert final["jobId"] == first["jobId"] and final["status"] == "COMPLETED", final
     assert (final["rowsInserted"], final["rowsDuplicate"]) == (ROWS, 0)
     assert await db.customers.count_documents({}) == ROWS + 50
+
+
+async def test_resume_with_no_job_at_all_says_so(client: AsyncTestClient, db: AsyncDatabase) -> None:
+    assert "no import has run yet" in assert_problem(await client.post("/import/resume"), 404)["detail"]
+
+
+@pytest.mark.parametrize("after", ["running", "latest"])
+async def test_a_resume_that_loses_the_race_to_another_is_409_naming_the_job(
+    app: Litestar,
+    client: AsyncTestClient,
+    db: AsyncDatabase,
+    import_dir: Path,
+    gates: list[Gate],
+    monkeypatch: pytest.MonkeyPatch,
+    after: str,
+) -> None:
+    """Three resumes at once: one reopens the job between another's checks. Right after that one's look for a
+    RUNNING job (it saw none, then the latest job is RUNNING) or after it read the latest job (CANCELLED, but
+    RUNNING when it reopens it), the loser is a 409 naming the job, never a 404 "nothing to resume"."""
+    job = await start(client, csv_file(import_dir, "raced.csv").name, batchSize=100)
+    await held_after_one_batch(client, gates[0])
+    await cancelled(client)
+    store = app.state.services.imports.store
+    real, raced = getattr(store, after), []
+
+    async def then_another_resume(*args: Any) -> Any:
+        seen = await real(*args)
+        if not raced:
+            raced.append(await store.reopen(job["jobId"], "another-instance"))
+        return seen
+
+    monkeypatch.setattr(store, after, then_another_resume)
+    response = await client.post("/import/resume")
+    assert assert_problem(response, 409, "Conflict")["jobId"] == job["jobId"]
+    assert response.json()["detail"] == f"import job {job['jobId']} is running"
+    assert await db.import_state.count_documents({"status": "RUNNING", "owner": "another-instance"}) == 1
+    assert len(gates) == 1  # this app started nothing
+    # the other instance is gone: no lease, no owner, so no watcher takes the job over after this test
+    await db.import_state.update_one({"_id": job["jobId"]}, {"$set": {"status": "CANCELLED", "owner": None}})
 
 
 async def test_a_named_job_whose_file_changed_is_400(

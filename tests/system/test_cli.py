@@ -336,7 +336,8 @@ def test_ctrl_c_cancels_and_the_job_resumes_to_the_uninterrupted_counters(cli: C
     assert cli.db.customers.count_documents({}) == expected["rowsInserted"]
     assert cli.db.import_errors.count_documents({"jobId": running["_id"]}) == expected["rowsInvalid"]
     nothing = cli.run("--resume")  # the latest job completed: nothing left to resume
-    assert nothing.code == 2 and "no failed or cancelled import to resume" in nothing.err, str(nothing)
+    assert nothing.code == 2 and f"the latest import job {running['_id']} is COMPLETED" in nothing.err, str(nothing)
+    assert "--resume JOB_ID" in nothing.err, str(nothing)
 
 
 @pytest.mark.parametrize("args", [(), ("imports/x.csv", "--resume")], ids=["neither", "both"])
