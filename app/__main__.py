@@ -69,6 +69,15 @@ def _column(text: str) -> tuple[str, str]:
     return name.strip(), field.strip()
 
 
+def _columns(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """--column FROM=TO pairs as the request's columns; a FROM mapped twice is a ValueError (dict() kept the last)."""
+    columns: dict[str, str] = {}
+    for name, field in pairs:
+        if columns.setdefault(name, field) != field:
+            raise ValueError(f"--column names {name!r} twice (as {columns[name]} and as {field})")
+    return columns
+
+
 @contextlib.contextmanager
 def database(settings: Settings) -> Iterator[Settings]:
     """Settings with a reachable MONGODB_URI: the configured one, or an embedded server for the duration."""
@@ -145,6 +154,11 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{args.file}: not a readable file", file=sys.stderr)
         return 2
     try:
+        columns = _columns(args.column)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
         _start_forkserver_ignoring_sigint()
         with database(settings) as settings:
             return asyncio.run(
@@ -158,7 +172,7 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
                         "delimiter": "\t" if args.delimiter == "\\t" else args.delimiter,
                         "encoding": args.encoding,
                         "quote": args.quote,
-                        "columns": dict(args.column) or None,
+                        "columns": columns or None,
                     },
                     resume=args.resume,
                     console=Console(),
