@@ -12,7 +12,7 @@ import logging
 import multiprocessing.forkserver
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -25,7 +25,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API (and the embedded database if MONGODB_URI is unset)")
     serve.add_argument("--host", default=settings.host)
-    serve.add_argument("--port", type=int, default=settings.port)
+    serve.add_argument("--port", type=_int_in(0, 65535), default=settings.port)
     imp = commands.add_parser(
         "import",
         help="import a CSV file with a progress bar (refused while a job runs), or resume a job",
@@ -36,7 +36,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         "--resume", nargs="?", const="latest", default=None, metavar="JOB_ID", help="resume a job from its watermark"
     )
     imp.add_argument("--mode", choices=["insert", "upsert"], default="insert")
-    imp.add_argument("--batch-size", type=int, default=None, metavar="N", choices=range(1, 10_001))
+    imp.add_argument("--batch-size", type=_int_in(1, 10_000), default=None, metavar="N", help="1..10000")
     imp.add_argument("--dry-run", action="store_true", help="parse and validate only; write no customers")
     imp.add_argument("--delimiter", default="auto", help="',' ';' '\\t' '|' or auto (default: sniffed)")
     imp.add_argument("--encoding", default="utf-8", help="utf-8 (default), cp1252, latin-1, utf-16 or auto")
@@ -47,11 +47,35 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high. (choices=range(...) listed every allowed value in its error.)"""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer in {low}..{high}")
+        return value
+
+    return convert
+
+
 def _column(text: str) -> tuple[str, str]:
     name, sep, field = text.rpartition("=")
     if not sep or not name.strip() or not field:
         raise argparse.ArgumentTypeError(f"{text!r} is not FROM=TO (a header name, '=', a customer field)")
     return name.strip(), field.strip()
+
+
+def _columns(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """--column FROM=TO pairs as the request's columns; a FROM mapped twice is a ValueError (dict() kept the last)."""
+    columns: dict[str, str] = {}
+    for name, field in pairs:
+        if columns.setdefault(name, field) != field:
+            raise ValueError(f"--column names {name!r} twice (as {columns[name]} and as {field})")
+    return columns
 
 
 @contextlib.contextmanager
@@ -130,6 +154,11 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{args.file}: not a readable file", file=sys.stderr)
         return 2
     try:
+        columns = _columns(args.column)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
         _start_forkserver_ignoring_sigint()
         with database(settings) as settings:
             return asyncio.run(
@@ -143,7 +172,7 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
                         "delimiter": "\t" if args.delimiter == "\\t" else args.delimiter,
                         "encoding": args.encoding,
                         "quote": args.quote,
-                        "columns": dict(args.column) or None,
+                        "columns": columns or None,
                     },
                     resume=args.resume,
                     console=Console(),

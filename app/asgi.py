@@ -18,6 +18,7 @@ from app.metrics import metrics
 from app.services import Services
 from app.settings import Settings
 from app.ui.routes import router as ui_router
+from app.ui.routes import security_headers
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, embedded: bool = False) -> Litestar:
         dependencies=services.providers(),
         on_startup=[lambda: prepare_import_folder(settings)],
         middleware=auth.middleware(settings.api_token, settings.host),
+        before_send=[security_headers],
         lifespan=[services.lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,

@@ -3,7 +3,7 @@
 AppError
  ├── NotFound                 404
  ├── Conflict                 409
- │    └── ImportRunning       409, names the running job
+ │    └── ImportRunning       409, names the running job (detail and jobId)
  ├── InvalidInput             400 (bad values a client sent)
  │    ├── MalformedBody       400 (not JSON, not UTF-8, an unpaired surrogate escape)
  │    └── ImportFileError     400 (missing, outside IMPORT_DIR, no customer id column, changed)
@@ -48,7 +48,7 @@ class Conflict(AppError):
 
 
 class ImportRunning(Conflict):
-    title = "An import is already running"
+    """The title stays "Conflict" (one title per status); the detail and `jobId` name the running job."""
 
     def __init__(self, job_id: str):
         super().__init__(f"import job {job_id} is running", jobId=job_id)

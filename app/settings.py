@@ -11,7 +11,11 @@ from msgspec import Meta
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Positive = Annotated[int, Meta(ge=1)]
-Seconds = Annotated[float, Meta(gt=0)]
+# Every float setting has a finite range: msgspec reads "inf" and "nan" as floats (an infinite lease meant a killed
+# job was never taken over).
+CheckpointSeconds = Annotated[float, Meta(ge=0.1, le=60)]
+RetrySeconds = Annotated[float, Meta(ge=1, le=86_400)]
+LeaseSeconds = Annotated[float, Meta(ge=1, le=3600)]
 
 
 class SettingsError(ValueError):
@@ -56,14 +60,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Blocks being parsed or written at once (backpressure bound)."""
     import_writers: Positive = 2
     """Concurrent insert_many calls."""
-    import_checkpoint_seconds: Seconds = 1.0
-    """How often progress is persisted to import_state."""
+    import_checkpoint_seconds: CheckpointSeconds = 1.0
+    """How often progress is persisted to import_state (0.1 to 60 s)."""
     import_max_rejects: Annotated[int, Meta(ge=0)] = 1000
     """Rejected rows stored per job (all are counted)."""
-    import_retry_seconds: Seconds = 60.0
-    """How long failed database writes are retried before the job fails."""
-    import_lease_seconds: Seconds = 15.0
-    """A RUNNING job whose heartbeat is older than this may be taken over by another instance."""
+    import_retry_seconds: RetrySeconds = 60.0
+    """How long failed database writes are retried before the job fails (1 s to a day)."""
+    import_lease_seconds: LeaseSeconds = 15.0
+    """A RUNNING job whose heartbeat is older than this may be taken over by another instance (1 s to an hour)."""
     api_token: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
     """Bearer token every request must carry (GET/HEAD /health and the dashboard's files stay open); unset: open."""
 

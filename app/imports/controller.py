@@ -26,6 +26,10 @@ from app.imports.schemas import (
 from app.imports.service import ImportService
 
 Service = NamedDependency[ImportService]
+# A line number: at most 2**53, the largest integer a JSON client reads exactly (and far below MongoDB's 8 bytes).
+AfterLine = Annotated[
+    int, QueryParameter(name="afterLine", ge=0, le=2**53, description="nextAfterLine of the previous page")
+]
 
 
 async def _rejected_rows(service: ImportService, job_id: str | None, *, after_line: int, limit: int) -> RejectedRows:
@@ -69,7 +73,7 @@ class ImportController(Controller):
         self,
         service: Service,
         job_id: Annotated[str | None, QueryParameter(name="jobId", max_length=64)] = None,
-        after_line: Annotated[int, QueryParameter(name="afterLine", ge=0)] = 0,
+        after_line: AfterLine = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> RejectedRows:
         return await _rejected_rows(service, job_id, after_line=after_line, limit=limit)
@@ -128,7 +132,7 @@ class ImportController(Controller):
         self,
         service: Service,
         job_id: FromPath[str],
-        after_line: Annotated[int, QueryParameter(name="afterLine", ge=0)] = 0,
+        after_line: AfterLine = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> RejectedRows:
         return await _rejected_rows(service, job_id, after_line=after_line, limit=limit)

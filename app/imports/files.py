@@ -2,6 +2,7 @@
 
 Blocking file-system calls; the service runs `list_files` in a thread. Bounded: at most `limit` files are
 returned and at most `scan_limit` directory entries looked at, so a huge folder cannot stall the request.
+A name that is not valid UTF-8 (a file or a folder) is left out: a JSON filePath cannot name it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ def importable(root: Path, path: Path) -> os.stat_result | None:
         return None
 
 
+def sendable(name: str) -> bool:
+    """False for a name os.walk decoded with surrogateescape (bytes that are not UTF-8): JSON cannot carry it."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def list_files(root: Path, *, limit: int = 1000, scan_limit: int = 20_000) -> tuple[list[ImportableFile], bool]:
     """Importable files under `root` (hidden ones and hidden folders skipped) sorted by name, and whether the
     list was cut short by `limit` or `scan_limit`."""
@@ -38,12 +48,12 @@ def list_files(root: Path, *, limit: int = 1000, scan_limit: int = 20_000) -> tu
     found: list[ImportableFile] = []
     scanned = 0
     for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and sendable(d))
         for name in names:
             scanned += 1
             if scanned > scan_limit or len(found) >= limit:
                 return sorted(found, key=lambda f: f.name), True
-            if name.startswith("."):
+            if name.startswith(".") or not sendable(name):
                 continue
             path = Path(folder) / name
             stat = importable(root, path)

@@ -21,9 +21,21 @@ async def recent_jobs(
     """
     if page is not None and before is not None:
         raise InvalidInput("give either page or afterStartedAt, not both")
-    query = {} if before is None else {"startedAt": {"$lt": before}}
+    query = {} if before is None else {"startedAt": {"$lt": _in_utc(before)}}
     cursor = store.jobs.find(query, sort=[("startedAt", DESCENDING), ("_id", DESCENDING)])
     if page is not None:
         cursor = cursor.skip((page - 1) * limit)
     states = [JobState.from_doc(doc) async for doc in cursor.limit(limit)]
     return states, await store.jobs.count_documents({})
+
+
+def _in_utc(before: dt.datetime) -> dt.datetime:
+    """`before` in UTC, as MongoDB stores it; a time whose UTC falls outside years 1..9999 (0001-01-01T00:00+01:00)
+    cannot be a query value (it was an OverflowError, a 500). A naive time is taken as UTC, as PyMongo does."""
+    try:
+        return before.astimezone(dt.UTC) if before.tzinfo is not None else before
+    except OverflowError:
+        message = "out of range: in UTC it falls outside the years 1 to 9999"
+        raise InvalidInput(
+            f"afterStartedAt: {message}", errors=[{"message": message, "key": "afterStartedAt", "source": "query"}]
+        ) from None

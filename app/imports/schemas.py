@@ -68,6 +68,10 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if self.quote == self.delimiter:
             raise ValueError(f"quote and delimiter are both {self.quote!r}")
+        mapped: dict[str, str] = {}
+        for column, field in (self.columns or {}).items():  # one column per field: else the last one silently won
+            if (other := mapped.setdefault(field, column)) != column:
+                raise ValueError(f"columns map {other!r} and {column!r} to the same field {field!r}")
 
     def csv_format(self) -> CsvFormat:
         """What to read the file with; `auto` values are detected from the file when the job starts."""

@@ -105,25 +105,38 @@ class ImportService:
         change. 409 while a job runs (naming it) or when the named job cannot be resumed."""
         if (running := await self.store.running()) is not None:
             raise ImportRunning(running.job_id)
-        if job_id is None:
-            target = await self.store.latest()
-            if target is None or target.status not in RESUMABLE:
-                raise NotFound("no failed or cancelled import to resume")
-        else:
-            target = await self.store.get(job_id)
-            if target is None:
-                raise NotFound(f"import job {job_id!r} does not exist")
-            if target.status not in RESUMABLE:
-                raise Conflict(
-                    f"import job {job_id} is {target.status}; only FAILED or CANCELLED jobs resume", jobId=job_id
-                )
+        target = await self._resumable(job_id)
         path = Path(target.file_path)
         _, columns, _, _ = await self._read_header(path, target.csv)
         await self._check_unchanged(target, path)
-        state = await self.store.reopen(target.job_id, self.instance_id)
+        try:
+            state = await self.store.reopen(target.job_id, self.instance_id)
+        except Conflict:  # another resume reopened it (or started a job) since the checks above
+            if (running := await self.store.running()) is not None:
+                raise ImportRunning(running.job_id) from None
+            raise
         log.info("import %s resumed at byte %d", state.job_id, state.bytes_read)
         self._launch(state, path, columns)
         return state
+
+    async def _resumable(self, job_id: str | None) -> JobState:
+        """The job to resume: `job_id`, or the latest job; the error says why there is none."""
+        target = await (self.store.get(job_id) if job_id is not None else self.store.latest())
+        if target is None:
+            raise NotFound(
+                f"import job {job_id!r} does not exist" if job_id else "no import has run yet; nothing to resume"
+            )
+        if target.status == Status.RUNNING:  # another resume reopened it since `running()` found none
+            raise ImportRunning(target.job_id)
+        if target.status in RESUMABLE:
+            return target
+        if job_id is None:
+            raise NotFound(
+                f"the latest import job {target.job_id} is {target.status}, so nothing resumes by default; "
+                'to resume an earlier FAILED or CANCELLED job, name it: {"jobId": "..."} '
+                "(python -m app import --resume JOB_ID)"
+            )
+        raise Conflict(f"import job {job_id} is {target.status}; only FAILED or CANCELLED jobs resume", jobId=job_id)
 
     # ---- queries --------------------------------------------------------------------------------------
 

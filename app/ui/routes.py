@@ -1,7 +1,8 @@
 """Routes of the dashboard: `/` redirects to `/ui/`; each view's URL serves the one page; /ui/static/ its files.
 
-Every response here carries a Content-Security-Policy that allows scripts, styles, images and requests from
-this origin only: no inline script, no remote origin. The page renders data with textContent only.
+Every response under `/` and `/ui/`, errors included (app/asgi.py installs `security_headers`), carries a
+Content-Security-Policy that allows scripts, styles, images and requests from this origin only: no inline script,
+no remote origin. The page renders data with textContent only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from litestar import MediaType, Response, Router, get
 from litestar.datastructures import CacheControlHeader
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Scope
 
 from app.auth import PUBLIC
 from app.inputs import ANY_QUERY
@@ -40,19 +41,17 @@ HEADERS = [
 NO_CACHE = CacheControlHeader(no_cache=True)  # revalidate: a new version of the app is seen at once
 
 
-def security_headers(app: ASGIApp) -> ASGIApp:
-    """ASGI middleware adding HEADERS to every response of the dashboard, the static files included (a
-    router's response_headers do not reach the static files' ASGI handler)."""
+def is_dashboard(path: str) -> bool:
+    """`/` and everything under `/ui` (the dashboard's own paths, whether they exist or not)."""
+    return path in ("/", "/ui") or path.startswith("/ui/")
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *HEADERS]
-            await send(message)
 
-        await app(scope, receive, send_with_headers)
-
-    return middleware
+async def security_headers(message: Message, scope: Scope) -> None:
+    """An app-wide before_send hook adding HEADERS to every response under `/` and `/ui/`, errors included: a
+    router's middleware (or response_headers) reaches neither the static files' ASGI handler nor a 404 or 405,
+    which Litestar answers before routing."""
+    if message["type"] == "http.response.start" and is_dashboard(scope["path"]):
+        message["headers"] = [*message.get("headers", []), *HEADERS]
 
 
 @cache
@@ -75,4 +74,4 @@ def router() -> Router:
     static = create_static_files_router(
         path="/ui/static", directories=[STATIC], opt=PUBLIC, cache_control=NO_CACHE, name="ui-static"
     )
-    return Router(path="/", route_handlers=[root, view, static], middleware=[security_headers])
+    return Router(path="/", route_handlers=[root, view, static])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -95,6 +96,26 @@ async def test_health_and_the_dashboard_files_stay_open(guarded: AsyncTestClient
     assert b'<script type="module" src="/ui/static/js/main.js">' in page.content
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/ui/nope", 404),
+        ("GET", "/ui/static/nope.js", 404),
+        ("GET", "/ui/jobs/nope", 404),
+        ("POST", "/ui", 405),
+        ("POST", "/", 405),
+        ("GET", "/", 302),
+    ],
+)
+async def test_every_dashboard_response_carries_the_policy_errors_included(
+    guarded: AsyncTestClient, method: str, path: str, status: int
+) -> None:
+    response = await guarded.request(method, path, follow_redirects=False)
+    assert response.status_code == status, response.text
+    assert response.headers.get_list("content-security-policy") == [CSP], path
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"], path
+
+
 def test_the_policy_allows_this_origin_only() -> None:
     directives = dict(d.split(" ", 1) for d in CSP.split("; "))
     assert directives["default-src"] == "'none'"
@@ -113,6 +134,24 @@ async def test_import_files_lists_the_import_folder(guarded: AsyncTestClient, fo
     # the name it lists is what POST /import/sync takes
     started = await guarded.post("/import/sync", json={"filePath": "sub/one.csv"}, headers=AUTH)
     assert started.status_code == 202, started.text
+
+
+@pytest.fixture
+def undecodable(tmp_path: Path) -> Path:
+    """An import folder with good.csv and a file whose name is not valid UTF-8."""
+    for name in ("good.csv", os.fsdecode(b"bad\xff.csv")):
+        (tmp_path / name).write_text("Customer Id\nC1\n")
+    return tmp_path
+
+
+async def test_import_files_leaves_out_a_name_that_is_not_utf8(settings: Settings, undecodable: Path) -> None:
+    """Such a name cannot be sent in a JSON filePath: it is left out and the rest is listed (it was a 500)."""
+    folder = str(undecodable)
+    app = create_app(with_settings(settings, mongodb_db=f"files_{uuid.uuid4().hex[:8]}", import_dir=folder))
+    async with AsyncTestClient(app, timeout=30) as client:
+        response = await client.get("/import/files")
+    assert response.status_code == 200, response.text
+    assert [f["name"] for f in response.json()["items"]] == ["good.csv"]
 
 
 async def test_the_openapi_document_declares_the_bearer_scheme(guarded: AsyncTestClient) -> None:

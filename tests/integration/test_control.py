@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.helpers import HEADER, Gate, gate_sinks, good_row, start, until, wait_done, write
+from tests.helpers import HEADER, Gate, assert_problem, gate_sinks, good_row, start, until, wait_done, write
 
 ROWS = 3000  # one block (4 MiB by default), thirty batches of 100
 
@@ -51,7 +51,7 @@ async def test_cancel_ends_the_job_while_a_write_hangs_and_the_resume_is_exact(
     assert (await client.get("/customers", params={"limit": 5})).status_code == 200
     assert (await client.get("/health")).status_code == 200
     progress = await cancelled(client)  # with a write that never ends: the cancel does not wait for it
-    assert (await client.post("/import/cancel")).status_code == 409  # nothing runs any more
+    assert_problem(await client.post("/import/cancel"), 409, "Conflict")  # nothing runs any more
     assert gate.written == 1 and gate.waiting == 0  # the held write was abandoned, not let through
     # the block was not finished: nothing is accounted, the 100 rows written are counted again on resume
     assert (progress["rowsProcessed"], progress["bytesRead"]) == (0, len(HEADER) + 1), progress
@@ -71,9 +71,7 @@ async def test_resume_while_a_job_runs_is_409_naming_the_running_job(
     job = await start(client, csv_file(import_dir, "running.csv").name, batchSize=100)
     for body in (None, {"jobId": job["jobId"]}):
         response = await client.post("/import/resume", json=body)
-        assert response.status_code == 409, response.text
-        assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["jobId"] == job["jobId"]
+        assert assert_problem(response, 409, "Conflict")["jobId"] == job["jobId"]
     gates[0].open_all()
     assert (await wait_done(client))["status"] == "COMPLETED"
 
@@ -89,7 +87,9 @@ async def test_a_named_cancelled_job_resumes_after_a_later_job_completed(
     assert (await wait_done(client))["status"] == "COMPLETED"
 
     latest = await client.post("/import/resume")  # the latest job completed: nothing to resume by default
-    assert latest.status_code == 404, latest.text
+    detail = assert_problem(latest, 404)["detail"]
+    assert f"latest import job {later['jobId']} is COMPLETED" in detail and '"jobId"' in detail, detail
+    assert "no failed or cancelled" not in detail  # there is one: `first`, which a named resume takes below
     completed = await client.post("/import/resume", json={"jobId": later["jobId"]})
     assert completed.status_code == 409 and "COMPLETED" in completed.json()["detail"], completed.text
     unknown = await client.post("/import/resume", json={"jobId": "no-such-job"})
@@ -103,6 +103,45 @@ async def test_a_named_cancelled_job_resumes_after_a_later_job_completed(
     assert final["jobId"] == first["jobId"] and final["status"] == "COMPLETED", final
     assert (final["rowsInserted"], final["rowsDuplicate"]) == (ROWS, 0)
     assert await db.customers.count_documents({}) == ROWS + 50
+
+
+async def test_resume_with_no_job_at_all_says_so(client: AsyncTestClient, db: AsyncDatabase) -> None:
+    assert "no import has run yet" in assert_problem(await client.post("/import/resume"), 404)["detail"]
+
+
+@pytest.mark.parametrize("after", ["running", "latest"])
+async def test_a_resume_that_loses_the_race_to_another_is_409_naming_the_job(
+    app: Litestar,
+    client: AsyncTestClient,
+    db: AsyncDatabase,
+    import_dir: Path,
+    gates: list[Gate],
+    monkeypatch: pytest.MonkeyPatch,
+    after: str,
+) -> None:
+    """Three resumes at once: one reopens the job between another's checks. Right after that one's look for a
+    RUNNING job (it saw none, then the latest job is RUNNING) or after it read the latest job (CANCELLED, but
+    RUNNING when it reopens it), the loser is a 409 naming the job, never a 404 "nothing to resume"."""
+    job = await start(client, csv_file(import_dir, "raced.csv").name, batchSize=100)
+    await held_after_one_batch(client, gates[0])
+    await cancelled(client)
+    store = app.state.services.imports.store
+    real, raced = getattr(store, after), []
+
+    async def then_another_resume(*args: Any) -> Any:
+        seen = await real(*args)
+        if not raced:
+            raced.append(await store.reopen(job["jobId"], "another-instance"))
+        return seen
+
+    monkeypatch.setattr(store, after, then_another_resume)
+    response = await client.post("/import/resume")
+    assert assert_problem(response, 409, "Conflict")["jobId"] == job["jobId"]
+    assert response.json()["detail"] == f"import job {job['jobId']} is running"
+    assert await db.import_state.count_documents({"status": "RUNNING", "owner": "another-instance"}) == 1
+    assert len(gates) == 1  # this app started nothing
+    # the other instance is gone: no lease, no owner, so no watcher takes the job over after this test
+    await db.import_state.update_one({"_id": job["jobId"]}, {"$set": {"status": "CANCELLED", "owner": None}})
 
 
 async def test_a_named_job_whose_file_changed_is_400(

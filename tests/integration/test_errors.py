@@ -90,6 +90,35 @@ async def test_a_bad_query_parameter_is_named_as_the_client_wrote_it(
     assert "_" not in body["detail"].split(":")[0]
 
 
+@pytest.mark.parametrize("path", ["/import/errors", "/import/jobs/{job}/errors"])
+async def test_after_line_is_bounded_to_a_line_number(
+    client: Client, db: AsyncDatabase, import_dir: Path, path: str
+) -> None:
+    """A line number past 8 bytes reached MongoDB as an OverflowError (a 500): the bound is 2**53, the largest
+    integer a JSON client (the dashboard) reads exactly."""
+    write(import_dir / "lines.csv", [HEADER, good_row(1), "2,too,few"])
+    job = (await client.post("/import/sync", json={"filePath": "lines.csv", "dryRun": True})).json()["jobId"]
+    assert (await wait_done(client))["rowsInvalid"] == 1
+    url = path.format(job=job)
+    for value in (2**53 + 1, 2**63, 10**30):
+        body = assert_problem(await client.get(url, params={"afterLine": str(value)}), 400)
+        assert [error["key"] for error in body["errors"]] == ["afterLine"]
+        assert body["detail"].startswith("afterLine: ")
+    highest = await client.get(url, params={"afterLine": str(2**53)})
+    assert highest.status_code == 200 and highest.json()["items"] == [], highest.text
+    assert [row["line"] for row in (await client.get(url)).json()["items"]] == [3]
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+async def test_an_after_started_at_outside_the_utc_years_is_400(client: Client, db: AsyncDatabase, value: str) -> None:
+    """Valid RFC 3339, but its UTC time is before year 1 or after 9999: no query can hold it (it was a 500)."""
+    body = assert_problem(await client.get("/import/jobs", params={"afterStartedAt": value}), 400)
+    assert [error["key"] for error in body["errors"]] == ["afterStartedAt"]
+    assert body["detail"].startswith("afterStartedAt: ")
+    for edge in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "2020-01-01T00:00:00"):
+        assert (await client.get("/import/jobs", params={"afterStartedAt": edge})).status_code == 200, edge
+
+
 async def test_a_bad_body_field_is_named_as_the_client_wrote_it(client: Client, db: AsyncDatabase) -> None:
     body = assert_problem(await client.post("/customers", json={**CUSTOMER, "subscriptionDate": "2024-02-30"}), 400)
     assert body["errors"][0]["key"] == "subscriptionDate"

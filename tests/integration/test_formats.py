@@ -137,6 +137,16 @@ async def test_the_dry_run_takes_each_option(
         ({"delimiter": ";", "quote": ";"}, b"Customer Id;Name\n", "quote and delimiter are both ';'"),
         ({"columns": {"Name": "shoeSize"}}, b"Customer Id,Name\n", "shoeSize"),
         ({"columns": {"Nom": "firstName"}}, b"Customer Id,Name\n", "which the header does not have"),
+        (
+            {"columns": {"Email": "email", "City": "email"}, "dryRun": True},
+            b"Customer Id,Email,City\nC1,a@b.c,Paris\n",
+            "columns map 'Email' and 'City' to the same field 'email'",
+        ),
+        (
+            {"columns": {"Key": "customerId", "Id": "customerId", "Mail": "email"}},
+            b"Key,Id,Mail\n",
+            "columns map 'Key' and 'Id' to the same field 'customerId'",
+        ),
         ({"encoding": "ebcdic"}, b"Customer Id,Name\n", "ebcdic"),
         ({"delimiter": ":"}, b"Customer Id:Name\n", ":"),
         ({"quote": "ab"}, b"Customer Id,Name\n", ""),

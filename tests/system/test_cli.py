@@ -336,7 +336,8 @@ def test_ctrl_c_cancels_and_the_job_resumes_to_the_uninterrupted_counters(cli: C
     assert cli.db.customers.count_documents({}) == expected["rowsInserted"]
     assert cli.db.import_errors.count_documents({"jobId": running["_id"]}) == expected["rowsInvalid"]
     nothing = cli.run("--resume")  # the latest job completed: nothing left to resume
-    assert nothing.code == 2 and "no failed or cancelled import to resume" in nothing.err, str(nothing)
+    assert nothing.code == 2 and f"the latest import job {running['_id']} is COMPLETED" in nothing.err, str(nothing)
+    assert "--resume JOB_ID" in nothing.err, str(nothing)
 
 
 @pytest.mark.parametrize("args", [(), ("imports/x.csv", "--resume")], ids=["neither", "both"])
@@ -344,6 +345,17 @@ def test_import_takes_a_file_or_resume_not_both(cli: Cli, args: tuple[str, ...])
     write_csv(cli.folder / "imports" / "x.csv", small_rows())
     run = cli.run(*args)
     assert run.code == 2 and "give a FILE to import, or --resume" in run.err, str(run)
+    assert cli.jobs() == []
+
+
+@pytest.mark.parametrize("value", ["0", "10001", "-5", "many"])
+def test_a_batch_size_out_of_range_is_one_line_naming_the_range(cli: Cli, value: str) -> None:
+    """argparse's choices=range(1, 10001) printed every allowed value: a 59 KB error."""
+    write_csv(cli.folder / "imports" / "x.csv", small_rows())
+    run = cli.run("imports/x.csv", "--batch-size", value)
+    assert run.code == 2 and run.out == "", str(run)
+    error = run.err.strip().splitlines()[-1]
+    assert "--batch-size" in error and "1..10000" in error and len(run.err) < 1000, str(run)
     assert cli.jobs() == []
 
 

@@ -58,3 +58,8 @@ def test_the_cli_maps_columns_and_refuses_what_the_api_refuses(cli: Cli) -> None
     assert refused.code == 2 and "refused" in refused.err and "shoeSize" in refused.err, str(refused)
     bad = cli.run(str(path), "--column", "nonsense")
     assert bad.code == 2 and "FROM=TO" in bad.err, str(bad)
+    twice = cli.run(str(path), "--column", "Cust #=customerId", "--column", "Given=email", "--column", "Mail=email")
+    assert twice.code == 2 and "columns map 'Given' and 'Mail' to the same field 'email'" in twice.err, str(twice)
+    again = cli.run(str(path), "--column", "Cust #=customerId", "--column", "Mail=email", "--column", "Mail=city")
+    assert again.code == 2 and "--column names 'Mail' twice" in again.err, str(again)
+    assert [job["status"] for job in cli.jobs()] == ["COMPLETED"]  # the refused ones started no job

@@ -58,3 +58,23 @@ def test_the_list_is_bounded(tmp_path: Path) -> None:
 
 def test_a_missing_folder_lists_nothing(tmp_path: Path) -> None:
     assert list_files(tmp_path / "absent") == ([], False)
+
+
+def test_a_name_that_is_not_utf8_is_left_out_and_the_rest_is_listed(tmp_path: Path) -> None:
+    """A JSON filePath cannot carry bytes that are not UTF-8 (GET /import/files was a 500 on them)."""
+    root = os.fsencode(tmp_path)
+    (tmp_path / "good.csv").write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "ok.csv").write_text("x")
+    for name in (b"/bad\xff.csv", b"/sub/bad\xfe.csv"):
+        with open(root + name, "w") as file:
+            file.write("x")
+    os.mkdir(root + b"/dir\xff")
+    with open(root + b"/dir\xff/inside.csv", "w") as file:  # a good name in a folder whose name is not
+        file.write("x")
+
+    files, truncated = list_files(tmp_path)
+
+    assert [f.name for f in files] == ["good.csv", "sub/ok.csv"] and not truncated
+    for f in files:
+        f.name.encode("utf-8")  # every listed name can be sent back as JSON

@@ -2,6 +2,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from app.settings import Settings, SettingsError
@@ -68,6 +69,50 @@ def test_a_bad_value_names_the_variable(name: str, raw: str) -> None:
         Settings.from_env({"PORT": "8000", name: raw})
 
 
+FLOAT_SETTINGS = ("IMPORT_CHECKPOINT_SECONDS", "IMPORT_RETRY_SECONDS", "IMPORT_LEASE_SECONDS")
+
+
+@pytest.mark.parametrize("raw", ["inf", "Infinity", "-inf", "nan", "1e999", "0", "-1", "86401"])
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+def test_a_float_setting_must_be_finite_and_in_range(name: str, raw: str) -> None:
+    """`IMPORT_LEASE_SECONDS=inf` was accepted: a killed job would never be taken over."""
+    with pytest.raises(SettingsError, match=f"^{name}="):
+        Settings.from_env({name: raw})
+
+
+def test_every_float_setting_is_bounded_above() -> None:
+    """A new float setting gets a finite range too (the list above is every one)."""
+    floats = [f.name.upper() for f in msgspec.structs.fields(Settings) if "float" in repr(f.type)]
+    assert tuple(floats) == FLOAT_SETTINGS
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [
+        ("IMPORT_CHECKPOINT_SECONDS", "0.1", "60"),
+        ("IMPORT_RETRY_SECONDS", "1", "86400"),
+        ("IMPORT_LEASE_SECONDS", "1", "3600"),
+    ],
+)
+def test_a_float_setting_takes_its_whole_range(name: str, low: str, high: str) -> None:
+    for raw in (low, high):
+        assert getattr(Settings.from_env({name: raw}), name.lower()) == float(raw)
+    for raw in (f"{float(low) * 0.99}", f"{float(high) * 1.01}"):
+        with pytest.raises(SettingsError, match=f"^{name}="):
+            Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize("command", [["serve"], ["import", "missing.csv"]])
+def test_an_infinite_lease_stops_the_process_with_one_line_naming_it(command: list[str]) -> None:
+    env = {"IMPORT_LEASE_SECONDS": "inf", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "IMPORT_LEASE_SECONDS='inf' is invalid" in lines[0], done.stderr
+
+
 def test_serve_with_a_bad_port_exits_with_one_line_naming_it() -> None:
     env = {"PORT": "abc", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
@@ -78,6 +123,19 @@ def test_serve_with_a_bad_port_exits_with_one_line_naming_it() -> None:
     assert len(lines) == 1, done.stderr
     assert "PORT" in lines[0] and "abc" in lines[0]
     assert done.stdout == ""
+
+
+def test_serve_with_a_port_out_of_range_names_the_range() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--port", "70000"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1].endswith("argument --port: '70000' is not an integer in 0..65535")
 
 
 def test_import_path_is_import_dir_when_set(tmp_path: Path) -> None:
