@@ -17,9 +17,12 @@ ABOUT_MAX_CHARS = 100_000
 CONTROL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 # An id is one path segment of /customers/{customerId}: no whitespace or control character, none of / ? # %
 # (a client or the router would read them as URL syntax), and not "." or ".." (clients remove dot segments).
-ID_PATTERN = rf"^(?!\.\.?$)[^\s{CONTROL}/?#%]+$"
-TEXT_PATTERN = rf"^[^{CONTROL}]*$"
-EMAIL_PATTERN = rf"^[^@\s{CONTROL}]+@[^@\s{CONTROL}]+$"  # documents document.is_email (+ no control character)
+# END is the end of the text: `$` also matches before a final newline in Python ("nl\n" passed as an id); a
+# lookahead that no character follows means the same in Python and in the JSON Schema (ECMA) reading of it.
+END = r"(?![\s\S])"
+ID_PATTERN = rf"^(?!\.\.?{END})[^\s{CONTROL}/?#%]+{END}"
+TEXT_PATTERN = rf"^[^{CONTROL}]*{END}"
+EMAIL_PATTERN = rf"^[^@\s{CONTROL}]+@[^@\s{CONTROL}]+{END}"  # documents document.is_email (+ no control character)
 ID_DESCRIPTION = "Unique id: no whitespace, control characters or / ? # %, not '.' or '..'"
 
 MAX_CHARS = {

@@ -67,6 +67,9 @@ async def test_every_imported_id_is_reachable_and_api_refused_rows_are_invalid(
         {"customerId": ".."},
         {"customerId": "I" * 65},
         {"customerId": "a\x00b"},
+        {"customerId": "nl\n"},  # `$` in a Python pattern also matches before a final newline
+        {"customerId": "..\n"},
+        {"email": "a@b.c\n"},
         {"firstName": "n" * 257},
         {"firstName": "A\x00nn"},
         {"about": "x\x1by"},
