@@ -22,6 +22,7 @@ CONTROL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 END = r"(?![\s\S])"
 ID_PATTERN = rf"^(?!\.\.?{END})[^\s{CONTROL}/?#%]+{END}"
 TEXT_PATTERN = rf"^[^{CONTROL}]*{END}"
+NAME_PATTERN = rf"^(?=[\s\S]*\S)[^{CONTROL}]*{END}"  # and not only whitespace (the importer trims it away)
 EMAIL_PATTERN = rf"^[^@\s{CONTROL}]+@[^@\s{CONTROL}]+{END}"  # documents document.is_email (+ no control character)
 ID_DESCRIPTION = "Unique id: no whitespace, control characters or / ? # %, not '.' or '..'"
 

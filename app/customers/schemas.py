@@ -16,7 +16,7 @@ CustomerId = Annotated[
     str,
     Meta(min_length=1, max_length=rules.ID_MAX_CHARS, pattern=rules.ID_PATTERN, description=rules.ID_DESCRIPTION),
 ]
-Name = Annotated[str, Meta(min_length=1, max_length=rules.NAME_MAX_CHARS, pattern=rules.TEXT_PATTERN)]
+Name = Annotated[str, Meta(min_length=1, max_length=rules.NAME_MAX_CHARS, pattern=rules.NAME_PATTERN)]
 Text = Annotated[str, Meta(max_length=rules.TEXT_MAX_CHARS, pattern=rules.TEXT_PATTERN)]
 About = Annotated[str, Meta(max_length=rules.ABOUT_MAX_CHARS, pattern=rules.TEXT_PATTERN)]
 # The pattern documents the rule in the OpenAPI schema (clients and fuzzers then send real addresses);
