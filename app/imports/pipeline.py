@@ -87,6 +87,7 @@ class ImportRun:
         self.state, self.path, self.store, self.sink, self.pool = state, path, store, sink, pool
         self.settings, self.control = settings, control
         self.ledger = Ledger(state, max_rejects=settings.import_max_rejects)
+        self.applied = asyncio.Condition()  # notified as blocks are accounted
         fmt = state.csv
         self.spec = ParseSpec(
             columns,
@@ -190,7 +191,9 @@ class ImportRun:
                 parsed = await loop.run_in_executor(
                     self.pool, parse_range, str(self.path), block.start, block.end, block.first_line, tail, self.spec
                 )
-            if parsed.fatal:
+            if parsed.fatal:  # the blocks before it are written: account for them first (FAILED counts them)
+                async with self.applied:
+                    await self.applied.wait_for(lambda: self.ledger.next_index >= block.index)
                 raise ImportFailed(parsed.fatal)
             outcome = Outcome(block, Counters(rows_invalid=len(parsed.rejections)), rejections=parsed.rejections)
             self.ledger.begin(outcome)
@@ -201,6 +204,8 @@ class ImportRun:
                 recent = [batch.ids[i] for i in last if i not in written.skipped]
                 outcome.recent = (outcome.recent + recent)[-RECENT:]
             self.ledger.complete(outcome)
+            async with self.applied:
+                self.applied.notify_all()
         except asyncio.CancelledError:
             self.ledger.abandon(block.index)
             raise

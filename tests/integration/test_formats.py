@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gzip
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from app.imports.jobs import JobState, JobStore, now
 from app.imports.model import Batch, CsvFormat, Status, Written
 from app.imports.pipeline import Control, ImportRun
 from app.imports.sink import DrySink
-from app.imports.source import file_identity, inspect, read_header
+from app.imports.source import file_identity, inspect, read_blocks, read_header
 from app.imports.workers import parser_pool
 from app.settings import Settings
 from tests.helpers import (
@@ -29,6 +30,7 @@ from tests.helpers import (
     good_row,
     intact_customers,
     start,
+    until,
     wait_done,
     with_settings,
     write,
@@ -189,9 +191,10 @@ class HeldSink(DrySink):
 
     def __init__(self, hold: Callable[[], bool] = lambda: True) -> None:
         self.writing, self.release = asyncio.Event(), asyncio.Event()
-        self.hold = hold
+        self.hold, self.line = hold, 0  # the first line of the batch being written
 
     async def write(self, batch: Batch) -> Written:
+        self.line = batch.lines[0]
         if not self.hold():
             return await super().write(batch)
         self.writing.set()
@@ -251,6 +254,56 @@ async def test_a_file_appended_to_during_the_import_is_read_only_up_to_its_size_
     finally:
         pool.shutdown()
     assert (state.rows_processed, state.bytes_read) == (200, state.file_size)
+
+
+class Submitted(concurrent.futures.Executor):
+    """The real pool, keeping every future it was given (the test sees when a block's parse is done)."""
+
+    def __init__(self, pool: concurrent.futures.Executor) -> None:
+        self.pool, self.futures = pool, []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        self.futures.append(self.pool.submit(fn, *args, **kwargs))
+        return self.futures[-1]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.pool.shutdown(wait, cancel_futures=cancel_futures)
+
+
+async def test_a_block_that_fails_the_job_lets_the_blocks_before_it_finish_and_counts_them(
+    db: AsyncDatabase, import_dir: Path, settings: Settings
+) -> None:
+    """A block whose parse fails the job (here a cp1252 record within the byte limit as read, over it as UTF-8)
+    waits for the blocks before it, still being written, to finish and be accounted: FAILED counts every row
+    written (a hostile user's import whose file changed under it had written 16,634 rows and counted none)."""
+    settings = with_settings(settings, import_block_bytes=4096, import_blocks_in_flight=2, import_max_record_bytes=2000)
+    rows = [good_row(i) for i in range(1, 201)]
+    rows[69] = good_row(70, about="é" * 1500)  # 1,500 bytes in cp1252, 3,000 in UTF-8
+    path = import_dir / "expanding.csv"
+    path.write_bytes(("\n".join([HEADER, *rows]) + "\n").encode("cp1252"))
+    fmt, header = await inspect(path, CsvFormat(encoding="cp1252"), settings.import_max_record_bytes)
+    cuts = [b async for b in read_blocks(path, start=header.end, first_line=2, block_bytes=4096, max_record=2000)]
+    assert cuts[2].first_line <= 71 < cuts[3].first_line  # the long record is in block 2
+    state = await dry_job(path, fmt, header.end, header.lines)
+    second = range(cuts[1].first_line, cuts[2].first_line)  # block 1's writes wait for the test
+    store, held, pool = JobStore(db), HeldSink(hold=lambda: held.line in second), Submitted(parser_pool(1))
+    await store.claim_new(state)
+    try:
+        columns = map_header(header.record, encoding="cp1252")
+        control = Control.new()
+        run = ImportRun(state, path, columns, store=store, sink=held, pool=pool, settings=settings, control=control)
+        task = asyncio.create_task(run.run())
+        await until(lambda: len(pool.futures) == 3 and pool.futures[2].done())  # block 2's parse has failed
+        assert not held.release.is_set() and "IMPORT_MAX_RECORD_BYTES" in (pool.futures[2].result().fatal or "")
+        await asyncio.sleep(0.2)  # a pipeline that cancels block 1 now would show it (this one waits for block 1)
+        held.release.set()
+        assert await task == Status.FAILED
+    finally:
+        pool.shutdown()
+    stored = await store.get(state.job_id)
+    assert stored is not None and "IMPORT_MAX_RECORD_BYTES" in (stored.error or ""), stored
+    rows_before = cuts[2].first_line - 2
+    assert (stored.bytes_read, stored.rows_processed, stored.rows_inserted) == (cuts[2].start, rows_before, rows_before)
 
 
 @pytest.mark.parametrize(
