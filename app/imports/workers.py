@@ -44,7 +44,8 @@ def parse_range(path: str, start: int, end: int, first_line: int, tail: bytes, s
     with open(path, "rb") as file:
         data = os.pread(file.fileno(), end - start, start)
     if len(data) != end - start or not data.endswith(tail):
-        return Parsed(fatal=f"{path} changed while it was being imported (bytes {start}..{end} differ)")
+        name = os.path.basename(path)  # no server path in an error (docs/architecture.md)
+        return Parsed(fatal=f"{name} changed while it was being imported (bytes {start}..{end} differ)")
     return parse.parse_block(data, first_line, spec)
 
 
