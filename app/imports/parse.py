@@ -154,7 +154,7 @@ class _BlockParser:
                     self.out.fatal = self._too_large(start)
                     return self.out
                 end, again = self._record_after_error(start, end, lines)
-                self.reject(start, end, f"malformed CSV: {exc}")
+                self.reject(start, end, f"malformed CSV: {_plain(exc)}")
                 lines = itertools.chain(again, lines)  # a new reader from the line after the record
                 reader = csv.reader(lines, strict=True, delimiter=self.spec.delimiter, quotechar=self.spec.quote)
                 skipped = end
@@ -278,3 +278,10 @@ def warm_up() -> int:
 def parse_block(data: bytes, first_line: int, spec: ParseSpec) -> Parsed:
     """Complete CSV records -> BSON documents in batches, plus every rejected row with its line."""
     return _BlockParser(data, first_line, spec).run()
+
+
+def _plain(error: csv.Error) -> str:
+    """The csv module's message, in plain words where it speaks of its own API."""
+    if "new-line character seen in unquoted field" in str(error):
+        return "a line break inside an unquoted field (the file mixes CR-only line endings with LF ones)"
+    return str(error)

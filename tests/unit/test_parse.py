@@ -560,3 +560,15 @@ def test_a_worker_reads_its_block_by_offsets_and_notices_a_rewritten_file(tmp_pa
     assert fatal.startswith("f.csv changed while it was being imported") and str(tmp_path) not in fatal
     path.write_bytes(b"customer id,first name\nC1")
     assert parse_range(str(path), start, end, 2, body[-TAIL:], spec).fatal is not None
+
+
+def test_a_lone_cr_in_an_lf_file_is_one_invalid_row_in_plain_words() -> None:
+    """A file that mixes CR-only line endings into an LF file (its header's): the csv module's advice about
+    'universal-newline mode' is not for our users."""
+    parsed = parse(b"Customer Id,First Name\nC1,Ann\rC2,Bob\nC3,Cy\n")
+    assert [doc["_id"] for doc in documents(parsed)] == ["C3"]
+    [rejection] = parsed.rejections
+    assert rejection.line == 2
+    assert rejection.reason == (
+        "malformed CSV: a line break inside an unquoted field (the file mixes CR-only line endings with LF ones)"
+    )
