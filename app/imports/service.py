@@ -27,6 +27,7 @@ from app.imports.header import HeaderError, map_header
 from app.imports.history import recent_jobs
 from app.imports.jobs import JobState, JobStore, now
 from app.imports.model import NAMES, ColumnMap, CsvFormat, Mode, Status
+from app.imports.paths import resolve
 from app.imports.pipeline import Control, ImportRun
 from app.imports.schemas import ImportRequest
 from app.imports.sink import DrySink, Sink
@@ -65,7 +66,7 @@ class ImportService:
     # ---- commands -------------------------------------------------------------------------------------
 
     async def start(self, request: ImportRequest) -> JobState:
-        path = self.resolve(request.file_path)
+        path = resolve(request.file_path, self.settings.import_path, self.settings.csv_file_path)
         fmt, columns, header_end, header_lines = await self._read_header(path, request.csv_format())
         identity = await file_identity(path)
         state = JobState(
@@ -169,34 +170,6 @@ class ImportService:
         return list(processes)
 
     # ---- internals ------------------------------------------------------------------------------------
-
-    def resolve(self, file_path: str | None) -> Path:
-        """The file to import: inside IMPORT_DIR after resolving symlinks, or CSV_FILE_PATH itself."""
-        try:
-            return self._resolve(file_path)
-        except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system, ...
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)  # an OSError's str holds the path
-            raise ImportFileError(f"{(file_path or '')[:200]!r} is not a usable path: {reason}") from None
-
-    def _resolve(self, file_path: str | None) -> Path:
-        configured = Path(self.settings.csv_file_path).resolve() if self.settings.csv_file_path else None
-        if file_path is None:
-            if configured is None:
-                raise ImportFileError("no filePath given and CSV_FILE_PATH is not set")
-            path = configured
-        else:
-            root = self.settings.import_path
-            path = (root / file_path).resolve()
-            if path != configured and not path.is_relative_to(root):
-                raise ImportFileError(f"{file_path!r} is outside the import folder")
-        name = repr(file_path) if file_path else f"CSV_FILE_PATH ({path.name})"  # never a server folder
-        if not path.exists():
-            raise ImportFileError(f"{name} does not exist")
-        if not path.is_file():
-            raise ImportFileError(f"{name} is not a regular file")
-        if not os.access(path, os.R_OK):
-            raise ImportFileError(f"{name} is not readable")
-        return path
 
     async def _read_header(self, path: Path, wanted: CsvFormat) -> tuple[CsvFormat, ColumnMap, int, int]:
         """The format (detected where `wanted` says auto) and the header; a resumed job passes its stored format."""
