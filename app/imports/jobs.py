@@ -129,7 +129,11 @@ class JobStore:
         withdraws (its job has not started) and the start is refused as if the index had refused it. Every
         claim checks after its insert, so of two that got in together the later one sees the earlier one (both
         may withdraw; never both stay). On MongoDB the index has already refused any second job: one read."""
-        other = await self.jobs.find_one({"status": Status.RUNNING, "_id": {"$ne": state.job_id}}, {"_id": 1})
+        # a collection scan (import_state holds one small document per job): an index being rebuilt on
+        # secantusd-rs can miss a document for a moment, and this read must not
+        other = await self.jobs.find_one(
+            {"status": Status.RUNNING, "_id": {"$ne": state.job_id}}, {"_id": 1}, hint=[("$natural", 1)]
+        )
         if other is None:
             return
         await self.jobs.delete_one({"_id": state.job_id, "status": Status.RUNNING})
