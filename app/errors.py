@@ -7,6 +7,7 @@ AppError
  ├── InvalidInput             400 (bad values a client sent)
  │    ├── MalformedBody       400 (not JSON, not UTF-8, an unpaired surrogate escape)
  │    └── ImportFileError     400 (missing, outside IMPORT_DIR, no customer id column, changed)
+ └── Unavailable              503 + Retry-After (a bound of this instance is full: come back later)
 
 Titles are plain words (RFC 9457: a short summary that does not change from occurrence to occurrence), never a
 class name; a parameter is named as the client wrote it (`afterStartedAt`, not `after_started_at`); a detail
@@ -37,6 +38,7 @@ class AppError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.headers: dict[str, str] = {}
 
 
 class NotFound(AppError):
@@ -66,13 +68,27 @@ class ImportFileError(InvalidInput):
     title = "Cannot import this file"
 
 
+class Unavailable(AppError):
+    """A capacity bound of this instance is reached, whoever the client is: 503 (RFC 9110 15.6.4: a temporary
+    overload, retry after `retry_after` seconds; a load balancer may send the client to another instance), not 429,
+    which says that this client sent too many requests."""
+
+    status, title = 503, "Service Unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
     body = {"type": "about:blank", "status": status, "title": title, "detail": detail, **extra}
     return Response(body, status_code=status, media_type=PROBLEM_JSON)
 
 
 def _app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
-    return problem(exc.status, exc.title, exc.detail, **exc.extra)
+    response = problem(exc.status, exc.title, exc.detail, **exc.extra)
+    response.headers.update(exc.headers)
+    return response
 
 
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:

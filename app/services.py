@@ -51,7 +51,9 @@ class Services:
             self.imports = ImportService(self.db, self.settings)
             await self.imports.open()
             stack.push_async_callback(self.imports.close)
-            self.broadcaster = Broadcaster(self.imports.snapshot)
+            self.broadcaster = Broadcaster(
+                self.imports.snapshot, max_subscribers=self.settings.progress_stream_max_clients
+            )
             await self.broadcaster.start()
             stack.push_async_callback(self.broadcaster.close)
             yield

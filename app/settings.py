@@ -68,6 +68,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long failed database writes are retried before the job fails (1 s to a day)."""
     import_lease_seconds: LeaseSeconds = 15.0
     """A RUNNING job whose heartbeat is older than this may be taken over by another instance (1 s to an hour)."""
+    progress_stream_max_clients: Positive = 100
+    """Open GET /import/progress/stream connections per instance (each holds a queue of 16 updates); one more is
+    answered 503 with Retry-After."""
     api_token: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
     """Bearer token every request must carry (GET/HEAD /health and the dashboard's files stay open); unset: open."""
 

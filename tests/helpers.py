@@ -1,15 +1,19 @@
 """Helpers shared by test modules: no test module imports from another, and a conftest holds only fixtures.
 
-Sections: waiting and gating; HTTP answers; CSV files; processes; apps served by uvicorn in a thread; the real
-`python -m app serve` and `python -m app import` in subprocesses (tests/system); the dashboard in a browser.
+Sections: waiting and gating; HTTP answers; CSV files; the README's examples of other CSV formats; processes;
+apps served by uvicorn in a thread; the real `python -m app serve` and `python -m app import` in subprocesses
+(tests/system); the dashboard in a browser.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -345,6 +349,126 @@ def batch_of(text: str, job_id: str, mode: Mode) -> Batch:
     spec = ParseSpec(map_header(header.encode()), job_id, batch_size=1000, max_record_bytes=65536, mode=mode)
     [batch] = parse_block(body.encode(), 2, spec).batches
     return batch
+
+
+# ---- the README's examples of other CSV formats ---------------------------------------------------------
+
+README = ROOT / "README.md"
+FORMATS_SECTION = "### Other CSV formats"
+# A row of the option table: | `option` | values | `{JSON body}` · `--cli flags` |
+TABLE_ROW = re.compile(r"^\| `(?P<option>[^`]+)` \|.*\| `(?P<body>\{[^`]*\})` · `(?P<flags>--[^`]*)` \|$")
+CURL_BODY = re.compile(r"^curl -X POST localhost:8000/import/sync .*-d '(?P<body>[^']*)'$")
+CLI_LINE = re.compile(r"^\.venv/bin/python -m app import (?P<args>.+)$")
+CLI_FOLDER = "data/imports"  # where the README's command line keeps the files it imports (DATA_DIR/imports)
+# each customer field of intact_customers() and its usual column name
+FIELDS = dict(
+    zip(("customerId", "firstName", "lastName", "company", "city", "email", "about"), FORMAT_COLUMNS, strict=True)
+)
+
+
+@dataclass(frozen=True)
+class CliExample:
+    """A command line of the README: its arguments after `python -m app import` (the file first, a path relative
+    to the working folder) and the import options the file it reads was written for."""
+
+    args: list[str]
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FormatExamples:
+    """Every example of the README's "Other CSV formats" section, and the lines that show one but did not parse
+    (a reworded example must not drop out of the test unseen)."""
+
+    bodies: list[dict[str, Any]]  # POST /import/sync bodies: the option table's, then the curl lines'
+    commands: list[CliExample]  # the option table's flags (each on its row's file), then the command lines
+    unparsed: list[str]
+
+
+def format_examples(readme: Path = README) -> FormatExamples:
+    """The examples as README.md shows them now: JSON and shell quoting read as a client and a shell read them."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.find(FORMATS_SECTION)
+    section = text[start : text.find("\n### ", start + 1)] if start >= 0 else ""
+    bodies: list[dict[str, Any]] = []
+    commands: list[CliExample] = []
+    unparsed: list[str] = []
+    for line in section.replace("\\\n", " ").splitlines():  # a shell line continued with `\` is one line
+        if (row := TABLE_ROW.match(line)) is not None:
+            body = json.loads(row["body"])
+            bodies.append(body)
+            commands.append(CliExample([f"{CLI_FOLDER}/{body['filePath']}", *shlex.split(row["flags"])], body))
+        elif (curl := CURL_BODY.match(line)) is not None:
+            bodies.append(json.loads(curl["body"]))
+        elif (cli := CLI_LINE.match(line)) is not None:
+            args = shlex.split(cli["args"])
+            commands.append(CliExample(args, {"filePath": args[0], **cli_options(args[1:])}))
+        elif line.startswith(("| `", "curl ", ".venv/bin/python -m app import")):
+            unparsed.append(line)
+    return FormatExamples(bodies, commands, unparsed)
+
+
+def cli_options(flags: list[str]) -> dict[str, Any]:
+    """The POST /import/sync options that `--name value` flags stand for (`--column FROM=TO` into `columns`)."""
+    assert len(flags) % 2 == 0 and all(flag.startswith("--") for flag in flags[::2]), flags
+    options: dict[str, Any] = {}
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        if flag == "--column":
+            source, _, field = value.partition("=")
+            options.setdefault("columns", {})[source] = field
+        else:
+            options[flag.removeprefix("--")] = value
+    return options
+
+
+@dataclass(frozen=True)
+class ExampleFile:
+    """The small file an example implies: its encoding, delimiter, quote and column names, gzip for `.gz`."""
+
+    name: str
+    encoding: str
+    delimiter: str
+    quote: str
+    columns: dict[str, str]  # header name -> customer field, for the fields not under their usual name
+    compression: str | None
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> ExampleFile:
+        """`encoding` auto stands for a cp1252 file (what detection must find), `delimiter` auto for `,`."""
+        encoding = options.get("encoding", "utf-8")
+        delimiter = {"auto": ",", "\\t": "\t"}.get(options.get("delimiter", "auto"), options.get("delimiter"))
+        name = str(options["filePath"])
+        return cls(
+            name,
+            "cp1252" if encoding == "auto" else encoding,
+            str(delimiter),
+            options.get("quote", '"'),
+            dict(options.get("columns", {})),
+            "gzip" if name.endswith(".gz") else None,
+        )
+
+    def rows(self) -> list[dict[str, str]]:
+        """20 customers whose text must come back intact: é ß ø, every delimiter and both quote characters in
+        one field, a newline in a quoted field; emoji when the encoding has them."""
+        rows = intact_customers(emoji=self.encoding.startswith("utf"))[:20]
+        return [{**row, "lastName": "O'Straße"} for row in rows]
+
+    def content(self) -> bytes:
+        names = {field: source for source, field in self.columns.items()}
+        lines = [self.delimiter.join(names.get(field, usual) for field, usual in FIELDS.items())]
+        q = self.quote
+        lines += [self.delimiter.join(q + row[field].replace(q, q + q) + q for field in FIELDS) for row in self.rows()]
+        data = ("\r\n".join(lines) + "\r\n").encode(self.encoding)
+        return gzip.compress(data) if self.compression else data
+
+    def read_as(self) -> dict[str, Any]:
+        """What the job must say it read the file as (its `csv`, without line ending and columns)."""
+        return {
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "quote": self.quote,
+            "compression": self.compression,
+        }
 
 
 # ---- processes ------------------------------------------------------------------------------------------

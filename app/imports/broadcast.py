@@ -3,9 +3,10 @@
 Every `interval` seconds the broadcaster takes ImportService.snapshot() (from memory when this instance runs
 the job, else one import_state read shared by every client), encodes it once, and when something a client
 can see changed hands it to each subscriber. A subscriber's queue is bounded: a slow reader loses the oldest
-progress updates (each is a full snapshot, so the newest says everything), never a terminal one, and
-never holds up the others. A stream follows one job after another: it ends only when the client leaves.
-No Litestar here: the controller turns `Event`s into server-sent events.
+progress updates (each is a full snapshot, so the newest says everything), never the latest terminal one, and
+never holds up the others. The subscribers are bounded too (`max_subscribers`): one more is refused with
+Unavailable before its stream starts. A stream follows one job after another: it ends only when the client
+leaves. No Litestar here: the controller turns `Event`s into server-sent events.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import msgspec
 
+from app.errors import Unavailable
 from app.imports.jobs import JobState
 from app.imports.model import Status
 from app.imports.schemas import Progress
@@ -68,11 +72,14 @@ def visible(state: JobState | None) -> tuple[object, ...]:
 
 
 class Subscription:
-    """A bounded queue of updates for one client. When full it drops the oldest progress update: a terminal one
-    (done, error, cancelled) is kept, so a slow reader still learns how each job ended."""
+    """A bounded queue of updates for one client. When full it drops the oldest progress update; a terminal one
+    (done, error, cancelled) only when nothing else is queued (a reader asleep through `size` job ends), and then
+    the oldest: the latest terminal update always stays, so a slow reader learns how the last job ended. That
+    takes two places (the latest terminal update and the one arriving): a queue of one lost the end of a job to
+    the next job's first progress."""
 
     def __init__(self, size: int):
-        self.size = max(1, size)
+        self.size = max(2, size)
         self.items: deque[Update] = deque()
         self.dropped = 0
         self.closed = False
@@ -110,10 +117,14 @@ class Broadcaster:
         keepalive: float = 15.0,
         queue_size: int = 16,
         retry_ms: int = 3000,
+        max_subscribers: int = 100,
     ):
         self.source = source
         self.interval, self.keepalive, self.queue_size, self.retry_ms = interval, keepalive, queue_size, retry_ms
-        self.subscriptions: set[Subscription] = set()
+        self.max_subscribers = max_subscribers
+        # Weak: a stream reserved by events() whose generator never ran (the client left before the response
+        # started) frees its place when the generator is collected; a running one holds its subscription.
+        self.subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self._current: Update | None = None
         self._key: tuple[object, ...] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -162,37 +173,58 @@ class Broadcaster:
             else:
                 failing = False
 
-    @contextlib.contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
+    def reserve(self) -> Subscription:
+        """A place for one more client, or Unavailable when `max_subscribers` hold one (checked and taken in one
+        step: clients connecting at once cannot overshoot)."""
+        if len(self.subscriptions) >= self.max_subscribers:
+            raise Unavailable(
+                f"the progress stream already has its {self.max_subscribers} clients "
+                "(PROGRESS_STREAM_MAX_CLIENTS); retry later, or poll GET /import/progress",
+                retry_after=max(1, math.ceil(self.retry_ms / 1000)),  # the stream's own `retry`
+            )
         subscription = Subscription(self.queue_size)
         if self._closing:
             subscription.close()  # shutting down: the stream sends its snapshot and ends
         self.subscriptions.add(subscription)
+        return subscription
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[Subscription]:
+        subscription = self.reserve()
         try:
             yield subscription
         finally:
             self.subscriptions.discard(subscription)
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
         """One client's stream: a snapshot, then every job as it runs (progress) and ends (done, error,
         cancelled), the next one (new or resumed) included, until the client leaves or the app stops.
-        Keep-alive comments flow while nothing changes."""
+        Keep-alive comments flow while nothing changes. Its place is taken now, not at the first event, so a
+        client over the bound is refused before the response starts."""
+        return self._follow(self.reserve())
+
+    async def _follow(self, subscription: Subscription) -> AsyncIterator[Event]:
         try:
-            await self.refresh()  # the snapshot is fresh, not up to `interval` old
-        except Exception as exc:
-            log.warning("progress poll failed, the stream starts from the last snapshot: %s", exc)
-        with self.subscribe() as subscription:
-            yield self._event("snapshot", self.current)
+            try:
+                await self.refresh()  # the snapshot is fresh, not up to `interval` old
+            except Exception as exc:
+                log.warning("progress poll failed, the stream starts from the last snapshot: %s", exc)
+            snapshot = self.current
+            yield self._event("snapshot", snapshot)
             while True:
                 update = await subscription.next(self.keepalive)
                 if update is None:
                     if subscription.closed:
                         return
                     yield Event(None, comment="keep-alive")
+                elif update.seq <= snapshot.seq:
+                    continue  # published while the stream started: the snapshot already says it
                 elif update.terminal:
                     yield self._event(TERMINAL[update.status], update)
                 elif update.status == Status.RUNNING:
                     yield self._event("progress", update)
+        finally:
+            self.subscriptions.discard(subscription)
 
     def _event(self, kind: str, update: Update) -> Event:
         return Event(kind, id=update.seq, data=update.data, retry=self.retry_ms)

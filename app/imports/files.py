@@ -43,21 +43,44 @@ def sendable(name: str) -> bool:
 
 def list_files(root: Path, *, limit: int = 1000, scan_limit: int = 20_000) -> tuple[list[ImportableFile], bool]:
     """Importable files under `root` (hidden ones and hidden folders skipped) sorted by name, and whether the
-    list was cut short by `limit` or `scan_limit`."""
+    list was cut short by `limit` or `scan_limit`. Every entry read counts against `scan_limit`, a folder as much
+    as a file (a tree of empty folders was walked to its end), and entries are read one at a time (os.walk reads
+    a whole folder before it hands over any of it). Folders are walked depth first, in name order."""
     root = root.resolve()
     found: list[ImportableFile] = []
     scanned = 0
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and sendable(d))
-        for name in names:
-            scanned += 1
-            if scanned > scan_limit or len(found) >= limit:
-                return sorted(found, key=lambda f: f.name), True
-            if name.startswith(".") or not sendable(name):
-                continue
-            path = Path(folder) / name
-            stat = importable(root, path)
-            if stat is not None:
-                modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
-                found.append(ImportableFile(path.relative_to(root).as_posix(), stat.st_size, modified))
+    folders = [root]
+    while folders:
+        subfolders: list[Path] = []
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    scanned += 1
+                    if scanned > scan_limit or len(found) >= limit:
+                        return sorted(found, key=lambda f: f.name), True
+                    if entry.name.startswith(".") or not sendable(entry.name):
+                        continue
+                    if _is_folder(entry):
+                        subfolders.append(Path(entry.path))
+                    elif (file := _listed(root, Path(entry.path))) is not None:
+                        found.append(file)
+        except OSError:  # a folder that cannot be read (or is gone) is skipped, as os.walk skips it
+            continue
+        folders += sorted(subfolders, reverse=True)  # the first by name is walked next
     return sorted(found, key=lambda f: f.name), False
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    """A folder to walk into; a symlink to a folder is not walked (it may lead out of IMPORT_DIR, or in a loop)."""
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _listed(root: Path, path: Path) -> ImportableFile | None:
+    stat = importable(root, path)
+    if stat is None:
+        return None
+    modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+    return ImportableFile(path.relative_to(root).as_posix(), stat.st_size, modified)

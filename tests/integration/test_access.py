@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,29 @@ async def test_import_files_leaves_out_a_name_that_is_not_utf8(settings: Setting
         response = await client.get("/import/files")
     assert response.status_code == 200, response.text
     assert [f["name"] for f in response.json()["items"]] == ["good.csv"]
+
+
+@pytest.fixture
+def empty_folders(import_dir: Path) -> Iterator[Path]:
+    """20,001 empty folders under IMPORT_DIR, and a file in the last one."""
+    tree = import_dir / "empty-folders"
+    for i in range(20_001):
+        (tree / f"{i:05d}").mkdir(parents=True)
+    (tree / "20000" / "after.csv").write_text("Customer Id\nC1\n")
+    yield tree
+    shutil.rmtree(tree)
+
+
+async def test_import_files_is_cut_short_by_a_tree_of_empty_folders(
+    client: AsyncTestClient, empty_folders: Path
+) -> None:
+    """The listing looks at 20,000 entries at most, folders as much as files (only files counted: a tree of empty
+    folders was walked to its end, the request with it)."""
+    response = await client.get("/import/files")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["truncated"] is True
+    assert "empty-folders/20000/after.csv" not in [f["name"] for f in body["items"]]
 
 
 async def test_the_openapi_document_declares_the_bearer_scheme(guarded: AsyncTestClient) -> None:

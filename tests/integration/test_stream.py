@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 import uuid
@@ -16,6 +17,8 @@ import pytest
 from litestar import Litestar
 
 from app.asgi import create_app
+from app.errors import Unavailable
+from app.imports.broadcast import TERMINAL as TERMINAL_EVENT
 from app.imports.broadcast import Broadcaster
 from app.imports.jobs import JobState
 from app.imports.model import Status
@@ -23,6 +26,7 @@ from app.settings import Settings
 from tests.helpers import (
     HEADER,
     Gate,
+    assert_problem,
     gate_sinks,
     good_row,
     plain_row,
@@ -287,6 +291,39 @@ async def test_a_disconnected_client_is_unsubscribed(server: Server, http: httpx
     await no_subscribers(server)
 
 
+async def test_a_stream_over_the_bound_is_refused_with_503_and_retry_after_until_a_place_is_free(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """PROGRESS_STREAM_MAX_CLIENTS streams at most: one more is answered at once (its response never starts as a
+    stream), and the place a client leaves is taken by the next."""
+    bounded = with_settings(
+        settings,
+        mongodb_db=f"bounded_{uuid.uuid4().hex[:8]}",
+        import_dir=str(tmp_path),
+        import_workers=1,
+        progress_stream_max_clients=2,
+    )
+    app = create_app(bounded)
+    with serving(app, timeout_graceful_shutdown=5) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            (first, _), (second, _) = await subscribe(http), await subscribe(http)
+            async with http.stream("GET", "/import/progress/stream") as refused:
+                assert refused.status_code == 503  # before reading: an accepted stream would never end
+                await refused.aread()
+            body = assert_problem(refused, 503, "Service Unavailable")
+            assert refused.headers["retry-after"] == "3"  # the stream's own `retry: 3000`
+            assert "PROGRESS_STREAM_MAX_CLIENTS" in body["detail"] and "GET /import/progress" in body["detail"]
+            subscriptions = app.state.services.broadcaster.subscriptions
+            assert len(subscriptions) == 2
+            first.cancel()  # the client leaves: its place is free again
+            await until(lambda: len(subscriptions) == 1)
+            third, messages = await subscribe(http)
+            assert messages[0].event == "snapshot" and len(subscriptions) == 2
+            for task in (second, third):
+                task.cancel()
+            await asyncio.gather(first, second, third, return_exceptions=True)
+
+
 # ---- the broadcaster alone, with a hand-driven source ---------------------------------------------------
 
 
@@ -366,6 +403,63 @@ async def test_only_changes_are_published_and_a_slow_subscriber_keeps_every_term
         assert [u.status for u in slow.items] == [Status.FAILED, Status.RUNNING, Status.RUNNING] and slow.dropped == 11
         assert [json.loads(u.data)["rowsProcessed"] for u in slow.items] == [10, 1, 2]
     assert not broadcaster.subscriptions
+
+
+@pytest.mark.parametrize("queue_size", [1, 2, 3])
+async def test_a_slow_reader_always_gets_the_latest_terminal_event(queue_size: int) -> None:
+    """Four jobs end, then a fifth starts, while the reader reads nothing: whatever its queue (a queue of one
+    lost the fourth job's end to the fifth job's first progress), it learns how the last job ended, then follows
+    the next; older ends go first only when nothing else is queued."""
+    source = Source()
+    broadcaster = Broadcaster(source, keepalive=10, queue_size=queue_size)
+    await broadcaster.poll()
+    events = broadcaster.events()
+    assert (await anext(events)).kind == "snapshot"
+    ends = [("j1", Status.FAILED), ("j2", Status.CANCELLED), ("j3", Status.COMPLETED), ("j4", Status.FAILED)]
+    for rows, (job_id, status) in enumerate(ends, start=1):
+        source.set(status, rows, job_id=job_id)
+        await broadcaster.poll()
+    source.set(Status.RUNNING, 1, job_id="j5")
+    await broadcaster.poll()
+    kept = max(2, queue_size) - 1  # the terminal updates the queue still holds beside the progress one
+    got = [await anext(events) for _ in range(kept + 1)]
+    published = [(TERMINAL_EVENT[status], job_id) for job_id, status in ends]
+    assert [(e.kind, json.loads(e.data or b"")["jobId"]) for e in got] == [*published[-kept:], ("progress", "j5")]
+    await events.aclose()
+    await broadcaster.close()
+
+
+async def test_a_stream_takes_its_place_when_opened_and_a_stream_never_started_gives_it_back() -> None:
+    broadcaster = Broadcaster(Source(), keepalive=10, max_subscribers=1)
+    await broadcaster.poll()
+    events = broadcaster.events()
+    assert len(broadcaster.subscriptions) == 1  # taken before the first event: a second client is refused now
+    with pytest.raises(Unavailable) as refused:
+        broadcaster.events()
+    assert refused.value.headers == {"Retry-After": "3"}
+    del events  # the response never started (the client left first): its generator is collected
+    gc.collect()
+    assert not broadcaster.subscriptions
+    events = broadcaster.events()
+    assert (await anext(events)).kind == "snapshot"
+    await events.aclose()
+    assert not broadcaster.subscriptions
+    await broadcaster.close()
+
+
+async def test_a_change_published_as_a_stream_starts_is_sent_once_in_its_snapshot() -> None:
+    source = Source()
+    broadcaster = Broadcaster(source, keepalive=10)
+    await broadcaster.poll()
+    events = broadcaster.events()  # subscribed now; the snapshot's poll also hands the change to its queue
+    source.set(Status.RUNNING, 1)
+    snapshot = await anext(events)
+    assert (snapshot.kind, snapshot.id, json.loads(snapshot.data or b"")["status"]) == ("snapshot", 2, "RUNNING")
+    source.set(Status.COMPLETED, 2)
+    await broadcaster.poll()
+    assert ((event := await anext(events)).kind, event.id) == ("done", 3)  # not the snapshot again as progress
+    await events.aclose()
+    await broadcaster.close()
 
 
 async def test_a_cancelled_stream_unsubscribes() -> None:

@@ -56,6 +56,28 @@ def test_the_list_is_bounded(tmp_path: Path) -> None:
     assert truncated and len(files) == 3
 
 
+def test_every_entry_counts_against_the_scan_limit_folders_too(tmp_path: Path) -> None:
+    """A tree of empty folders is bounded as a folder of files is (only files counted: it was walked to its end)."""
+    for i in range(50):
+        (tmp_path / f"empty-{i:02d}").mkdir()
+    (tmp_path / "empty-49" / "last.csv").write_text("x")  # the 51st entry looked at
+    assert list_files(tmp_path, scan_limit=10) == ([], True)
+    assert list_files(tmp_path, scan_limit=50) == ([], True)
+    files, truncated = list_files(tmp_path, scan_limit=51)
+    assert [f.name for f in files] == ["empty-49/last.csv"] and not truncated
+
+
+def test_a_deep_chain_of_empty_folders_is_cut_short(tmp_path: Path) -> None:
+    folder = tmp_path
+    for depth in range(40):
+        folder = folder / f"level-{depth}"
+        folder.mkdir()
+    (folder / "deep.csv").write_text("x")
+    assert list_files(tmp_path, scan_limit=20) == ([], True)
+    files, truncated = list_files(tmp_path, scan_limit=41)  # 40 folders and the file
+    assert [f.name for f in files] == [(folder / "deep.csv").relative_to(tmp_path).as_posix()] and not truncated
+
+
 def test_a_missing_folder_lists_nothing(tmp_path: Path) -> None:
     assert list_files(tmp_path / "absent") == ([], False)
 
