@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import re
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 import msgspec
 from litestar.enums import ScopeType
@@ -126,9 +126,10 @@ def is_loopback(host: str) -> bool:
 
 
 class RedactQueryToken(logging.Filter):
-    """Blanks `access_token=...` in log records (uvicorn's access log prints each request's query)."""
+    """Blanks the value of `access_token` in log records (uvicorn's access log prints each request's query),
+    however its name is spelled: `access%5Ftoken` is the same parameter to the server, so it is the same secret."""
 
-    PATTERN = re.compile(rf"({QUERY_TOKEN}=)[^&\s]*")
+    PARAMETER = re.compile(r"([?&])([^=&\s]*)=([^&\s]*)")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -137,4 +138,9 @@ class RedactQueryToken(logging.Filter):
         return True
 
     def redact(self, value: object) -> object:
-        return self.PATTERN.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+        return self.PARAMETER.sub(self._blank, value) if isinstance(value, str) else value
+
+    @staticmethod
+    def _blank(found: re.Match[str]) -> str:
+        separator, name, _ = found.groups()
+        return f"{separator}{name}=[redacted]" if unquote_plus(name) == QUERY_TOKEN else found.group(0)

@@ -117,3 +117,17 @@ def test_the_query_token_is_redacted_from_the_access_log() -> None:
     assert record.getMessage() == (
         '127.0.0.1:5000 - "GET /import/progress/stream?x=1&access_token=[redacted]&y=2 HTTP/1.1" 200'
     )
+
+
+@pytest.mark.parametrize(
+    "query", ["access%5Ftoken=s3cr3t%2B%2F%3D", "%61ccess_token=s3cr3t", "a=1&access_toke%6E=s3cr3t&b=2"]
+)
+def test_the_query_token_is_redacted_however_its_name_is_encoded(query: str) -> None:
+    """The server reads `access%5Ftoken` as access_token (and accepts the token): the log must not show it."""
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '"GET %s HTTP/1.1"', (f"/import/progress/stream?{query}",), None
+    )
+    assert RedactQueryToken().filter(record)
+    assert "s3cr3t" not in record.getMessage() and "=[redacted]" in record.getMessage()
+    untouched = logging.LogRecord("x", logging.INFO, __file__, 1, "GET /?access=1&token=2", None, None)
+    assert RedactQueryToken().filter(untouched) and untouched.getMessage() == "GET /?access=1&token=2"
