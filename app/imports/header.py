@@ -63,10 +63,15 @@ def map_header(
     ignored: list[str] = []
     for name, field in zip(names, chosen, strict=True):
         mapped = name.strip() in columns
-        if field is None or field in fields or (not mapped and field in columns.values()):
-            if mapped or normalise(name) not in SKIPPED_COLUMNS:
-                ignored.append(name.strip())
-            field = None
+        if field is not None and not mapped and field in columns.values():
+            field = None  # `columns` names another column for this field: the mapping wins
+        elif field is not None and field in fields:  # which one is meant is not ours to guess
+            raise HeaderError(
+                f"the header has two columns for {field}: {names[fields.index(field)].strip()!r} and "
+                f"{name.strip()!r}; remove one, or name the one to use with columns"
+            )
+        if field is None and (mapped or normalise(name) not in SKIPPED_COLUMNS):
+            ignored.append(name.strip())
         fields.append(field)
     if "customerId" not in fields:
         raise HeaderError(

@@ -149,6 +149,7 @@ async def test_the_dry_run_takes_each_option(
             b"Key,Id,Mail\n",
             "columns map 'Key' and 'Id' to the same field 'customerId'",
         ),
+        ({}, b"Customer Id,Email,First Name,Email\nC1,a@b.c,Ann,x\n", "two columns for email: 'Email' and 'Email'"),
         ({"encoding": "ebcdic"}, b"Customer Id,Name\n", "ebcdic"),
         ({"delimiter": ":"}, b"Customer Id:Name\n", ":"),
         ({"quote": "ab"}, b"Customer Id,Name\n", ""),
