@@ -37,6 +37,7 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 RESUMABLE = (Status.FAILED, Status.CANCELLED)
+IGNORED_LISTED = 100  # ignoredColumns is in every progress answer and snapshot: the first 100 names
 
 
 @dataclass
@@ -78,7 +79,7 @@ class ImportService:
             mode=request.mode,
             dry_run=request.dry_run,
             batch_size=request.batch_size or self.settings.import_batch_size,
-            ignored_columns=list(columns.ignored),
+            ignored_columns=list(columns.ignored[:IGNORED_LISTED]),
             csv=fmt,
             bytes_read=0 if fmt.streamed else header_end,
             stream_offset=header_end if fmt.streamed else 0,

@@ -96,9 +96,9 @@ def _inspect(path: Path, wanted: CsvFormat, max_record: int) -> tuple[CsvFormat,
         line_ending = dialect.detect_line_ending(body, quote)
     newline = b"\r" if line_ending == "CR" else b"\n"
     end = first_record_end(body, quote, newline)
+    if end > max_record or (end < 0 and len(body) > max_record):  # the header is a record like the others
+        raise RecordTooLarge(1, 0, max_record)
     if end < 0:
-        if len(body) > max_record:
-            raise RecordTooLarge(1, 0, max_record)
         end = len(body)  # a file that is only a header
     record, codec = body[:end], "utf-8" if encoding == "utf-16" else encoding
     delimiter = wanted.delimiter

@@ -127,6 +127,18 @@ async def test_the_dry_run_takes_each_option(
     assert await db.customers.count_documents({}) == 0
 
 
+async def test_ignored_columns_lists_the_first_hundred_names(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    """ignoredColumns goes out in every progress answer and stream snapshot: it stays small however wide the file."""
+    extra = [f"Extra {i}" for i in range(150)]
+    path = write(import_dir / "wide.csv", [",".join(["Customer Id", *extra]), ",".join(["W1", *"x" * 150])])
+    await start(client, path.name)
+    progress = await wait_done(client)
+    assert (progress["status"], progress["rowsInserted"]) == ("COMPLETED", 1), progress
+    assert progress["ignoredColumns"] == extra[:100]
+
+
 @pytest.mark.parametrize(
     ("body", "content", "fragment"),
     [
