@@ -25,6 +25,7 @@ class Ledger:
         self.pending: dict[int, Outcome] = {}  # finished blocks waiting for an earlier one
         self.open: dict[int, Outcome] = {}  # blocks being written: their outcome grows batch by batch
         self.unsaved: list[Rejection] = []
+        self.displaced: set[int] = set()  # lines displaced before their insert was counted (see `displace`)
 
     def begin(self, outcome: Outcome) -> None:
         self.open[outcome.block.index] = outcome
@@ -40,6 +41,27 @@ class Ledger:
         while (ready := self.pending.pop(self.next_index, None)) is not None:
             self._apply(ready)
             self.next_index += 1
+
+    def inserted(self, outcome: Outcome, lines: list[int]) -> None:
+        """Rows of a batch counted inserted (insert mode); one already displaced counts as a duplicate."""
+        for line in lines:
+            if line in self.displaced:
+                self.displaced.discard(line)
+                _to_duplicate(outcome)
+            else:
+                outcome.inserted_lines.add(line)
+
+    def displace(self, line: int) -> None:
+        """An earlier row of the same id replaced the customer this job's row at `line` had inserted: that row
+        is a duplicate. Its block is not applied yet (it comes after the earlier row's), or its insert is not
+        counted yet (then `inserted` finds it here); a row of a block not run yet in this attempt finds the
+        earlier row stored and counts itself a duplicate."""
+        for outcome in (*self.open.values(), *self.pending.values()):
+            if line in outcome.inserted_lines:
+                outcome.inserted_lines.discard(line)
+                _to_duplicate(outcome)
+                return
+        self.displaced.add(line)
 
     def overlay(self) -> Counters:
         """Rows written or rejected by blocks not yet applied."""
@@ -58,6 +80,7 @@ class Ledger:
         else:  # a streamed file: the watermark is in the decoded stream, bytes_read the file read for it
             state.bytes_read, state.stream_offset = block.file_end, block.end
         state.lines_read += block.lines
+        self.displaced = {line for line in self.displaced if line > state.lines_read}  # none below can match
         state.add(outcome.counts)
         if outcome.recent:
             state.recent_customers = (outcome.recent[::-1] + state.recent_customers)[:RECENT]
@@ -66,3 +89,8 @@ class Ledger:
         """Rejections of applied blocks not yet stored; store them before the checkpoint that covers them."""
         taken, self.unsaved = self.unsaved, []
         return taken
+
+
+def _to_duplicate(outcome: Outcome) -> None:
+    outcome.counts.rows_inserted -= 1
+    outcome.counts.rows_duplicate += 1

@@ -147,6 +147,9 @@ class Written(Counters, kw_only=True):
     """What one batch did to `customers`; `skipped` are the rows (batch indexes) that changed nothing."""
 
     skipped: set[int] = msgspec.field(default_factory=set)
+    # insert mode: lines of this job's rows whose stored customer an earlier row of the same id replaced (the
+    # first row of an id wins, whichever was written first); each of them is a duplicate, not an insert
+    displaced: list[int] = msgspec.field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -167,3 +170,4 @@ class Outcome:
     counts: Counters = field(default_factory=Counters)
     rejections: list[Rejection] = field(default_factory=list)
     recent: list[str] = field(default_factory=list)
+    inserted_lines: set[int] = field(default_factory=set)  # insert mode: the rows counted inserted so far

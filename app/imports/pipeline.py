@@ -28,7 +28,7 @@ from app.imports.decode import InputError
 from app.imports.jobs import JobState, JobStore
 from app.imports.ledger import RECENT, Ledger
 from app.imports.meter import Meter
-from app.imports.model import Block, ColumnMap, Counters, Mode, Outcome, ParseSpec, Status, counters_of
+from app.imports.model import Batch, Block, ColumnMap, Counters, Mode, Outcome, ParseSpec, Status, counters_of
 from app.imports.parse import parse_block
 from app.imports.sink import DrySink, Sink
 from app.imports.source import read_blocks
@@ -198,11 +198,7 @@ class ImportRun:
             outcome = Outcome(block, Counters(rows_invalid=len(parsed.rejections)), rejections=parsed.rejections)
             self.ledger.begin(outcome)
             for batch in parsed.batches:
-                written = await self.sink.write(batch)
-                outcome.counts.add(written)
-                last = range(max(0, len(batch.ids) - RECENT - len(written.skipped)), len(batch.ids))
-                recent = [batch.ids[i] for i in last if i not in written.skipped]
-                outcome.recent = (outcome.recent + recent)[-RECENT:]
+                await self._write(outcome, batch)
             self.ledger.complete(outcome)
             async with self.applied:
                 self.applied.notify_all()
@@ -211,6 +207,17 @@ class ImportRun:
             raise
         finally:
             self.in_flight.release()
+
+    async def _write(self, outcome: Outcome, batch: Batch) -> None:
+        written = await self.sink.write(batch)
+        outcome.counts.add(written)
+        if self.spec.mode is Mode.INSERT and not self.state.dry_run:  # the first row of an id wins (sink.py)
+            self.ledger.inserted(outcome, [line for i, line in enumerate(batch.lines) if i not in written.skipped])
+            for line in written.displaced:
+                self.ledger.displace(line)
+        last = range(max(0, len(batch.ids) - RECENT - len(written.skipped)), len(batch.ids))
+        recent = [batch.ids[i] for i in last if i not in written.skipped]
+        outcome.recent = (outcome.recent + recent)[-RECENT:]
 
     async def _checkpoint_loop(self) -> None:
         while True:

@@ -4,7 +4,9 @@ source line, an encoded document and, for re-sync, the digest of its values).
 Insert mode: insert_many(ordered=False) writes every document it can; E11000 duplicate-key errors are the
 skipped duplicates. A duplicate whose stored document carries this job's id and this row's line
 (`importJobId`, `importLine`) was written by this very job before a crash or a retried write: it counts as
-inserted, so re-processing never inflates the duplicate count.
+inserted, so re-processing never inflates the duplicate count. One whose stored document is a *later* row of
+this job (blocks are written concurrently) replaces it: the first row of an id wins, and the later row's line
+goes back to the pipeline as displaced (its count moves to duplicate, app/imports/ledger.py).
 
 Upsert mode (re-sync) reads, then writes only what changed: one `$in` read of the batch's ids (`importHash`,
 `handEdited`, `lastImport`, `importJobId`, `importLine`) classifies each row:
@@ -62,11 +64,14 @@ class Sink:
             refused = await retry(lambda: self._insert(batch), seconds=self.retry_seconds, what="insert_many")
         if not refused:
             return Written(rows_inserted=len(batch.docs))
-        mine = await retry(
-            lambda: self._written_by_this_job(batch, refused), seconds=self.retry_seconds, what="duplicate check"
+        mine, swapped, displaced = await self._refused(batch, refused)
+        skipped = set(refused) - mine - swapped
+        return Written(
+            rows_inserted=len(batch.docs) - len(skipped),
+            rows_duplicate=len(skipped),
+            skipped=skipped,
+            displaced=displaced,
         )
-        skipped = set(refused) - mine
-        return Written(rows_inserted=len(batch.docs) - len(skipped), rows_duplicate=len(skipped), skipped=skipped)
 
     async def _insert(self, batch: Batch) -> list[int]:
         """Indexes (into the batch) of documents refused as duplicates."""
@@ -80,12 +85,47 @@ class Sink:
             raise WriteFailed(f"insert_many: {exc}") from exc
         return []
 
-    async def _written_by_this_job(self, batch: Batch, refused: list[int]) -> set[int]:
-        # (id, line) pairs: one id can be refused twice in a batch, and only its own row is "mine".
+    async def _refused(self, batch: Batch, refused: list[int]) -> tuple[set[int], set[int], list[int]]:
+        """Of the rows refused as duplicates: `mine`, this row itself, written by this job before a crash or a
+        retried insert (inserted); `swapped`, rows that replaced a later row of this job of the same id that got
+        in first, as blocks are written concurrently (the first row of an id wins: inserted, and the later
+        row's line is `displaced`, a duplicate). Another job's customer, or a hand-edited one, stays."""
         ids = list({batch.ids[i] for i in refused})
-        cursor = self.customers.find({"_id": {"$in": ids}, "importJobId": self.job_id}, {"importLine": 1})
-        stored = {(doc["_id"], doc.get("importLine")) async for doc in cursor}
-        return {i for i in refused if (batch.ids[i], batch.lines[i]) in stored}
+        stored = await retry(lambda: self._stamps(ids), seconds=self.retry_seconds, what="duplicate check")
+        mine, swapped, displaced = set(), set(), []
+        for i in sorted(refused, key=lambda i: batch.lines[i]):  # of one id's rows in this batch, the first
+            line, stamp = batch.lines[i], stored.get(batch.ids[i])
+            if stamp is None or not isinstance(stamp.get("importLine"), int):
+                continue
+            if stamp["importLine"] == line:  # edited through the API since or not, this row wrote it
+                mine.add(i)
+            elif (
+                stamp["importLine"] > line
+                and not stamp.get("handEdited")
+                and await self._replace(batch, i, stamp["importLine"])
+            ):
+                swapped.add(i)
+                displaced.append(stamp["importLine"])
+                stamp["importLine"] = line
+        return mine, swapped, displaced
+
+    async def _stamps(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        cursor = self.customers.find(
+            {"_id": {"$in": ids}, "importJobId": self.job_id}, {"importLine": 1, "handEdited": 1}
+        )
+        return {doc["_id"]: doc async for doc in cursor}
+
+    async def _replace(self, batch: Batch, i: int, later: int) -> bool:
+        """Replace the customer that this job's row at line `later` wrote with row `i`, if it is still that one.
+        A retried replace that the server had applied finds it changed: not counted as a swap (row `i` is then
+        the duplicate and the later row stays inserted: the totals hold, and the stored values are row `i`'s)."""
+        guard = {"_id": batch.ids[i], "importJobId": self.job_id, "importLine": later, "handEdited": {"$ne": True}}
+        result = await retry(
+            lambda: self.customers.replace_one(guard, RawBSONDocument(batch.docs[i])),
+            seconds=self.retry_seconds,
+            what="first row of an id",
+        )
+        return result.modified_count == 1
 
     # ---- upsert (re-sync) ---------------------------------------------------------------------------------
 

@@ -1,12 +1,23 @@
-"""The sink against the real database, in insert mode: a row this job already wrote counts as inserted."""
+"""The sink against the real database, in insert mode: a row this job already wrote counts as inserted, and the
+first row of an id wins whichever is written first."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.imports.model import Mode
+from app.imports.header import map_header
+from app.imports.jobs import JobState, JobStore, now
+from app.imports.ledger import Ledger
+from app.imports.model import Batch, Block, CsvFormat, Mode, Outcome, ParseSpec, Status, Written
+from app.imports.parse import parse_block
+from app.imports.pipeline import Control, ImportRun
 from app.imports.sink import Sink
-from tests.helpers import EXISTING, HEADER, batch_of, good_row
+from app.imports.source import file_identity, inspect, read_blocks
+from app.imports.workers import parser_pool
+from app.settings import Settings
+from tests.helpers import EXISTING, HEADER, batch_of, good_row, until, with_settings, write
 
 TEXT = "\n".join([HEADER, good_row(1), good_row(2), good_row(3, EXISTING["_id"]), good_row(4, "C0000001")]) + "\n"
 
@@ -36,3 +47,110 @@ async def test_a_batch_written_again_by_the_same_job_counts_as_inserted_not_dupl
     assert (other.rows_inserted, other.rows_duplicate, other.skipped) == (0, 4, {0, 1, 2, 3})
     assert await db.customers.count_documents({}) == 3
     assert await db.customers.count_documents({"importJobId": "job-a"}) == 2
+
+
+def rows_at(first_line: int, rows: list[str], job_id: str) -> Batch:
+    """One batch of `rows` as a worker sends it when they start at physical line `first_line`."""
+    spec = ParseSpec(map_header(HEADER.encode()), job_id, batch_size=1000, max_record_bytes=65536, mode=Mode.INSERT)
+    [batch] = parse_block(("\n".join(rows) + "\n").encode(), first_line, spec).batches
+    return batch
+
+
+async def test_the_first_row_of_an_id_wins_whichever_block_is_written_first(db: AsyncDatabase) -> None:
+    """Blocks are written concurrently: a later row of an id can get in first. The earlier row then replaces it
+    (a conditional replace) and is the one inserted; the later row's line comes back as displaced, for the
+    pipeline to count it a duplicate. Another job's customer and a hand-edited one are never replaced."""
+    other = await sink(db, "job-b").write(rows_at(2, [good_row(6, "X3")], "job-b"))
+    later = rows_at(500, [good_row(7, "X1", about="later"), good_row(8, "X2"), good_row(9, "X3")], "job-a")
+    first = await sink(db, "job-a").write(later)
+    await db.customers.update_one({"_id": "X2"}, {"$set": {"handEdited": True}})
+    assert (other.rows_inserted, first.rows_inserted, first.rows_duplicate) == (1, 2, 1)
+
+    earlier = rows_at(10, [good_row(1, "X1", about="first"), good_row(2, "X2"), good_row(3, "X3")], "job-a")
+    written = await sink(db, "job-a").write(earlier)
+    assert (written.rows_inserted, written.rows_duplicate, written.skipped, written.displaced) == (1, 2, {1, 2}, [500])
+    stored = await db.customers.find_one({"_id": "X1"})
+    assert stored is not None and (stored["about"], stored["importLine"]) == ("first", 10)
+    again = await sink(db, "job-a").write(earlier)  # the same batch again (a resume): its row wrote it, "mine"
+    assert (again.rows_inserted, again.rows_duplicate, again.displaced) == (1, 2, [])
+    assert (await db.customers.find_one({"_id": "X2"}) or {})["importLine"] == 501  # hand-edited: stays
+
+
+def test_a_displaced_row_counts_as_a_duplicate_before_or_after_its_insert_is_counted() -> None:
+    ledger = Ledger(
+        JobState(
+            job_id="j", status=Status.RUNNING, file_path="f", file_size=1, file_identity={}, mode="insert", batch_size=1
+        ),
+        max_rejects=10,
+    )
+    blocks = [Outcome(Block(index, 0, 1, 10 * index + 2, 10, b"")) for index in range(2)]
+    for outcome in blocks:
+        ledger.begin(outcome)
+        outcome.counts.rows_inserted = 3
+    ledger.inserted(blocks[1], [12, 13, 14])
+    ledger.displace(13)  # after its insert was counted
+    ledger.displace(5)  # before: a row of block 0 whose batch has not come back yet
+    ledger.inserted(blocks[0], [4, 5, 6])
+    assert [(o.counts.rows_inserted, o.counts.rows_duplicate) for o in blocks] == [(2, 1), (2, 1)]
+    assert ledger.displaced == set()
+
+
+class LaterBlockFirst:
+    """The real sink; block 0's writes wait until block 1 has written a batch (blocks in flight together)."""
+
+    def __init__(self, real: Sink, second_block: int) -> None:
+        self.real, self.second_block, self.second_written = real, second_block, False
+
+    async def write(self, batch: Batch) -> Written:
+        if batch.lines[0] < self.second_block:
+            await until(lambda: self.second_written)
+        written = await self.real.write(batch)
+        self.second_written |= batch.lines[0] >= self.second_block
+        return written
+
+
+async def test_an_import_keeps_the_first_row_of_an_id_when_a_later_block_is_written_first(
+    db: AsyncDatabase, import_dir: Path, settings: Settings
+) -> None:
+    settings = with_settings(settings, import_block_bytes=4096, import_blocks_in_flight=2)
+    rows = [good_row(i, about=f"row {i}") for i in range(1, 101)]
+    rows[44] = good_row(45, "C0000005", about="row 45, a later row of C0000005")  # in block 1
+    path = write(import_dir / "later-first.csv", [HEADER, *rows])
+    fmt, header = await inspect(path, CsvFormat(), settings.import_max_record_bytes)
+    cuts = [b async for b in read_blocks(path, start=header.end, first_line=2, block_bytes=4096, max_record=65536)]
+    assert cuts[0].first_line <= 6 < cuts[1].first_line <= 46 < cuts[2].first_line
+    state = JobState(
+        job_id="later-first",
+        status=Status.RUNNING,
+        file_path=str(path),
+        file_size=path.stat().st_size,
+        file_identity=await file_identity(path),
+        mode="insert",
+        batch_size=10,
+        csv=fmt,
+        bytes_read=header.end,
+        lines_read=header.lines,
+        owner="test",
+        heartbeat_at=now(),
+    )
+    store, pool = JobStore(db), parser_pool(1)
+    await store.claim_new(state)
+    real = Sink(db.customers, job_id=state.job_id, retry_seconds=5, writers=2, mode=Mode.INSERT)
+    try:
+        run = ImportRun(
+            state,
+            path,
+            map_header(header.record),
+            store=store,
+            sink=LaterBlockFirst(real, cuts[1].first_line),
+            pool=pool,
+            settings=settings,
+            control=Control.new(),
+        )
+        assert await run.run() == Status.COMPLETED
+    finally:
+        pool.shutdown()
+    stored = await db.customers.find_one({"_id": "C0000005"})
+    assert stored is not None and (stored["about"], stored["importLine"]) == ("row 5", 6), stored
+    final = await store.get(state.job_id)
+    assert final is not None and (final.rows_inserted, final.rows_duplicate) == (99, 1), final
