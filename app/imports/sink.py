@@ -94,20 +94,29 @@ class Sink:
         stored = await retry(lambda: self._stamps(ids), seconds=self.retry_seconds, what="duplicate check")
         mine, swapped, displaced = set(), set(), []
         for i in sorted(refused, key=lambda i: batch.lines[i]):  # of one id's rows in this batch, the first
-            line, stamp = batch.lines[i], stored.get(batch.ids[i])
-            if stamp is None or not isinstance(stamp.get("importLine"), int):
-                continue
-            if stamp["importLine"] == line:  # edited through the API since or not, this row wrote it
-                mine.add(i)
-            elif (
-                stamp["importLine"] > line
-                and not stamp.get("handEdited")
-                and await self._replace(batch, i, stamp["importLine"])
-            ):
+            stamp = stored.get(batch.ids[i])
+            if stamp is not None and stamp.get("importLine") == batch.lines[i]:
+                mine.add(i)  # edited through the API since or not, this row wrote it
+            elif stamp is not None and (later := await self._first_row(batch, i, stamp)) is not None:
                 swapped.add(i)
-                displaced.append(stamp["importLine"])
-                stamp["importLine"] = line
+                displaced.append(later)
         return mine, swapped, displaced
+
+    async def _first_row(self, batch: Batch, i: int, stamp: dict[str, Any]) -> int | None:
+        """Replace this job's later row of the same id with row `i`; the later row's line, or None if the stored
+        customer is not a later row of this job (or is hand-edited). A replace that finds the customer changed
+        reads it again: another earlier row may have replaced it first (try again over that one, if it is still
+        later than row `i`), or this very replace was applied and its reply lost (row `i` is stored but counted
+        a duplicate, and the later row stays inserted: the totals hold)."""
+        line = batch.lines[i]
+        while isinstance(later := stamp.get("importLine"), int) and later > line and not stamp.get("handEdited"):
+            if await self._replace(batch, i, later):
+                stamp["importLine"] = line  # what the next row of this id in the batch finds
+                return later
+            found = await retry(lambda: self._stamps([batch.ids[i]]), seconds=self.retry_seconds, what="re-read")
+            stamp.clear()
+            stamp.update(found.get(batch.ids[i], {}))
+        return None
 
     async def _stamps(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         cursor = self.customers.find(
@@ -116,9 +125,7 @@ class Sink:
         return {doc["_id"]: doc async for doc in cursor}
 
     async def _replace(self, batch: Batch, i: int, later: int) -> bool:
-        """Replace the customer that this job's row at line `later` wrote with row `i`, if it is still that one.
-        A retried replace that the server had applied finds it changed: not counted as a swap (row `i` is then
-        the duplicate and the later row stays inserted: the totals hold, and the stored values are row `i`'s)."""
+        """Replace the customer that this job's row at line `later` wrote with row `i`, if it is still that one."""
         guard = {"_id": batch.ids[i], "importJobId": self.job_id, "importLine": later, "handEdited": {"$ne": True}}
         result = await retry(
             lambda: self.customers.replace_one(guard, RawBSONDocument(batch.docs[i])),

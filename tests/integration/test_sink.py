@@ -154,3 +154,28 @@ async def test_an_import_keeps_the_first_row_of_an_id_when_a_later_block_is_writ
     assert stored is not None and (stored["about"], stored["importLine"]) == ("row 5", 6), stored
     final = await store.get(state.job_id)
     assert final is not None and (final.rows_inserted, final.rows_duplicate) == (99, 1), final
+
+
+class StaleRead(Sink):
+    """The real sink whose first stamp read is from before another earlier row replaced the later one."""
+
+    stale = True
+
+    async def _stamps(self, ids: list[str]) -> dict[str, dict[str, object]]:
+        found = await super()._stamps(ids)
+        if self.stale:
+            self.stale = False
+            return {key: {**doc, "importLine": 90} for key, doc in found.items()}
+        return found
+
+
+async def test_two_earlier_rows_racing_to_replace_a_later_one_leave_the_first(db: AsyncDatabase) -> None:
+    await sink(db, "job-a").write(rows_at(90, [good_row(9, "Y1", about="line 90")], "job-a"))
+    middle = await sink(db, "job-a").write(rows_at(50, [good_row(5, "Y1", about="line 50")], "job-a"))
+    assert middle.displaced == [90]
+    # row 10 read the stamp before row 50 replaced row 90: its replace of 90 finds nothing, it reads again
+    first = await StaleRead(db.customers, job_id="job-a", retry_seconds=5, writers=1, mode=Mode.INSERT).write(
+        rows_at(10, [good_row(1, "Y1", about="line 10")], "job-a")
+    )
+    assert (first.rows_inserted, first.rows_duplicate, first.displaced) == (1, 0, [50])
+    assert (await db.customers.find_one({"_id": "Y1"}) or {})["about"] == "line 10"
