@@ -106,8 +106,8 @@ class Sink:
         """Replace this job's later row of the same id with row `i`; the later row's line, or None if the stored
         customer is not a later row of this job (or is hand-edited). A replace that finds the customer changed
         reads it again: another earlier row may have replaced it first (try again over that one, if it is still
-        later than row `i`), or this very replace was applied and its reply lost (row `i` is stored but counted
-        a duplicate, and the later row stays inserted: the totals hold)."""
+        later than row `i`), or this very replace was applied and its reply lost (row `i`'s line is stored: it
+        is a swap all the same)."""
         line = batch.lines[i]
         while isinstance(later := stamp.get("importLine"), int) and later > line and not stamp.get("handEdited"):
             if await self._replace(batch, i, later):
@@ -116,6 +116,8 @@ class Sink:
             found = await retry(lambda: self._stamps([batch.ids[i]]), seconds=self.retry_seconds, what="re-read")
             stamp.clear()
             stamp.update(found.get(batch.ids[i], {}))
+            if stamp.get("importLine") == line:  # only this replace writes row i's line: applied, reply lost
+                return later
         return None
 
     async def _stamps(self, ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -179,3 +179,24 @@ async def test_two_earlier_rows_racing_to_replace_a_later_one_leave_the_first(db
     )
     assert (first.rows_inserted, first.rows_duplicate, first.displaced) == (1, 0, [50])
     assert (await db.customers.find_one({"_id": "Y1"}) or {})["about"] == "line 10"
+
+
+class LostReply(Sink):
+    """The real sink whose first replace is applied by the server but answered as if it matched nothing."""
+
+    lost = False
+
+    async def _replace(self, batch: Batch, i: int, later: int) -> bool:
+        done = await super()._replace(batch, i, later)
+        if not self.lost:
+            self.lost = True
+            return False
+        return done
+
+
+async def test_a_replace_whose_reply_is_lost_still_counts_as_the_swap_it_was(db: AsyncDatabase) -> None:
+    await sink(db, "job-a").write(rows_at(90, [good_row(9, "Z1", about="line 90")], "job-a"))
+    lost = LostReply(db.customers, job_id="job-a", retry_seconds=5, writers=1, mode=Mode.INSERT)
+    first = await lost.write(rows_at(10, [good_row(1, "Z1", about="line 10")], "job-a"))
+    assert lost.lost and (first.rows_inserted, first.rows_duplicate, first.displaced) == (1, 0, [90])
+    assert (await db.customers.find_one({"_id": "Z1"}) or {})["about"] == "line 10"
