@@ -5,6 +5,7 @@ Runs in worker processes: top-level functions, stdlib csv and bson only (no asyn
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
 import hashlib
@@ -75,6 +76,7 @@ class _BlockParser:
             spec.encoding == "utf-8" and b"\xc2" in data and _C1_UTF8.search(data) is not None
         )
         self._lines: list[str] | None = None
+        self._starts: list[int] | None = None  # where each physical line starts (only after a malformed record)
         self.out = Parsed()
         self.width = spec.columns.width
         fields = spec.columns.fields
@@ -122,19 +124,29 @@ class _BlockParser:
         """The last line of a malformed record by the rules the source cuts blocks by (app/imports/quoting), and
         the lines the reader took past it, to be read again: the reader stops where the error is, which may be
         inside the record's quoted field (its tail must not be read as rows) or past a broken opening quote (the
-        next line must be, after all)."""
-        spec, newline = self.spec, self.newline
-        taken = [line + newline for line in self.physical(start, taken_to)]
-        record = "".join(taken)
-        while (cut := quoting.record_end(record, spec.quote, newline, spec.delimiter)) < 0 and (
-            line := next(lines, None)
-        ) is not None:
-            taken.append(line)
-            record += line
-        if cut < 0:
-            return start + len(taken) - 1, []
-        count = record.count(newline, 0, cut)
-        return start + count - 1, taken[count:]
+        next line must be, after all). One match over the block's text from the record's start: linear."""
+        starts = self._line_starts()
+        spec, newline, count = self.spec, self.newline, len(starts) - 1  # physical lines in the block
+        cut = quoting.record_end(self.text, spec.quote, newline, spec.delimiter, pos=starts[start - 1])
+        last = count if cut < 0 else min(count, bisect.bisect_left(starts, cut))
+        if last >= taken_to:
+            for _ in range(last - taken_to):
+                next(lines, None)
+            return last, []
+        return last, [line + newline for line in self.physical(last + 1, taken_to)]
+
+    def _line_starts(self) -> list[int]:
+        """Offsets in the block's text where each physical line starts, and the text's end (once per block)."""
+        if self._starts is None:
+            parts, step = self.text.split(self.newline) if self._lines is None else self._lines, len(self.newline)
+            starts = [0]
+            for part in parts:
+                starts.append(starts[-1] + len(part) + step)
+            if parts and parts[-1] == "":  # the text ends with a newline: no line after it
+                starts.pop()
+            starts[-1] = min(starts[-1], len(self.text))
+            self._starts = starts
+        return self._starts
 
     def run(self) -> Parsed:
         csv.field_size_limit(self.spec.max_record_bytes + 1)

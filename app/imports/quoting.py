@@ -46,10 +46,10 @@ def _patterns(quote: str, newline: str, separators: str, binary: bool) -> tuple[
     return re.compile(one), re.compile(many)
 
 
-def record_end(buf: AnyStr, quote: str, newline: str, separators: str = SEPARATORS) -> int:
-    """Index just after the first newline outside quoted fields (`buf` starts a record), or -1."""
+def record_end(buf: AnyStr, quote: str, newline: str, separators: str = SEPARATORS, pos: int = 0) -> int:
+    """Index just after the first newline outside quoted fields of the record that starts at `pos`, or -1."""
     one, _ = _patterns(quote, newline, separators, isinstance(buf, bytes))
-    found = one.match(buf)
+    found = one.match(buf, pos)
     return found.end() if found else -1
 
 

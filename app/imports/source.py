@@ -95,15 +95,16 @@ def _inspect(path: Path, wanted: CsvFormat, max_record: int) -> tuple[CsvFormat,
     if line_ending == AUTO:
         line_ending = dialect.detect_line_ending(body, quote)
     newline = b"\r" if line_ending == "CR" else b"\n"
-    end = first_record_end(body, quote, newline)
+    codec, delimiter = "utf-8" if encoding == "utf-16" else encoding, wanted.delimiter
+    if delimiter == AUTO:
+        delimiter = dialect.sniff_delimiter(dialect.first_records(body, quote, newline), codec, wanted.quote)
+    # the header as the csv reader reads it with this delimiter (a quote after another delimiter is text)
+    end = quoting.record_end(body, wanted.quote, newline.decode(), delimiter)
     if end > max_record or (end < 0 and len(body) > max_record):  # the header is a record like the others
         raise RecordTooLarge(1, 0, max_record)
     if end < 0:
         end = len(body)  # a file that is only a header
-    record, codec = body[:end], "utf-8" if encoding == "utf-16" else encoding
-    delimiter = wanted.delimiter
-    if delimiter == AUTO:
-        delimiter = dialect.sniff_delimiter(dialect.first_records(body, quote, newline), codec, wanted.quote)
+    record = body[:end]
     dialect.check_delimiter(record, encoding=codec, delimiter=delimiter, quote=wanted.quote)
     chosen = CsvFormat(delimiter, encoding, wanted.quote, line_ending, "gzip" if gzip else None, wanted.columns)
     return chosen, Header(record=record, end=skip + end, lines=record.count(newline))

@@ -127,6 +127,21 @@ async def test_the_dry_run_takes_each_option(
     assert await db.customers.count_documents({}) == 0
 
 
+@pytest.mark.parametrize("delimiter", [";", "auto"])
+async def test_the_header_ends_where_its_own_delimiter_says(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, delimiter: str
+) -> None:
+    """`,"` in a `;` header is text, not an opening quote: the header was cut with every delimiter at once, so
+    this file read as one long header and imported 0 rows, COMPLETED."""
+    path = import_dir / "semicolon-header.csv"
+    path.write_bytes(b'Customer Id;First Name,"nick\nA1;Ann\nA2;Bob\nA3;Cy\n')
+    response = await client.post("/import/sync", json={"filePath": path.name, "delimiter": delimiter})
+    assert response.status_code == 202, response.text
+    progress = await wait_done(client)
+    assert (progress["status"], progress["rowsInserted"]) == ("COMPLETED", 3), progress
+    assert (await client.get("/customers/A2")).json()["customerId"] == "A2"
+
+
 async def test_ignored_columns_lists_the_first_hundred_names(
     client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
 ) -> None:

@@ -595,3 +595,14 @@ def test_a_lone_cr_in_an_lf_file_is_one_invalid_row_in_plain_words() -> None:
     assert rejection.reason == (
         "malformed CSV: a line break inside an unquoted field (the file mixes CR-only line endings with LF ones)"
     )
+
+
+def test_a_malformed_record_over_many_lines_is_one_rejected_row_and_the_next_row_is_read() -> None:
+    """`"a"b` breaks the csv reader on the first line while the record (a quoted field opened after it) runs on
+    for thousands of lines: one rejection, with the record's first line, and the row after it imported. (Found
+    by matching the record once from its start: before, each extra line matched it again from the start.)"""
+    content = b'Customer Id,About\nC1,"a"b,"' + b"x\n" * 20_000 + b'"\nC2,ok\n'
+    parsed = parse(content)
+    assert [doc["_id"] for doc in documents(parsed)] == ["C2"]
+    assert [r.line for r in parsed.rejections] == [2]
+    assert parsed.rows == 2
