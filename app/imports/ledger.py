@@ -26,6 +26,7 @@ class Ledger:
         self.open: dict[int, Outcome] = {}  # blocks being written: their outcome grows batch by batch
         self.unsaved: list[Rejection] = []
         self.displaced: set[int] = set()  # lines displaced before their insert was counted (see `displace`)
+        self.chains: dict[int, int] = {}  # line -> later: displacing the line displaces `later` (see `chain`)
 
     def begin(self, outcome: Outcome) -> None:
         self.open[outcome.block.index] = outcome
@@ -61,7 +62,19 @@ class Ledger:
                 outcome.inserted_lines.discard(line)
                 _to_duplicate(outcome)
                 return
-        self.displaced.add(line)
+        if line in self.chains:  # a duplicate already, whose lost replace had displaced `later`
+            self.displace(self.chains.pop(line))
+        else:
+            self.displaced.add(line)
+
+    def chain(self, line: int, later: int) -> None:
+        """Row `line` (a duplicate) may have replaced row `later` before an earlier row replaced it in turn;
+        then that earlier row displaced `line`, not `later`, and `later` must be displaced here."""
+        if line in self.displaced:
+            self.displaced.discard(line)
+            self.displace(later)
+        else:
+            self.chains[line] = later
 
     def overlay(self) -> Counters:
         """Rows written or rejected by blocks not yet applied."""
@@ -81,6 +94,7 @@ class Ledger:
             state.bytes_read, state.stream_offset = block.file_end, block.end
         state.lines_read += block.lines
         self.displaced = {line for line in self.displaced if line > state.lines_read}  # none below can match
+        self.chains = {line: later for line, later in self.chains.items() if line > state.lines_read}
         state.add(outcome.counts)
         if outcome.recent:
             state.recent_customers = (outcome.recent[::-1] + state.recent_customers)[:RECENT]

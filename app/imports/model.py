@@ -150,6 +150,9 @@ class Written(Counters, kw_only=True):
     # insert mode: lines of this job's rows whose stored customer an earlier row of the same id replaced (the
     # first row of an id wins, whichever was written first); each of them is a duplicate, not an insert
     displaced: list[int] = msgspec.field(default_factory=list)
+    # (line, later): this row's replace of `later` may have been applied (its reply was lost) before an even
+    # earlier row replaced this one: if this line is displaced, `later` is too
+    chained: list[tuple[int, int]] = msgspec.field(default_factory=list)
 
 
 @dataclass(slots=True)

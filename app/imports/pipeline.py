@@ -215,6 +215,8 @@ class ImportRun:
             self.ledger.inserted(outcome, [line for i, line in enumerate(batch.lines) if i not in written.skipped])
             for line in written.displaced:
                 self.ledger.displace(line)
+            for line, later in written.chained:
+                self.ledger.chain(line, later)
         last = range(max(0, len(batch.ids) - RECENT - len(written.skipped)), len(batch.ids))
         recent = [batch.ids[i] for i in last if i not in written.skipped]
         outcome.recent = (outcome.recent + recent)[-RECENT:]

@@ -64,13 +64,14 @@ class Sink:
             refused = await retry(lambda: self._insert(batch), seconds=self.retry_seconds, what="insert_many")
         if not refused:
             return Written(rows_inserted=len(batch.docs))
-        mine, swapped, displaced = await self._refused(batch, refused)
+        mine, swapped, displaced, chained = await self._refused(batch, refused)
         skipped = set(refused) - mine - swapped
         return Written(
             rows_inserted=len(batch.docs) - len(skipped),
             rows_duplicate=len(skipped),
             skipped=skipped,
             displaced=displaced,
+            chained=chained,
         )
 
     async def _insert(self, batch: Batch) -> list[int]:
@@ -85,39 +86,49 @@ class Sink:
             raise WriteFailed(f"insert_many: {exc}") from exc
         return []
 
-    async def _refused(self, batch: Batch, refused: list[int]) -> tuple[set[int], set[int], list[int]]:
+    async def _refused(
+        self, batch: Batch, refused: list[int]
+    ) -> tuple[set[int], set[int], list[int], list[tuple[int, int]]]:
         """Of the rows refused as duplicates: `mine`, this row itself, written by this job before a crash or a
         retried insert (inserted); `swapped`, rows that replaced a later row of this job of the same id that got
         in first, as blocks are written concurrently (the first row of an id wins: inserted, and the later
         row's line is `displaced`, a duplicate). Another job's customer, or a hand-edited one, stays."""
         ids = list({batch.ids[i] for i in refused})
         stored = await retry(lambda: self._stamps(ids), seconds=self.retry_seconds, what="duplicate check")
-        mine, swapped, displaced = set(), set(), []
+        mine, swapped, displaced, chained = set(), set(), [], []
         for i in sorted(refused, key=lambda i: batch.lines[i]):  # of one id's rows in this batch, the first
             stamp = stored.get(batch.ids[i])
             if stamp is not None and stamp.get("importLine") == batch.lines[i]:
                 mine.add(i)  # edited through the API since or not, this row wrote it
-            elif stamp is not None and (later := await self._first_row(batch, i, stamp)) is not None:
-                swapped.add(i)
-                displaced.append(later)
-        return mine, swapped, displaced
+            elif stamp is not None and (replaced := await self._first_row(batch, i, stamp)) is not None:
+                later, certain = replaced
+                if certain:
+                    swapped.add(i)
+                    displaced.append(later)
+                else:  # perhaps replaced, then replaced in turn by an earlier row (see _first_row)
+                    chained.append((batch.lines[i], later))
+        return mine, swapped, displaced, chained
 
-    async def _first_row(self, batch: Batch, i: int, stamp: dict[str, Any]) -> int | None:
-        """Replace this job's later row of the same id with row `i`; the later row's line, or None if the stored
+    async def _first_row(self, batch: Batch, i: int, stamp: dict[str, Any]) -> tuple[int, bool] | None:
+        """Replace this job's later row of the same id with row `i`: (the later row's line, True), or None if the stored
         customer is not a later row of this job (or is hand-edited). A replace that finds the customer changed
         reads it again: another earlier row may have replaced it first (try again over that one, if it is still
         later than row `i`), or this very replace was applied and its reply lost (row `i`'s line is stored: it
-        is a swap all the same)."""
+        is a swap all the same). An even earlier row stored instead leaves it open which row that one replaced:
+        (later, False) says so (row `i` is a duplicate; the ledger displaces `later` if row `i`'s line is)."""
         line = batch.lines[i]
         while isinstance(later := stamp.get("importLine"), int) and later > line and not stamp.get("handEdited"):
             if await self._replace(batch, i, later):
                 stamp["importLine"] = line  # what the next row of this id in the batch finds
-                return later
+                return later, True
             found = await retry(lambda: self._stamps([batch.ids[i]]), seconds=self.retry_seconds, what="re-read")
             stamp.clear()
             stamp.update(found.get(batch.ids[i], {}))
-            if stamp.get("importLine") == line:  # only this replace writes row i's line: applied, reply lost
-                return later
+            now = stamp.get("importLine")
+            if now == line:  # only this replace writes row i's line: applied, reply lost
+                return later, True
+            if isinstance(now, int) and now < line:  # an earlier row replaced it: this row's, applied, or `later`
+                return later, False
         return None
 
     async def _stamps(self, ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -3,9 +3,12 @@ first row of an id wins whichever is written first."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 
 from app.imports.header import map_header
 from app.imports.jobs import JobState, JobStore, now
@@ -200,3 +203,61 @@ async def test_a_replace_whose_reply_is_lost_still_counts_as_the_swap_it_was(db:
     first = await lost.write(rows_at(10, [good_row(1, "Z1", about="line 10")], "job-a"))
     assert lost.lost and (first.rows_inserted, first.rows_duplicate, first.displaced) == (1, 0, [90])
     assert (await db.customers.find_one({"_id": "Z1"}) or {})["about"] == "line 10"
+
+
+class ReplyLostWhileAnEarlierRowGetsIn:
+    """The real collection, but its first replace_one is applied, then an even earlier row of the same id is
+    written (by `meanwhile`), then the reply is lost (AutoReconnect): the sink retries, finds neither its own row
+    nor the later one."""
+
+    def __init__(self, real: Any, meanwhile: Callable[[], Awaitable[Written]]) -> None:
+        self.real, self.meanwhile, self.earlier = real, meanwhile, None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def replace_one(self, *args: Any, **kwargs: Any) -> Any:
+        result = await self.real.replace_one(*args, **kwargs)
+        if self.earlier is None:
+            self.earlier = await self.meanwhile()
+            raise AutoReconnect("the reply was lost")
+        return result
+
+
+async def test_a_lost_reply_while_an_even_earlier_row_gets_in_keeps_the_counts_exact(db: AsyncDatabase) -> None:
+    """Id W1 at lines 10, 50 and 90, in three blocks: 90 is in first; 50 replaces it, the reply is lost, and
+    meanwhile 10 replaces 50. One inserted, two duplicates, row 10 stored (a reviewer's interleaving)."""
+    ledger = Ledger(
+        JobState(
+            job_id="job-a",
+            status=Status.RUNNING,
+            file_path="f",
+            file_size=1,
+            file_identity={},
+            mode="insert",
+            batch_size=1,
+        ),
+        max_rejects=10,
+    )
+    outcomes = [Outcome(Block(index, 0, 1, line, 1, b"")) for index, line in enumerate([10, 50, 90])]
+    for outcome in outcomes:
+        ledger.begin(outcome)
+
+    def account(outcome: Outcome, batch: Batch, written: Written) -> None:  # what ImportRun._write does
+        outcome.counts.add(written)
+        ledger.inserted(outcome, [line for i, line in enumerate(batch.lines) if i not in written.skipped])
+        for line in written.displaced:
+            ledger.displace(line)
+        for line, later in written.chained:
+            ledger.chain(line, later)
+
+    rows = {line: rows_at(line, [good_row(line, "W1", about=f"line {line}")], "job-a") for line in (10, 50, 90)}
+    account(outcomes[2], rows[90], await sink(db, "job-a").write(rows[90]))
+    proxy = ReplyLostWhileAnEarlierRowGetsIn(db.customers, lambda: sink(db, "job-a").write(rows[10]))
+    racing = Sink(proxy, job_id="job-a", retry_seconds=5, writers=1, mode=Mode.INSERT)  # type: ignore[arg-type]
+    written50 = await racing.write(rows[50])
+    assert proxy.earlier is not None
+    account(outcomes[0], rows[10], proxy.earlier)
+    account(outcomes[1], rows[50], written50)
+    assert [(o.counts.rows_inserted, o.counts.rows_duplicate) for o in outcomes] == [(1, 0), (0, 1), (0, 1)]
+    assert (await db.customers.find_one({"_id": "W1"}) or {})["about"] == "line 10"
