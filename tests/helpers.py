@@ -33,7 +33,8 @@ import uvicorn
 from app.asgi import create_app
 from app.embedded import EmbeddedMongo, free_port
 from app.imports.header import map_header
-from app.imports.model import Batch, Mode, ParseSpec, Written
+from app.imports.jobs import JobState
+from app.imports.model import Batch, Mode, ParseSpec, Status, Written
 from app.imports.parse import parse_block
 from app.settings import Settings
 
@@ -238,6 +239,19 @@ def long_row(i: int, cid: str, *, email: str | None = None, date: str | None = N
     return (
         f'{i},{cid},Ann{i},Lee,"Acme, ""Best"" Inc",Paris,France,+33 1 23 45 67 {i % 100:02d},,{email},'
         f'{date},https://acme.example/{i},"{about}"'
+    )
+
+
+def a_job(job_id: str | None = None) -> JobState:
+    """The least a RUNNING import_state document holds (no lease: see test_formats.dry_job for one with a file)."""
+    return JobState(
+        job_id=job_id or uuid.uuid4().hex,
+        status=Status.RUNNING,
+        file_path="f.csv",
+        file_size=1,
+        file_identity={},
+        mode="insert",
+        batch_size=1,
     )
 
 

@@ -12,7 +12,7 @@ any time: a block that does not finish (cancel, shutdown, crash) is re-read and 
 from __future__ import annotations
 
 from app.imports.jobs import JobState
-from app.imports.model import Counters, Outcome, Rejection
+from app.imports.model import Counters, Outcome, Rejection, Written
 
 RECENT = 10
 
@@ -42,6 +42,18 @@ class Ledger:
         while (ready := self.pending.pop(self.next_index, None)) is not None:
             self._apply(ready)
             self.next_index += 1
+
+    def record(self, outcome: Outcome, lines: list[int], written: Written, *, first_row: bool) -> None:
+        """A batch of the block `outcome` came back from the sink (`lines`: its rows' lines). `first_row`
+        (insert mode, not a dry run): keep the bookkeeping of the rule that the first row of an id wins."""
+        outcome.counts.add(written)
+        if not first_row:
+            return
+        self.inserted(outcome, [line for i, line in enumerate(lines) if i not in written.skipped])
+        for line in written.displaced:
+            self.displace(line)
+        for line, later in written.chained:
+            self.chain(line, later)
 
     def inserted(self, outcome: Outcome, lines: list[int]) -> None:
         """Rows of a batch counted inserted (insert mode); one already displaced counts as a duplicate."""

@@ -210,13 +210,8 @@ class ImportRun:
 
     async def _write(self, outcome: Outcome, batch: Batch) -> None:
         written = await self.sink.write(batch)
-        outcome.counts.add(written)
-        if self.spec.mode is Mode.INSERT and not self.state.dry_run:  # the first row of an id wins (sink.py)
-            self.ledger.inserted(outcome, [line for i, line in enumerate(batch.lines) if i not in written.skipped])
-            for line in written.displaced:
-                self.ledger.displace(line)
-            for line, later in written.chained:
-                self.ledger.chain(line, later)
+        first_row = self.spec.mode is Mode.INSERT and not self.state.dry_run  # the first row of an id wins (sink.py)
+        self.ledger.record(outcome, batch.lines, written, first_row=first_row)
         last = range(max(0, len(batch.ids) - RECENT - len(written.skipped)), len(batch.ids))
         recent = [batch.ids[i] for i in last if i not in written.skipped]
         outcome.recent = (outcome.recent + recent)[-RECENT:]

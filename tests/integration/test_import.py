@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.db import RUNNING_INDEX
 from app.errors import ImportRunning
-from app.imports.jobs import JobState, JobStore
+from app.imports.jobs import JobStore
 from app.imports.model import Status
 from app.settings import Settings
 from tests.helpers import (
     EXISTING,
     HEADER,
     Gate,
+    a_job,
     assert_problem,
     gate_sinks,
     good_row,
@@ -130,18 +130,6 @@ async def test_a_quote_inside_an_unquoted_field_is_kept_as_text_and_every_row_im
     assert (await client.get("/customers/C0000250")).json()["about"] == "line one\nline two"
     if stray == 2:
         assert (await client.get("/customers/C0000201")).json()["firstName"] == 'Jo"hn'
-
-
-def a_job() -> JobState:
-    return JobState(
-        job_id=uuid.uuid4().hex,
-        status=Status.RUNNING,
-        file_path="f.csv",
-        file_size=1,
-        file_identity={},
-        mode="insert",
-        batch_size=1,
-    )
 
 
 @pytest.mark.parametrize("instances", [1, 3])

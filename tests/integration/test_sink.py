@@ -20,7 +20,7 @@ from app.imports.sink import Sink
 from app.imports.source import file_identity, inspect, read_blocks
 from app.imports.workers import parser_pool
 from app.settings import Settings
-from tests.helpers import EXISTING, HEADER, batch_of, good_row, until, with_settings, write
+from tests.helpers import EXISTING, HEADER, a_job, batch_of, good_row, until, with_settings, write
 
 TEXT = "\n".join([HEADER, good_row(1), good_row(2), good_row(3, EXISTING["_id"]), good_row(4, "C0000001")]) + "\n"
 
@@ -77,25 +77,6 @@ async def test_the_first_row_of_an_id_wins_whichever_block_is_written_first(db: 
     again = await sink(db, "job-a").write(earlier)  # the same batch again (a resume): its row wrote it, "mine"
     assert (again.rows_inserted, again.rows_duplicate, again.displaced) == (1, 2, [])
     assert (await db.customers.find_one({"_id": "X2"}) or {})["importLine"] == 501  # hand-edited: stays
-
-
-def test_a_displaced_row_counts_as_a_duplicate_before_or_after_its_insert_is_counted() -> None:
-    ledger = Ledger(
-        JobState(
-            job_id="j", status=Status.RUNNING, file_path="f", file_size=1, file_identity={}, mode="insert", batch_size=1
-        ),
-        max_rejects=10,
-    )
-    blocks = [Outcome(Block(index, 0, 1, 10 * index + 2, 10, b"")) for index in range(2)]
-    for outcome in blocks:
-        ledger.begin(outcome)
-        outcome.counts.rows_inserted = 3
-    ledger.inserted(blocks[1], [12, 13, 14])
-    ledger.displace(13)  # after its insert was counted
-    ledger.displace(5)  # before: a row of block 0 whose batch has not come back yet
-    ledger.inserted(blocks[0], [4, 5, 6])
-    assert [(o.counts.rows_inserted, o.counts.rows_duplicate) for o in blocks] == [(2, 1), (2, 1)]
-    assert ledger.displaced == set()
 
 
 class LaterBlockFirst:
@@ -227,29 +208,13 @@ class ReplyLostWhileAnEarlierRowGetsIn:
 async def test_a_lost_reply_while_an_even_earlier_row_gets_in_keeps_the_counts_exact(db: AsyncDatabase) -> None:
     """Id W1 at lines 10, 50 and 90, in three blocks: 90 is in first; 50 replaces it, the reply is lost, and
     meanwhile 10 replaces 50. One inserted, two duplicates, row 10 stored (a reviewer's interleaving)."""
-    ledger = Ledger(
-        JobState(
-            job_id="job-a",
-            status=Status.RUNNING,
-            file_path="f",
-            file_size=1,
-            file_identity={},
-            mode="insert",
-            batch_size=1,
-        ),
-        max_rejects=10,
-    )
+    ledger = Ledger(a_job("job-a"), max_rejects=10)
     outcomes = [Outcome(Block(index, 0, 1, line, 1, b"")) for index, line in enumerate([10, 50, 90])]
     for outcome in outcomes:
         ledger.begin(outcome)
 
-    def account(outcome: Outcome, batch: Batch, written: Written) -> None:  # what ImportRun._write does
-        outcome.counts.add(written)
-        ledger.inserted(outcome, [line for i, line in enumerate(batch.lines) if i not in written.skipped])
-        for line in written.displaced:
-            ledger.displace(line)
-        for line, later in written.chained:
-            ledger.chain(line, later)
+    def account(outcome: Outcome, batch: Batch, written: Written) -> None:
+        ledger.record(outcome, batch.lines, written, first_row=True)
 
     rows = {line: rows_at(line, [good_row(line, "W1", about=f"line {line}")], "job-a") for line in (10, 50, 90)}
     account(outcomes[2], rows[90], await sink(db, "job-a").write(rows[90]))

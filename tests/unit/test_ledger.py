@@ -197,3 +197,17 @@ def test_any_completion_order_gives_the_in_order_result(
     assert taken == every[:max_rejects]
     written = [customer for item in outcomes for customer in item.recent]
     assert state.recent_customers == written[::-1][:10]
+
+
+def test_a_displaced_row_counts_as_a_duplicate_before_or_after_its_insert_is_counted() -> None:
+    ledger = Ledger(new_state(), max_rejects=10)
+    blocks = [Outcome(Block(index, 0, 1, 10 * index + 2, 10, b"")) for index in range(2)]
+    for outcome in blocks:
+        ledger.begin(outcome)
+        outcome.counts.rows_inserted = 3
+    ledger.inserted(blocks[1], [12, 13, 14])
+    ledger.displace(13)  # after its insert was counted
+    ledger.displace(5)  # before: a row of block 0 whose batch has not come back yet
+    ledger.inserted(blocks[0], [4, 5, 6])
+    assert [(o.counts.rows_inserted, o.counts.rows_duplicate) for o in blocks] == [(2, 1), (2, 1)]
+    assert ledger.displaced == set()
