@@ -1,0 +1,200 @@
+"""Admission: each request's class of work, a bounded number of each in flight, and a deadline on its database work.
+
+A route handler names its class in `opt={"work": ...}`: a `Work`, or a function of the query string (a list
+filtered by `email=` is one index lookup, the same list unfiltered reads a range). A request waits at most
+`wait` seconds for a slot of its class, else it is shed with 503 and Retry-After before it touches the
+database; the classes never lend each other slots, so a burst of lists cannot take the slots of point reads.
+Every request except a stream runs under `pymongo.timeout(deadline)`: each database operation it makes carries
+what is left of the deadline as `maxTimeMS` (the server stops the query) and is abandoned by the client when
+it runs out. A request whose client disconnects is cancelled, and its database work with it. Background work
+(an import) starts in a context of its own (`detached`), so it never inherits a request's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import enum
+import math
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pymongo
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
+
+from app.errors import Unavailable
+
+T = TypeVar("T")
+RETRY_AFTER = 1  # seconds a shed client is asked to wait: slots turn over within a deadline
+
+
+class Work(enum.StrEnum):
+    CHEAP = "cheap"  # one document by key: a point read, `email=`, a write
+    EXPENSIVE = "expensive"  # a range: lists, counts, history pages
+    EXPORT = "export"  # a long stream of documents: its own slots, no deadline
+    STREAM = "stream"  # a server-sent event stream from memory: bounded by its broadcaster, no deadline
+
+
+UNTIMED = frozenset({Work.EXPORT, Work.STREAM})
+Classify = Callable[[Scope], Work]
+
+
+def work_of(scope: Scope) -> Work | None:
+    """The class a route handler declares for this request (None: no slot, only the deadline)."""
+    work: Work | Classify | None = scope["route_handler"].opt.get("work")
+    return work(scope) if callable(work) else work
+
+
+def cheap_when(parameter: str) -> Classify:
+    """A list whose cost is one index lookup when `parameter` is given, else a range."""
+    key = parameter.encode() + b"="
+
+    def classify(scope: Scope) -> Work:
+        query: bytes = scope.get("query_string", b"")
+        return Work.CHEAP if any(pair.startswith(key) for pair in query.split(b"&")) else Work.EXPENSIVE
+
+    return classify
+
+
+@dataclass
+class Slots:
+    """One class's bound and what happened to its requests (the counters /metrics reports)."""
+
+    limit: int
+    in_flight: int = 0
+    admitted: int = 0
+    shed: int = 0
+    deadline_exceeded: int = 0
+
+    def __post_init__(self) -> None:
+        self.free = asyncio.Semaphore(self.limit)
+
+
+class Admission:
+    def __init__(self, *, limits: Mapping[Work, int], wait: float, deadline: float, max_requests: int):
+        self.classes = {work: Slots(limit) for work, limit in limits.items()}
+        self.wait = wait
+        self.deadline = deadline
+        self.max_requests = max_requests
+        self.requests = 0  # requests in flight, every class and none (streams aside)
+        self.refused = 0  # requests refused because `max_requests` were in flight
+
+    @contextlib.asynccontextmanager
+    async def admit(self, work: Work | None) -> AsyncIterator[None]:
+        """Hold a slot of `work` (and a place among all requests) for the block, or raise Unavailable."""
+        counted = work is not Work.STREAM
+        if counted and self.requests >= self.max_requests:
+            self.refused += 1
+            raise Unavailable(f"this instance already holds {self.max_requests} requests; retry", retry_after=1)
+        self.requests += counted
+        try:
+            slots = self.classes.get(work) if work is not None else None
+            async with self._slot(work, slots) if work is not None and slots is not None else contextlib.nullcontext():
+                yield
+        finally:
+            self.requests -= counted
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, work: Work, slots: Slots) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self.wait):
+                await slots.free.acquire()
+        except TimeoutError:
+            slots.shed += 1
+            raise Unavailable(
+                f"the {work} requests of this instance are all in flight ({slots.limit}); retry",
+                retry_after=RETRY_AFTER,
+            ) from None
+        slots.in_flight += 1
+        slots.admitted += 1
+        try:
+            yield
+        finally:
+            slots.in_flight -= 1
+            slots.free.release()
+
+    def deadline_of(self, work: Work | None) -> float | None:
+        return None if work in UNTIMED else self.deadline
+
+    def count_deadline(self, exc: BaseException, scope: Scope) -> None:
+        """after_exception hook: a database operation that ran out of its request's deadline."""
+        slots = self.classes.get(work_of(scope)) if "route_handler" in scope else None  # type: ignore[arg-type]
+        if slots is not None and isinstance(exc, pymongo.errors.PyMongoError) and exc.timeout:
+            slots.deadline_exceeded += 1
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.deadline))
+
+
+def detached(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+    """A task that outlives the request starting it, in a context of its own: no request deadline goes with it."""
+    return asyncio.create_task(coro, name=name, context=contextvars.Context())
+
+
+class AdmissionMiddleware:
+    """ASGI middleware: admission, then the handler under the deadline, cancelled if its client leaves."""
+
+    def __init__(self, app: ASGIApp, admission: Admission):
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        work = work_of(scope)
+        async with self.admission.admit(work):
+            deadline = self.admission.deadline_of(work)
+            if deadline is None:
+                await self.app(scope, receive, send)
+                return
+            with pymongo.timeout(deadline):
+                await Receiver(scope, receive).serve(self.app, send)
+
+
+class Receiver:
+    """The request's `receive`, shared by the handler and a watcher that cancels the handler when the client
+    disconnects. The watcher reads only once the handler has the whole body (at once for a request without one),
+    so it never takes a message the handler needs; a message it reads that is not the disconnect (the empty body
+    of a GET) is kept for the handler."""
+
+    def __init__(self, scope: Scope, receive: Receive):
+        self.scope = scope
+        self.receive = receive
+        self.kept: list[ReceiveMessage] = []
+        self.gone = False  # the client disconnected before the handler ended
+        self.body_read = asyncio.Event()
+        headers = dict(scope.get("headers", ()))
+        if headers.get(b"content-length", b"0") == b"0" and b"transfer-encoding" not in headers:
+            self.body_read.set()
+
+    async def __call__(self) -> ReceiveMessage:
+        if self.kept:
+            return self.kept.pop(0)
+        message = await self.receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.body_read.set()
+        return message
+
+    async def serve(self, app: ASGIApp, send: Send) -> None:
+        handler = asyncio.ensure_future(app(self.scope, self, send))
+        watcher = asyncio.ensure_future(self._watch(handler))
+        try:
+            await handler
+        except asyncio.CancelledError:
+            if not self.gone or (task := asyncio.current_task()) is None or task.cancelling():
+                raise  # cancelled from outside (shutdown), not by the client leaving
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _watch(self, handler: asyncio.Future[None]) -> None:
+        await self.body_read.wait()
+        while (message := await self.receive())["type"] != "http.disconnect":
+            self.kept.append(message)
+        self.gone = True
+        handler.cancel()
