@@ -152,20 +152,25 @@ class AdmissionMiddleware:
                 await self.app(scope, receive, send)
                 return
             with pymongo.timeout(deadline):
-                await Receiver(scope, receive).serve(self.app, send)
+                if work is None:  # no database work worth stopping early: files, health, memory
+                    await self.app(scope, receive, send)
+                else:
+                    await Receiver(scope, receive).serve(self.app, send)
 
 
 class Receiver:
     """The request's `receive`, shared by the handler and a watcher that cancels the handler when the client
-    disconnects. The watcher reads only once the handler has the whole body (at once for a request without one),
-    so it never takes a message the handler needs; a message it reads that is not the disconnect (the empty body
-    of a GET) is kept for the handler."""
+    disconnects before the response starts (after that, the response is on its way and the framework's own
+    streaming notices a disconnect). The watcher reads only once the handler has the whole body (at once for a
+    request without one), so it never takes a message the handler needs; a message it reads that is not the
+    disconnect (the empty body of a GET) is kept for the handler."""
 
     def __init__(self, scope: Scope, receive: Receive):
         self.scope = scope
         self.receive = receive
         self.kept: list[ReceiveMessage] = []
-        self.gone = False  # the client disconnected before the handler ended
+        self.gone = False  # the client disconnected before the response started
+        self.responding = False
         self.body_read = asyncio.Event()
         headers = dict(scope.get("headers", ()))
         if headers.get(b"content-length", b"0") == b"0" and b"transfer-encoding" not in headers:
@@ -180,7 +185,11 @@ class Receiver:
         return message
 
     async def serve(self, app: ASGIApp, send: Send) -> None:
-        handler = asyncio.ensure_future(app(self.scope, self, send))
+        async def sending(message: Any) -> None:
+            self.responding = True
+            await send(message)
+
+        handler = asyncio.ensure_future(app(self.scope, self, sending))
         watcher = asyncio.ensure_future(self._watch(handler))
         try:
             await handler
@@ -196,5 +205,6 @@ class Receiver:
         await self.body_read.wait()
         while (message := await self.receive())["type"] != "http.disconnect":
             self.kept.append(message)
-        self.gone = True
-        handler.cancel()
+        if not self.responding:
+            self.gone = True
+            handler.cancel()
