@@ -12,15 +12,28 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient, _csot
 
 from app.admission import Work
 from app.asgi import create_app
+from app.embedded import EmbeddedMongo, free_port
 from app.settings import Settings
-from tests.helpers import assert_problem, serving, until, with_settings
+from tests.helpers import (
+    HEADER,
+    Gate,
+    assert_problem,
+    good_row,
+    held,
+    serving,
+    until,
+    with_settings,
+    write,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -183,3 +196,107 @@ async def test_a_client_that_leaves_cancels_its_request_and_frees_its_slot(
     await until(lambda: expensive.in_flight == 0)
     held.opened.set()
     assert (await client.get("/customers")).status_code == 200
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedMongo]:
+    """A SecantusDB server of this test's own, which it stops (SIGSTOP) for a while."""
+    server = EmbeddedMongo(tmp_path / "db", free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_a_request_past_its_deadline_is_503_with_retry_after_and_the_server_is_free_again(
+    serve: Callable[..., Served], http: Callable[[str], httpx.AsyncClient], own_server: EmbeddedMongo
+) -> None:
+    """The database stopped mid-request: the request ends at its deadline with 503 and Retry-After (never waits
+    for the database to come back), and the operation it sent is not left running on the server."""
+    served = serve(mongodb_uri=own_server.uri, request_timeout_seconds=0.5)
+    client = http(served.url)
+    created = await client.post("/customers", json={"firstName": "Ann", "lastName": "Lee", "email": "ann@x.io"})
+    customer = f"/customers/{created.json()['customerId']}"
+    with held(own_server):
+        problem = assert_shed(await client.get(customer))
+        assert "deadline" in problem["detail"]
+        assert_shed(await client.get("/customers"))
+    assert (await client.get(customer)).status_code == 200  # the server is free again, the slots came back
+    text = (await client.get("/metrics")).text
+    assert metric(text, "admission_deadline_exceeded", Work.CHEAP) == 1
+    assert metric(text, "admission_deadline_exceeded", Work.EXPENSIVE) == 1
+    assert metric(text, "admission_in_flight", Work.CHEAP) == 0
+    async with AsyncMongoClient(own_server.uri) as direct:
+        await until_async(lambda: no_operation_of_the_app(direct))
+
+
+async def no_operation_of_the_app(client: AsyncMongoClient[dict[str, Any]]) -> bool:
+    ops = (await client.admin.command({"currentOp": 1}))["inprog"]
+    return not [op for op in ops if op.get("appName") == "customer-import" and op.get("ns", "").endswith("customers")]
+
+
+async def until_async(condition: Callable[[], Awaitable[bool]]) -> None:
+    while not await condition():  # noqa: ASYNC110 (a database read, not an event of this loop)
+        await asyncio.sleep(0.05)
+
+
+class NoDeadline:
+    """A job's sink that notes, for every batch, the deadline its database writes run under."""
+
+    def __init__(self, sink: Any):
+        self.sink = sink
+        self.deadlines: list[float | None] = []
+
+    async def write(self, batch: Any) -> Any:
+        self.deadlines.append(_csot.get_timeout())
+        return await self.sink.write(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sink, name)
+
+
+async def test_the_import_checkpoints_and_ends_while_every_api_slot_is_held_and_under_no_request_deadline(
+    serve: Callable[..., Served],
+    http: Callable[[str], httpx.AsyncClient],
+    mongo: AsyncMongoClient[dict[str, Any]],
+    import_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served = serve(cheap_slots=1, expensive_slots=1, admission_wait_seconds=0, request_timeout_seconds=60)
+    client = http(served.url)
+    imports = served.services.imports
+    sinks: list[NoDeadline] = []
+    gates: list[Gate] = []
+    real = imports.make_sink
+
+    def make_sink(state: Any) -> Gate:
+        sinks.append(NoDeadline(real(state)))
+        gates.append(Gate(sinks[-1]))
+        return gates[-1]
+
+    monkeypatch.setattr(imports, "make_sink", make_sink)
+    file = write(import_dir / "held-api.csv", [HEADER, *(good_row(i, f"held-{i}") for i in range(3000))])
+    started = await client.post("/import/sync", json={"filePath": file.name, "batchSize": 100})
+    assert started.status_code == 202, started.text
+    jobs = mongo[served.services.settings.mongodb_db].import_state
+
+    held_reads = hold(served, "find_one", "estimated_document_count")
+    requests = [await when_waiting(held_reads, 1, client.get("/customers/none"))]
+    requests.append(await when_waiting(held_reads, 2, client.get("/customers")))
+    assert_shed(await client.get("/customers/other"))  # every API slot is taken
+    first = (await jobs.find_one({}))["heartbeatAt"]
+    await until_async(lambda: heartbeat_after(jobs, first))  # checkpoints go on
+    gates[0].open_all()
+    await until_async(lambda: completed(jobs))
+    assert held_reads.waiting == 2  # ...while the API's slots were held all along
+    held_reads.opened.set()
+    assert [(await request).status_code for request in requests] == [404, 200]
+    assert sinks and all(deadline is None for sink in sinks for deadline in sink.deadlines)
+    assert (await client.get("/import/progress")).json()["rowsInserted"] == 3000
+
+
+async def heartbeat_after(jobs: Any, first: Any) -> bool:
+    return bool((await jobs.find_one({}))["heartbeatAt"] > first)
+
+
+async def completed(jobs: Any) -> bool:
+    return bool((await jobs.find_one({}))["status"] == "COMPLETED")
