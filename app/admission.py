@@ -17,8 +17,8 @@ import contextlib
 import contextvars
 import enum
 import math
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 import pymongo
@@ -40,6 +40,7 @@ class Work(enum.StrEnum):
 
 UNTIMED = frozenset({Work.EXPORT, Work.STREAM})
 Classify = Callable[[Scope], Work]
+Clock = Callable[[], float]
 
 
 def work_of(scope: Scope) -> Work | None:
@@ -59,23 +60,66 @@ def cheap_when(parameter: str) -> Classify:
     return classify
 
 
-@dataclass
 class Slots:
-    """One class's bound and what happened to its requests (the counters /metrics reports)."""
+    """One class of work: at most `limit` requests in flight and, with a `share`, a budget of database time: the
+    class's requests may keep on average `share` operations running (time they held a slot, refilled at `share`
+    seconds per second, up to `burst`), so a class of slow queries cannot take the whole database from the work
+    outside admission (an import) however few slots it has. The counters are what /metrics reports."""
 
-    limit: int
-    in_flight: int = 0
-    admitted: int = 0
-    shed: int = 0
-    deadline_exceeded: int = 0
+    def __init__(
+        self, work: Work, limit: int, *, share: float | None = None, burst: float = 1.0, clock: Clock = time.monotonic
+    ):
+        self.work, self.limit, self.share, self.burst, self.clock = work, limit, share, burst, clock
+        self.free = asyncio.Semaphore(limit)
+        self.tokens, self.refilled = burst, clock()
+        self.in_flight = self.admitted = self.shed = self.deadline_exceeded = 0
 
-    def __post_init__(self) -> None:
-        self.free = asyncio.Semaphore(self.limit)
+    @contextlib.asynccontextmanager
+    async def hold(self, wait: float) -> AsyncIterator[None]:
+        """A slot for the block, waiting at most `wait` for the budget and `wait` for a slot; else Unavailable."""
+        await self._spend(wait)
+        try:
+            async with asyncio.timeout(wait):
+                await self.free.acquire()
+        except TimeoutError:
+            raise self._shed(f"are all in flight ({self.limit})", RETRY_AFTER) from None
+        self.in_flight += 1
+        self.admitted += 1
+        started = self.clock()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.free.release()
+            if self.share is not None:
+                self._refill()
+                self.tokens -= self.clock() - started
+
+    async def _spend(self, wait: float) -> None:
+        if self.share is None:
+            return
+        self._refill()
+        if self.tokens > 0:
+            return
+        needed = -self.tokens / self.share
+        if needed > wait:
+            raise self._shed("used their share of the database (EXPENSIVE_SHARE)", math.ceil(needed))
+        await asyncio.sleep(needed)
+
+    def _refill(self) -> None:
+        now = self.clock()
+        assert self.share is not None
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.share)
+        self.refilled = now
+
+    def _shed(self, why: str, retry_after: int) -> Unavailable:
+        self.shed += 1
+        return Unavailable(f"the {self.work} requests of this instance {why}; retry", retry_after=retry_after)
 
 
 class Admission:
-    def __init__(self, *, limits: Mapping[Work, int], wait: float, deadline: float, max_requests: int):
-        self.classes = {work: Slots(limit) for work, limit in limits.items()}
+    def __init__(self, classes: list[Slots], *, wait: float, deadline: float, max_requests: int):
+        self.classes = {slots.work: slots for slots in classes}
         self.wait = wait
         self.deadline = deadline
         self.max_requests = max_requests
@@ -92,29 +136,10 @@ class Admission:
         self.requests += counted
         try:
             slots = self.classes.get(work) if work is not None else None
-            async with self._slot(work, slots) if work is not None and slots is not None else contextlib.nullcontext():
+            async with slots.hold(self.wait) if slots is not None else contextlib.nullcontext():
                 yield
         finally:
             self.requests -= counted
-
-    @contextlib.asynccontextmanager
-    async def _slot(self, work: Work, slots: Slots) -> AsyncIterator[None]:
-        try:
-            async with asyncio.timeout(self.wait):
-                await slots.free.acquire()
-        except TimeoutError:
-            slots.shed += 1
-            raise Unavailable(
-                f"the {work} requests of this instance are all in flight ({slots.limit}); retry",
-                retry_after=RETRY_AFTER,
-            ) from None
-        slots.in_flight += 1
-        slots.admitted += 1
-        try:
-            yield
-        finally:
-            slots.in_flight -= 1
-            slots.free.release()
 
     def deadline_of(self, work: Work | None) -> float | None:
         return None if work in UNTIMED else self.deadline

@@ -13,7 +13,7 @@ from litestar.di import Provide
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.admission import Admission, Work
+from app.admission import Admission, Slots, Work
 from app.customers.repository import CustomerRepository, migrate_customers
 from app.db import CUSTOMERS, ensure_indexes, make_client
 from app.health import About
@@ -36,8 +36,12 @@ class Services:
         self.settings = settings
         self.about = about
         self.lag = LagMonitor()
+        deadline = settings.request_timeout_seconds
+        expensive = Slots(
+            Work.EXPENSIVE, settings.expensive_slots, share=settings.expensive_share or None, burst=deadline
+        )
         self.admission = Admission(
-            limits={Work.CHEAP: settings.cheap_slots, Work.EXPENSIVE: settings.expensive_slots},
+            [Slots(Work.CHEAP, settings.cheap_slots), expensive],
             wait=settings.admission_wait_seconds,
             deadline=settings.request_timeout_seconds,
             max_requests=settings.max_requests_in_flight,

@@ -83,6 +83,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Cheap requests (GET by id, email=, POST, PATCH, DELETE, import control) with database work in flight."""
     expensive_slots: Slots = 2
     """Expensive requests (lists, counts, history and rejected-row pages) with database work in flight."""
+    expensive_share: Annotated[float, Meta(ge=0, le=64)] = 0.5
+    """Database time the expensive requests may take, in operations kept running on average (0 to 64; 0: no such
+    bound): beyond it they are shed until it refills, so lists cannot take the database from an import."""
     max_requests_in_flight: Slots = 64
     """Requests this instance holds at once, every class (progress streams aside); one more is a 503."""
     list_total_cache_seconds: Annotated[float, Meta(ge=0, le=3600)] = 5.0

@@ -80,11 +80,13 @@ class Served:
 
 @pytest.fixture
 def serve(settings: Settings) -> Iterator[Callable[..., Served]]:
-    """serve(**settings) -> an app of these settings on uvicorn, on a database of its own."""
+    """serve(**settings) -> an app of these settings on uvicorn, on a database of its own. The expensive class's
+    database-time budget is off unless a test sets it: requests held at a gate would spend it."""
     with contextlib.ExitStack() as stack:
 
         def start(**changes: Any) -> Served:
-            app = create_app(with_settings(settings, mongodb_db=f"admission_{uuid.uuid4().hex[:8]}", **changes))
+            changes = {"expensive_share": 0, "mongodb_db": f"admission_{uuid.uuid4().hex[:8]}", **changes}
+            app = create_app(with_settings(settings, **changes))
             url = stack.enter_context(serving(app, timeout_graceful_shutdown=5))
             return Served(url, app.state.services)
 

@@ -79,6 +79,7 @@ FLOAT_SETTINGS = (
     "IMPORT_LEASE_SECONDS",
     "REQUEST_TIMEOUT_SECONDS",
     "ADMISSION_WAIT_SECONDS",
+    "EXPENSIVE_SHARE",
     "LIST_TOTAL_CACHE_SECONDS",
 )
 
@@ -106,6 +107,7 @@ def test_every_float_setting_is_bounded_above() -> None:
         ("REQUEST_TIMEOUT_SECONDS", "0.05", "60"),
         ("ADMISSION_WAIT_SECONDS", "0", "5"),
         ("LIST_TOTAL_CACHE_SECONDS", "0", "3600"),
+        ("EXPENSIVE_SHARE", "0", "64"),
     ],
 )
 def test_a_float_setting_takes_its_whole_range(name: str, low: str, high: str) -> None:
