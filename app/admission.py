@@ -76,10 +76,10 @@ class Slots:
 
     @contextlib.asynccontextmanager
     async def hold(self, wait: float) -> AsyncIterator[None]:
-        """A slot for the block, waiting at most `wait` for the budget and `wait` for a slot; else Unavailable."""
-        await self._spend(wait)
+        """A slot for the block, waiting at most `wait` in all for the budget and a slot; else Unavailable."""
+        slept = await self._spend(wait)
         try:
-            async with asyncio.timeout(wait):
+            async with asyncio.timeout(wait - slept):
                 await self.free.acquire()
         except TimeoutError:
             raise self._shed(f"are all in flight ({self.limit})", RETRY_AFTER) from None
@@ -95,16 +95,18 @@ class Slots:
                 self._refill()
                 self.tokens -= self.clock() - started
 
-    async def _spend(self, wait: float) -> None:
+    async def _spend(self, wait: float) -> float:
+        """Wait until the budget is positive again (how long), or shed when that is further than `wait`."""
         if self.share is None:
-            return
+            return 0.0
         self._refill()
         if self.tokens > 0:
-            return
+            return 0.0
         needed = -self.tokens / self.share
         if needed > wait:
             raise self._shed("used their share of the database (EXPENSIVE_SHARE)", math.ceil(needed))
         await asyncio.sleep(needed)
+        return needed
 
     def _refill(self) -> None:
         now = self.clock()
