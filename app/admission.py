@@ -21,8 +21,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
+import msgspec
 import pymongo
 from litestar.enums import ScopeType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from app.errors import Unavailable
@@ -41,6 +43,30 @@ class Work(enum.StrEnum):
 UNTIMED = frozenset({Work.EXPORT, Work.STREAM})
 Classify = Callable[[Scope], Work]
 Clock = Callable[[], float]
+
+
+class Problem(msgspec.Struct):
+    """An RFC 9457 problem, as every error of this API is (for the OpenAPI document)."""
+
+    type: str
+    status: int
+    title: str
+    detail: str
+
+
+SHED = ResponseSpec(
+    Problem,
+    generate_examples=False,
+    media_type="application/problem+json",
+    description="Not now: no slot of this request's class freed in time, the class used its share of database "
+    "time, the instance holds MAX_REQUESTS_IN_FLIGHT requests, or the database work passed its deadline "
+    "(REQUEST_TIMEOUT_SECONDS). Retry after `Retry-After` seconds.",
+)
+
+
+def admitted(work: Work | Classify, **opt: Any) -> dict[str, Any]:
+    """A route handler's keywords for its class of work: the opt admission reads, and its 503 in the OpenAPI."""
+    return {"opt": {**opt, "work": work}, "responses": {503: SHED}}
 
 
 def work_of(scope: Scope) -> Work | None:
