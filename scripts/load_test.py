@@ -20,6 +20,10 @@ ones were answered (open loop), in turn:
 The loop never hangs (each request gives up after --client-timeout seconds and counts as no answer) and stops
 early, saying so, when the database server's RSS passes --max-db-rss-gib. Then, 3 s after the load, one request
 per endpoint. --capacity runs short steps at the given rates and reports the highest at which nothing was shed.
+
+The import slows down as the collection grows, load or not, so a control pass runs first: the same import on a
+fresh database with the same customers stored, with no load. The import's rate and the database server's RSS in
+the load's window are compared with the control's in the same window (--no-control skips it).
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ class Outcome:
 @dataclass
 class Sample:
     customers: list[dict[str, Any]]
+    endpoints: tuple[str, ...] = ENDPOINTS
 
     def pick(self) -> dict[str, Any]:
         return random.choice(self.customers)
@@ -157,11 +162,11 @@ async def drive(
     client: httpx.AsyncClient, sample: Sample, rate: float, seconds: float, stop: asyncio.Event
 ) -> tuple[dict[str, Outcome], float]:
     """Send the mix on a fixed schedule for `seconds` (or until `stop`); the outcomes and the seconds it ran."""
-    outcomes = {kind: Outcome() for kind in ENDPOINTS}
+    outcomes = {kind: Outcome() for kind in sample.endpoints}
     tasks: set[asyncio.Task[None]] = set()
     start, n = time.perf_counter(), 0
     while time.perf_counter() - start < seconds and not stop.is_set():
-        kind = ENDPOINTS[n % len(ENDPOINTS)]
+        kind = sample.endpoints[n % len(sample.endpoints)]
         task = asyncio.create_task(one(client, kind, sample, outcomes[kind]))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -231,7 +236,7 @@ def report(title: str, outcomes: dict[str, Outcome], deadline: float) -> None:
     )
     for error in sorted(set(every.errors))[:5]:
         print(f"    e.g. {error}")
-    cheap = [outcomes[kind] for kind in CHEAP]
+    cheap = [outcomes[kind] for kind in CHEAP if kind in outcomes]
     answered = sum(o.ok for o in cheap)
     sent = sum(o.sent for o in cheap)
     print(
@@ -284,7 +289,7 @@ async def wait_healthy(client: httpx.AsyncClient, proc: subprocess.Popen[bytes])
 async def after_the_load(client: httpx.AsyncClient, sample: Sample) -> None:
     await asyncio.sleep(3)
     statuses = []
-    for kind in ENDPOINTS:
+    for kind in sample.endpoints:
         method, path, params, body = request_of(kind, sample.pick())
         try:
             statuses.append(f"{kind} {(await client.request(method, path, params=params, json=body)).status_code}")
@@ -309,46 +314,77 @@ def gib(value: int) -> str:
     return f"{value / 2**30:.2f} GiB"
 
 
-async def run(args: argparse.Namespace, base: str, proc: subprocess.Popen[bytes]) -> None:
+@dataclass
+class Run:
+    """One pass: the import's rate in each window, the database server's RSS, the requests' outcomes (loaded)."""
+
+    rate_before: float = float("nan")
+    rate_during: float = float("nan")
+    ran_through: bool = False
+    db_before: int = 0
+    db_peak: int = 0
+    app_before: int = 0
+    app_peak: int = 0
+
+
+async def one_pass(args: argparse.Namespace, base: str, proc: subprocess.Popen[bytes], loaded: bool) -> Run:
+    """Stored customers, then the import: `before` seconds alone, then `seconds` with the load (or alone again)."""
     timeout = httpx.Timeout(args.client_timeout)
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    result = Run()
     async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
         await wait_healthy(client, proc)
         seeded = await import_and_wait(client, "stored.csv")
-        print(
-            f"stored: {seeded['rowsInserted']:,} customers ({seeded['status']}, {seeded['rateRowsPerSec']:,.0f} rows/s)"
-        )
+        print(f"{'loaded' if loaded else 'control'} pass: {seeded['rowsInserted']:,} customers stored")
         sample = sample_customers(args.imports / "stored.csv", args.sample, args.stored)
+        sample.endpoints = args.endpoints
         db_pid = database_pid(proc.pid)
         watch = Watch(client, proc.pid, db_pid, int(args.max_db_rss_gib * 2**30))
-        db_before, app_before = rss(db_pid) if db_pid else 0, rss(proc.pid)
+        result.db_before, result.app_before = rss(db_pid) if db_pid else 0, rss(proc.pid)
         watcher = asyncio.create_task(watch.run())
         started = await client.post("/import/sync", json={"filePath": "importing.csv"})
         if started.status_code != 202:
             raise SystemExit(f"import refused: {started.status_code} {started.text}")
         await asyncio.sleep(args.before)
         t0 = time.perf_counter()
-        outcomes, ran = await drive(client, sample, args.rate, args.seconds, watch.stop)
+        if loaded:
+            outcomes, ran = await drive(client, sample, args.rate, args.seconds, watch.stop)
+        else:
+            await asyncio.sleep(args.seconds)
         t1 = time.perf_counter()
-        before, _ = watch.rate(t0 - args.before, t0)
-        during, all_along = watch.rate(t0, t1)
-        if watch.stopped_for_memory:
-            print(f"\nSTOPPED EARLY after {ran:.1f} s: the database server passed {args.max_db_rss_gib} GiB")
-        report(f"{args.rate:g} req/s for {ran:.1f} s during the import", outcomes, args.deadline)
-        ratio = during / before if before == before and before else float("nan")
-        print(
-            f"  import: {before:,.0f} rows/s before the load, {during:,.0f} during ({ratio:.2f}x)"
-            f"{'' if all_along else ' (the import did not run through the whole load)'}"
-        )
-        print(
-            f"  database server RSS: {gib(db_before)} before, peak {gib(watch.db_peak)} "
-            f"(+{(watch.db_peak - db_before) / 2**20:,.0f} MiB); app RSS {gib(app_before)} before, "
-            f"peak {gib(watch.app_peak)}"
-        )
-        await after_the_load(client, sample)
-        if args.capacity:
-            await capacity(client, sample, args.capacity, args.step_seconds)
+        result.rate_before, _ = watch.rate(t0 - args.before, t0)
+        result.rate_during, result.ran_through = watch.rate(t0, t1)
+        result.db_peak, result.app_peak = watch.db_peak, watch.app_peak
+        if loaded:
+            if watch.stopped_for_memory:
+                print(f"\nSTOPPED EARLY after {ran:.1f} s: the database server passed {args.max_db_rss_gib} GiB")
+            report(f"{args.rate:g} req/s for {ran:.1f} s during the import", outcomes, args.deadline)
+            await after_the_load(client, sample)
+            if args.capacity:
+                await capacity(client, sample, args.capacity, args.step_seconds)
         watcher.cancel()
+    return result
+
+
+def compare(control: Run | None, loaded: Run) -> None:
+    print(
+        f"\nimport: {loaded.rate_before:,.0f} rows/s before the load, {loaded.rate_during:,.0f} during"
+        f" ({loaded.rate_during / loaded.rate_before:.2f}x)"
+        f"{'' if loaded.ran_through else ' (the import did not run through the whole load)'}"
+    )
+    print(
+        f"database server RSS: {gib(loaded.db_before)} before the load, peak {gib(loaded.db_peak)} "
+        f"(+{(loaded.db_peak - loaded.db_before) / 2**20:,.0f} MiB); app RSS {gib(loaded.app_before)} before, "
+        f"peak {gib(loaded.app_peak)}"
+    )
+    if control is not None:
+        print(
+            f"the same windows without the load (control pass): {control.rate_before:,.0f} then "
+            f"{control.rate_during:,.0f} rows/s; loaded / control during the load: "
+            f"{loaded.rate_during / control.rate_during:.2f}x; database server peak {gib(control.db_peak)} "
+            f"(+{(control.db_peak - control.db_before) / 2**20:,.0f} MiB), the load's own: "
+            f"{(loaded.db_peak - control.db_peak) / 2**20:+,.0f} MiB"
+        )
 
 
 def generate(out: Path, rows: int, seed: int) -> None:
@@ -374,36 +410,57 @@ def main() -> int:
     parser.add_argument("--capacity", type=rates, default=[], help="rates to step through after the load: 10,20,40")
     parser.add_argument("--step-seconds", type=float, default=10.0)
     parser.add_argument("--uri", help="MongoDB URI (default: the app's embedded server)")
-    parser.add_argument("--data-dir", type=Path, help="keep the database here (default: a temporary folder)")
+    parser.add_argument(
+        "--endpoints",
+        type=lambda text: tuple(text.split(",")),
+        default=ENDPOINTS,
+        help=f"a subset of the mix, in turn (default: {','.join(ENDPOINTS)})",
+    )
+    parser.add_argument("--data-dir", type=Path, help="keep the generated files here (default: a temporary folder)")
+    parser.add_argument(
+        "--no-control", action="store_true", help="skip the control pass (the same import, no load, first)"
+    )
     args = parser.parse_args()
+    if unknown := set(args.endpoints) - set(ENDPOINTS):
+        parser.error(f"unknown endpoints {sorted(unknown)}; choose from {','.join(ENDPOINTS)}")
     args.deadline = float(os.environ.get("REQUEST_TIMEOUT_SECONDS", "2"))
 
     work = args.data_dir or Path(tempfile.mkdtemp(prefix="load-"))
-    imports = work / "imports"
-    imports.mkdir(parents=True, exist_ok=True)
-    args.imports = imports
-    generate(imports / "stored.csv", args.stored, seed=1)
-    generate(imports / "importing.csv", args.import_rows, seed=2)
+    args.imports = work / "imports"
+    args.imports.mkdir(parents=True, exist_ok=True)
+    generate(args.imports / "stored.csv", args.stored, seed=1)
+    generate(args.imports / "importing.csv", args.import_rows, seed=2)
+    try:
+        control = None if args.no_control else serve_pass(args, work / "control", loaded=False)
+        compare(control, serve_pass(args, work / "loaded", loaded=True))
+    finally:
+        if not args.data_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def serve_pass(args: argparse.Namespace, data: Path, *, loaded: bool) -> Run:
+    """`python -m app serve` on a database of its own in `data`, through one pass."""
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
     port = free_port()
     env = {
         **os.environ,
         "PORT": str(port),
-        "DATA_DIR": str(work),
-        "IMPORT_DIR": str(imports),
+        "DATA_DIR": str(data),
+        "IMPORT_DIR": str(args.imports),
         "EMBEDDED_DB_PORT": "0",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-        "MONGODB_DB": "load_test",
+        "MONGODB_DB": f"load_test_{'loaded' if loaded else 'control'}",
     }
     if args.uri:
         env["MONGODB_URI"] = args.uri
     proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env, cwd=ROOT)
     try:
-        asyncio.run(run(args, f"http://127.0.0.1:{port}", proc))
+        return asyncio.run(one_pass(args, f"http://127.0.0.1:{port}", proc, loaded))
     finally:
         stop(proc)
-        if not args.data_dir:
-            shutil.rmtree(work, ignore_errors=True)
-    return 0
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
