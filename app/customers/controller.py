@@ -17,14 +17,23 @@ from app.auth import QUERY_TOKEN, TOKEN_IN_QUERY
 from app.customers.export import COLUMNS, Format, accepts_gzip, parse_fields
 from app.customers.exporter import Exporter, ExportRequest
 from app.customers.repository import CustomerRepository
-from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
+from app.customers.schemas import (
+    FILTER_MAX_CHARS,
+    PREFIX_PATTERN,
+    Customer,
+    CustomerCreate,
+    CustomerPage,
+    CustomerUpdate,
+)
 from app.errors import InvalidInput
 
 Repo = NamedDependency[CustomerRepository]
 Exports = NamedDependency[Exporter]
 # The list's filters, shared by GET /customers and GET /customers/export (the same rules, the same 400s).
-EmailFilter = Annotated[str | None, QueryParameter(max_length=256, description="exact email, any case")]
-CountryFilter = Annotated[str | None, QueryParameter(max_length=256, description="exact country, any case")]
+EmailFilter = Annotated[str | None, QueryParameter(max_length=FILTER_MAX_CHARS, description="exact email, any case")]
+CountryFilter = Annotated[
+    str | None, QueryParameter(max_length=FILTER_MAX_CHARS, description="exact country, any case")
+]
 EXPORT_OPT = {**TOKEN_IN_QUERY, "work": "export"}  # work: the admission class (issue 19); no request deadline
 EXPORT_DESCRIPTION = (
     "Every customer matching `email`, `country` and `q` (the rules and 400s of GET /customers), in customerId "
@@ -39,8 +48,8 @@ PrefixFilter = Annotated[
     str | None,
     QueryParameter(
         min_length=1,
-        max_length=256,
-        pattern=r"^[^\x00-\x1f]+$",
+        max_length=FILTER_MAX_CHARS,
+        pattern=PREFIX_PATTERN,
         description="case-insensitive prefix of name, company or email",
     ),
 ]
