@@ -1,18 +1,16 @@
 """What an export writes (pure: no I/O): its columns, CSV and NDJSON rows from stored customers, gzip, and the
 parameters that choose them (fields=, Accept-Encoding).
 
-CSV is RFC 4180 (csv.writer: CRLF after each record; a field holding a comma, a quote, CR or LF is quoted, its
-quotes doubled), UTF-8, with a header row of the names the importer recognises (app/imports/header.py), so an
+CSV is RFC 4180 (CRLF after each record; a field holding a comma, a quote, CR or LF is quoted, its quotes
+doubled), UTF-8, with a header row of the names the importer recognises (app/imports/header.py), so an
 export imports again as it is. Dates are YYYY-MM-DD. Each batch becomes one piece of whole records, and a gzip
 piece is flushed at its end, so what a client has received always ends at a record's end.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import enum
-import io
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -125,13 +123,34 @@ class Columns:
         return row
 
 
+def csv_field(value: Any) -> str:
+    """One field by RFC 4180: quoted when it holds a comma, a quote, CR or LF, its quotes doubled; None is empty.
+    (What csv.writer writes, at a fraction of its cost on long text: each test is one C-speed scan.)"""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    if '"' in text:
+        return '"' + text.replace('"', '""') + '"'
+    if "," in text or "\n" in text or "\r" in text:
+        return '"' + text + '"'
+    return text
+
+
+def csv_record(values: list[Any]) -> str:
+    """A record's fields joined by commas; most records need no quote, which one scan of the joined line tells."""
+    texts = ["" if value is None else value if type(value) is str else str(value) for value in values]
+    line = ",".join(texts)
+    if '"' in line or "\n" in line or "\r" in line or line.count(",") != len(texts) - 1:
+        line = ",".join(map(csv_field, texts))
+    return line
+
+
 class CsvRows:
-    """Records of the chosen columns; None and absent fields are empty (csv.writer writes str() of the rest)."""
+    """Records of the chosen columns, each ended by CRLF; None and absent fields are empty."""
 
     def __init__(self, fields: Iterable[str], stored: Callable[[str], str]):
         self.columns = Columns(fields, stored, CSV_CONVERT)
-        self.text = io.StringIO()
-        self.writer = csv.writer(self.text)  # the excel dialect: RFC 4180, minimal quoting, CRLF
+        self.lone = len(self.columns.fields) == 1  # a record of one empty field is "" (an empty line is no record)
 
     def header(self) -> bytes:
         return self._encoded([[COLUMNS[field] for field in self.columns.fields]])
@@ -140,11 +159,10 @@ class CsvRows:
         return self._encoded(map(self.columns.values, docs))
 
     def _encoded(self, records: Iterable[list[Any]]) -> bytes:
-        self.writer.writerows(records)
-        data = self.text.getvalue().encode()
-        self.text.seek(0)
-        self.text.truncate()
-        return data
+        lines = list(map(csv_record, records))
+        if self.lone:
+            lines = [line or '""' for line in lines]
+        return "".join(line + "\r\n" for line in lines).encode()
 
 
 class NdjsonRows:

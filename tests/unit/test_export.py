@@ -133,3 +133,16 @@ def test_each_gzip_piece_decompresses_to_whole_records() -> None:
     for piece in (b"a,b\r\n", b"c,d\r\n" * 1000, b"e,f\r\n"):
         assert reader.decompress(zipper.piece(piece)) == piece  # nothing held back until the next piece
     assert reader.decompress(zipper.end()) == b"" and reader.eof
+
+
+@given(st.lists(st.lists(st.one_of(TEXT, st.none(), st.integers()), min_size=1, max_size=4), min_size=1, max_size=8))
+def test_records_are_what_csv_writer_writes(records: list[list[object]]) -> None:
+    """The hand-written quoting writes exactly what the standard library's csv.writer (RFC 4180, minimal quoting)
+    writes, one empty lone field included."""
+    width = len(records[0])
+    records = [(record * width)[:width] for record in records]
+    fields = tuple(list(COLUMNS)[1 : width + 1])
+    docs = [dict(zip(fields, record, strict=True)) for record in records]
+    expected = io.StringIO()
+    csv.writer(expected).writerows(records)
+    assert CsvRows(fields, stored_field).rows(docs) == expected.getvalue().encode()
