@@ -14,7 +14,7 @@ import asyncio
 import datetime as dt
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -72,7 +72,7 @@ class Export:
         self.first: list[dict[str, Any]] = []
         self.rows = self.sent = 0
         self.complete = self.closed = False
-        self.on_close: list[Any] = []
+        self.on_close: list[Callable[[Export], None]] = []  # told once, when the export ends
 
     async def start(self) -> None:
         """Read the first batch before the response starts: a database that does not answer is then a 503, not a
