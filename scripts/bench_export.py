@@ -10,7 +10,8 @@ size it starts the app (`python -m app serve`, a process of its own, EXPORT_BATC
 ABBA order, ceiling, csv, ndjson, ndjson, csv, ceiling: each reads every customer; the HTTP client reads the
 body in 1 MiB pieces and throws them away (Accept-Encoding: identity). Prints rows/s and MB/s per run, the
 ratios to the ceiling, and the app's RSS: sampled every 50 ms during each export (peak, and the mean of the
-first and last quarter of the samples) and its VmHWM.
+first and last quarter of the samples) and its VmHWM; and the embedded server's peak RSS, which stops the run
+past --max-server-gib (secantusd-rs holds a whole sorted result in memory: docs/secantus-rs-differences.md).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from app.embedded import EmbeddedMongo, free_port  # noqa: E402
 DB = "bench_export"
 MIB = 1 << 20
 ORDER = ("ceiling", "csv", "ndjson", "ndjson", "csv", "ceiling")
+GIB = 1 << 30
 
 
 async def grow(uri: str, rows: int) -> None:
@@ -53,12 +55,15 @@ async def grow(uri: str, rows: int) -> None:
     collection = client[DB][CUSTOMERS]
     await ensure_indexes(client[DB])  # before the inserts: every insert maintains them, as during an import
     have = await collection.count_documents({})
+    if have > rows:
+        raise SystemExit(f"the database holds {have:,} customers, more than {rows:,}: use another --data-dir")
     started = time.perf_counter()
     for start in range(have + 1, rows + 1, CHUNK):
         docs = await asyncio.to_thread(parsed_chunk, start, min(CHUNK, rows + 1 - start))
         await insert(collection, [RawBSONDocument(doc) for doc in docs])
-        if (start + CHUNK) // 100_000 != start // 100_000:
-            print(f"  {start + CHUNK - 1:,} stored, {(start - have) / (time.perf_counter() - started):,.0f} rows/s")
+        done = min(start + CHUNK - 1, rows)
+        if done // 100_000 != (start - 1) // 100_000:
+            print(f"  {done:,} stored, {(done - have) / (time.perf_counter() - started):,.0f} rows/s", flush=True)
     print(f"{rows:,} customers ({rows - have:,} inserted in {time.perf_counter() - started:,.0f} s)", flush=True)
     await client.close()
 
@@ -88,15 +93,25 @@ def download(url: str, fmt: str) -> tuple[int, int]:
 
 
 class Sampler(threading.Thread):
-    """The app's VmRSS every 50 ms while running."""
+    """VmRSS of the app (and of the database server, when it is ours) every 50 ms while running; a database server
+    past `limit` bytes stops the run (this machine is shared: a server stays under ~6 GiB)."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, server: int | None, limit: int):
         super().__init__(daemon=True)
-        self.pid, self.samples, self.running = pid, [], True
+        self.pid, self.server, self.limit = pid, server, limit
+        self.samples: list[int] = []
+        self.server_peak = 0
+        self.running = True
 
     def run(self) -> None:
         while self.running:
             self.samples.append(status(self.pid, "VmRSS"))
+            if self.server is not None:
+                self.server_peak = max(self.server_peak, status(self.server, "VmRSS"))
+                if self.server_peak > self.limit:
+                    os.kill(self.server, 9)  # our own server: the run fails rather than the machine
+                    print(f"database server RSS {self.server_peak / GIB:.1f} GiB: over the limit, stopped", flush=True)
+                    return
             time.sleep(0.05)
 
 
@@ -132,13 +147,14 @@ def start_app(uri: str, folder: Path, batch: int) -> tuple[subprocess.Popen[byte
     raise SystemExit("the app did not start")
 
 
-def measure(uri: str, folder: Path, size: int, batch: int) -> dict[str, Any]:
+def measure(uri: str, folder: Path, size: int, batch: int, server: int | None, limit: int) -> dict[str, Any]:
     app, url = start_app(uri, folder, batch)
     runs: dict[str, list[float]] = {kind: [] for kind in ORDER}
-    result: dict[str, Any] = {"size": size, "mb": {}, "rss": []}
+    result: dict[str, Any] = {"size": size, "mb": {}, "rss": [], "server": 0}
     try:
+        download(url, "csv")  # warm-up, not counted: the first read after seeding also loads the server's caches
         for kind in ORDER:
-            sampler = Sampler(app.pid)
+            sampler = Sampler(app.pid, server, limit)
             sampler.start()
             started = time.perf_counter()
             records, size_bytes = asyncio.run(ceiling(uri, batch)) if kind == "ceiling" else download(url, kind)
@@ -146,6 +162,7 @@ def measure(uri: str, folder: Path, size: int, batch: int) -> dict[str, Any]:
             sampler.running = False
             sampler.join()
             runs[kind].append(seconds)
+            result["server"] = max(result["server"], sampler.server_peak)
             result["mb"][kind] = size_bytes / 1e6
             if kind != "ceiling":
                 result["rss"].append(sampler.samples)
@@ -172,7 +189,8 @@ def report(result: dict[str, Any]) -> None:
     last = [s for run in result["rss"] for s in run[-max(1, len(run) // 4) :]]
     print(
         f"app RSS during exports: peak {max(samples) / MIB:,.0f} MiB; first quarter {statistics.mean(first) / MIB:,.0f}"
-        f" MiB, last quarter {statistics.mean(last) / MIB:,.0f} MiB; VmHWM {result['hwm'] / MIB:,.0f} MiB\n",
+        f" MiB, last quarter {statistics.mean(last) / MIB:,.0f} MiB; VmHWM {result['hwm'] / MIB:,.0f} MiB; "
+        f"database server peak RSS {result['server'] / MIB:,.0f} MiB\n",
         flush=True,
     )
 
@@ -183,6 +201,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--uri", help="a MongoDB to use instead of the embedded server")
     parser.add_argument("--data-dir", type=Path, help="keep the embedded server's data here (reused by a later run)")
+    parser.add_argument("--max-server-gib", type=float, default=6.0, help="stop when the embedded server passes this")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-export-"))
     server = None
@@ -194,9 +213,8 @@ def main() -> None:
     try:
         for size in sorted(args.sizes):
             asyncio.run(grow(uri, size))
-            report(measure(uri, folder, size, args.batch_size))
-            if server is not None:
-                print(f"database server RSS {status(server.pid, 'VmRSS') / MIB:,.0f} MiB\n", flush=True)
+            pid = server.pid if server is not None else None
+            report(measure(uri, folder, size, args.batch_size, pid, int(args.max_server_gib * GIB)))
     finally:
         if server is not None:
             server.stop()
