@@ -168,6 +168,7 @@ async def round_trips(db: AsyncDatabase, count: int = 5) -> None:
 async def test_a_slow_reader_makes_the_cursor_wait(app: Litestar, mongo: AsyncMongoClient, database: str) -> None:
     reader = Reader(allowed=1)
     task, export = await started(app, reader, "format=ndjson")
+    await reader.next_piece(2)
     await round_trips(mongo[database])
     # the reader holds the second piece: one batch being sent, one read; nothing else was read or encoded
     assert len(reader.pieces) == 2 and export.rows == 2 * BATCH
