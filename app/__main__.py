@@ -1,4 +1,5 @@
-"""CLI: `python -m app serve [--host H] [--port P]` and `python -m app import FILE [...]`.
+"""CLI: `python -m app serve [--host H] [--port P]`, `python -m app import FILE [...]` and
+`python -m app export --out FILE|- [...]`.
 
 Reads Settings from the environment; starts the embedded database when MONGODB_URI is unset.
 """
@@ -44,7 +45,23 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     imp.add_argument(
         "--column", action="append", default=[], type=_column, metavar="FROM=TO", help="read header FROM as field TO"
     )
+    _export_parser(commands)
     return parser
+
+
+def _export_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export customers to a CSV or NDJSON file (or - for standard output) with a progress bar",
+        description="the customers matching the filters, in customerId order, as GET /customers/export writes them",
+    )
+    export.add_argument("--out", required=True, metavar="FILE", help="the file to write, or - for standard output")
+    export.add_argument("--format", choices=["csv", "ndjson"], default="csv")
+    export.add_argument("--email", help="exact email, any case")
+    export.add_argument("--country", help="exact country, any case")
+    export.add_argument("--q", help="case-insensitive prefix of name, company or email")
+    export.add_argument("--fields", help="comma-separated columns (API names; default: the imported fields)")
+    export.add_argument("--compress", choices=["gzip"], help="write a .gz file")
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -184,6 +201,37 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
         return 130
 
 
+def export_customers(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from app.customers.cli import export_customers as run
+    from app.customers.export import Format, parse_fields
+    from app.customers.exporter import ExportRequest
+    from app.customers.schemas import CustomerFilters
+    from app.errors import AppError
+
+    try:
+        filters = msgspec.convert({"email": args.email, "country": args.country, "q": args.q}, CustomerFilters)
+        request = ExportRequest(
+            fmt=Format(args.format),
+            fields=parse_fields(args.fields),
+            email=filters.email,
+            country=filters.country,
+            q=filters.q,
+            gzip_file=args.compress == "gzip",
+        )
+    except (msgspec.ValidationError, AppError) as exc:
+        print(f"refused: {getattr(exc, 'detail', exc)}", file=sys.stderr)
+        return 2
+    errors = Console(stderr=True, soft_wrap=True)
+    try:
+        with database(settings) as settings:
+            return asyncio.run(run(settings, request, args.out, errors))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
@@ -194,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         return serve(msgspec.structs.replace(settings, host=args.host, port=args.port))
+    if args.command == "export":
+        return export_customers(settings, args)
     return import_file(settings, args)
 
 
