@@ -27,7 +27,7 @@ RUNNING_INDEX = "one_running_job"
 # customerId is stored as _id, so the unfiltered list walks the _id index. Each filter has an index that starts
 # with its key and continues with _id: an equality on the key walks its matches in the list's order and stops at
 # the page's limit, with no sort (the keys: app/customers/document.py). What each index costs at ingest is in
-# the README (scripts/bench_indexes.py).
+# docs/performance.md (scripts/bench_indexes.py).
 INDEXES: dict[str, list[IndexModel]] = {
     CUSTOMERS: [
         IndexModel([("searchKeys", ASCENDING), ("_id", ASCENDING)], name="searchKeys_id"),

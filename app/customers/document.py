@@ -34,7 +34,7 @@ SEARCHED = ("firstName", "lastName", "company", "email")
 INDEXED = (*SEARCHED, "country")  # the fields the keys are derived from
 KEY_SOURCES = {"searchKeys": SEARCHED, "searchTerms": SEARCHED, "emailKey": ("email",), "countryKey": ("country",)}
 KEYS = tuple(KEY_SOURCES)
-PREFIX_CHARS = 3  # each index entry costs inserts: scripts/bench_indexes.py, README
+PREFIX_CHARS = 3  # each index entry costs inserts: scripts/bench_indexes.py, docs/performance.md
 KEY_CHARS = 256  # longest value kept in an index key
 
 
