@@ -1,6 +1,7 @@
 """The README links to its detail instead of repeating it (issue 23): every relative link of README.md and
 docs/*.md reaches a file that exists and, when it names one, a heading of that file (GitHub's anchors), so a moved
-section leaves no dead link behind; and the README's prose repeats no run of words of docs/."""
+section leaves no dead link behind; every file of the source tree a page names exists, so a moved module leaves
+no stale path; and the README's prose repeats no run of words of docs/."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ ROOT = Path(__file__).parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+SOURCE_PATH = re.compile(r"\b(?:app|tests|scripts)/[\w/.\-]*\w")  # app/imports/sink.py, tests/browser/, ...
 
 
 def anchor(heading: str) -> str:
@@ -39,6 +41,12 @@ def test_each_relative_link_reaches_a_file_and_its_heading(page: Path) -> None:
         if not file.exists() or (fragment and file.suffix == ".md" and fragment not in anchors(file)):
             dead.append(target)
     assert dead == [], f"dead links in {page.name}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_each_source_path_a_page_names_exists(page: Path) -> None:
+    named = set(SOURCE_PATH.findall(page.read_text(encoding="utf-8")))
+    assert sorted(path for path in named if not (ROOT / path).exists()) == []
 
 
 def test_the_anchor_is_githubs() -> None:
