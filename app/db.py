@@ -26,11 +26,12 @@ RUNNING_INDEX = "one_running_job"
 
 # customerId is stored as _id, so the unfiltered list walks the _id index. Each filter has an index that starts
 # with its key and continues with _id: an equality on the key walks its matches in the list's order and stops at
-# the page's limit, with no sort (the keys: app/customers/document.py). What each index costs at ingest is in
-# the README (scripts/bench_indexes.py).
+# the page's limit, with no sort (the keys: app/customers/document.py; a `q` of 1 or 2 characters is the one
+# exception, app/customers/repository.py). What each index entry costs at ingest: docs/performance.md
+# (scripts/bench_indexes.py).
 INDEXES: dict[str, list[IndexModel]] = {
     CUSTOMERS: [
-        IndexModel([("searchKeys", ASCENDING), ("_id", ASCENDING)], name="searchKeys_id"),
+        IndexModel([("searchPrefixes", ASCENDING), ("_id", ASCENDING)], name="searchPrefixes_id"),
         IndexModel([("emailKey", ASCENDING), ("_id", ASCENDING)], name="emailKey_id"),
         IndexModel([("countryKey", ASCENDING), ("_id", ASCENDING)], name="countryKey_id"),
     ],
@@ -47,8 +48,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
 }
 # What earlier versions kept and this one migrates away from (app/customers/repository.migrate_customers): one
-# multikey index for every filter, and a census of customers for SecantusDB's Python server.
-LEGACY_INDEXES = ("searchKeys",)
+# multikey index for every filter; then `searchKeys`, every prefix of 1 to 3 characters of each term (9 index
+# entries per customer where `searchPrefixes` makes about 3); and a census of customers for SecantusDB's Python
+# server.
+LEGACY_INDEXES = ("searchKeys", "searchKeys_id")
 LEGACY_COLLECTIONS = ("service_meta",)
 
 

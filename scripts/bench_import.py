@@ -2,6 +2,11 @@
 
     .venv/bin/python scripts/bench_import.py --rows 100000            # generates the file, embedded server
     .venv/bin/python scripts/bench_import.py --file big.csv --uri mongodb://localhost:27017
+    .venv/bin/python scripts/bench_import.py --rows 200000 --baseline /path/to/old/checkout --rounds 2
+
+With --baseline, only (b) runs, for this checkout and the other one in the same rounds, ABBA, each into a
+fresh database on the one server (so a noisy shared machine slows them alike); the counters of every run must
+be equal, and the median rates and their ratio are reported.
 
 All measurements use the same database server (the embedded secantusd-rs unless --uri). Steps:
   (b) the service's import (`python -m app import FILE`), timed from its import_state document, peak RSS of
@@ -21,6 +26,7 @@ import asyncio
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,12 +62,12 @@ def tree_rss(pid: int) -> int:
 
 
 def run_sampled(
-    cmd: list[str], env: dict[str, str], *, check: bool = True, server: int | None = None
+    cmd: list[str], env: dict[str, str], *, check: bool = True, server: int | None = None, cwd: Path = ROOT
 ) -> tuple[float, int, list[int], str, int]:
     """Run a command; return wall seconds, peak tree RSS, RSS samples, its output and the peak RSS of the
     database server (pid `server`, sampled alongside; 0 without one)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
     samples: list[int] = []
     server_peak = 0
     output: list[bytes] = []
@@ -80,19 +86,26 @@ def run_sampled(
     return seconds, max(samples, default=0), samples, text, server_peak
 
 
-def service_import(uri: str, db: str, file: Path, *, dry_run: bool, server: int | None) -> dict[str, float]:
+def service_import(
+    uri: str, db: str, file: Path, *, dry_run: bool, server: int | None, root: Path = ROOT
+) -> dict[str, float]:
+    """`python -m app import FILE` by the checkout at `root`, timed from its import_state document."""
     env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DB": db, "LOG_LEVEL": "WARNING", "COLUMNS": "120"}
+    env["PYTHONPATH"] = str(root)  # the checkout's `app`, with this venv's packages
     cmd = [sys.executable, "-m", "app", "import", str(file), *(["--dry-run"] if dry_run else [])]
-    wall, peak, samples, _, server_peak = run_sampled(cmd, env, server=server)
+    wall, peak, samples, _, server_peak = run_sampled(cmd, env, server=server, cwd=root)
     with MongoClient(uri) as client:
         job = client[db].import_state.find_one(sort=[("startedAt", -1)])
     seconds = (job["finishedAt"] - job["startedAt"]).total_seconds()
     quarter = max(1, len(samples) // 4)
+    assert job["status"] == "COMPLETED", job
     return {
         "seconds": seconds,
         "wall": wall,
         "rows": job["rowsProcessed"],
         "inserted": job["rowsInserted"],
+        "invalid": job["rowsInvalid"],
+        "duplicate": job["rowsDuplicate"],
         "peakRss": peak,
         "firstQuarterRss": max(samples[:quarter], default=0),
         "lastQuarterRss": max(samples[-quarter:], default=0),
@@ -119,6 +132,31 @@ async def raw_ceiling(uri: str, db: str, sample: int, writers: int = 2) -> dict[
         seconds = time.perf_counter() - start
         await twin.drop()
     return {"seconds": seconds, "rows": len(docs)}
+
+
+def side_by_side(uri: str, file: Path, baseline: Path, rounds: int, server: int | None) -> None:
+    """(b) by this checkout and by `baseline`, ABBA, each into a fresh database; the median rates."""
+    roots = [("current", ROOT), ("baseline", baseline.resolve())]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in roots}
+    for round_ in range(rounds):
+        for name, root in roots if round_ % 2 == 0 else roots[::-1]:  # ABBA: a trend in load cancels out
+            with MongoClient(uri) as client:
+                client.drop_database("bench_service")
+            result = service_import(uri, "bench_service", file, dry_run=False, server=server, root=root)
+            runs[name].append(result)
+            print(
+                f"round {round_ + 1} {name:<9}{result['seconds']:8.1f} s{result['rows'] / result['seconds']:>10,.0f} "
+                f"rows/s  app+workers peak {result['peakRss'] / 2**20:.0f} MiB, "
+                f"db server peak {result['serverPeakRss'] / 2**20:.0f} MiB",
+                flush=True,
+            )
+    counted = {(r["rows"], r["inserted"], r["invalid"], r["duplicate"]) for results in runs.values() for r in results}
+    assert len(counted) == 1, f"the checkouts counted differently: {counted}"
+    rates = {name: statistics.median(r["rows"] / r["seconds"] for r in results) for name, results in runs.items()}
+    print(f"\n{file} ({next(iter(counted))[0]:,} rows); median of {rounds} rounds")
+    for name, rate in rates.items():
+        print(f"{name:<9}{rate:>10,.0f} rows/s")
+    print(f"current / baseline: {rates['current'] / rates['baseline']:.2f}x")
 
 
 def stdlib_parse(file: Path) -> dict[str, float]:
@@ -211,6 +249,8 @@ def main() -> int:
     )
     parser.add_argument("--pyimport-venv", type=Path, default=ROOT / ".bench" / "pyimport-venv")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--baseline", type=Path, help="another checkout: only (b), both in the same rounds (ABBA)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --baseline (each runs both checkouts)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -240,6 +280,9 @@ def main() -> int:
         server = embedded.process.pid  # type: ignore[union-attr]
     results: dict[str, dict[str, float]] = {}
     try:
+        if args.baseline is not None:
+            side_by_side(uri, file, args.baseline, args.rounds, server)
+            return 0
         with MongoClient(uri) as client:
             client.drop_database("bench_service")
             client.drop_database("bench_dry")
