@@ -93,9 +93,17 @@ class EmbeddedMongo:
     """Start (or join), and stop (or leave), the SecantusDB server whose data lives in `storage`."""
 
     def __init__(
-        self, storage: Path, port: int, *, host: str = "127.0.0.1", log_level: str = "WARNING", server: str = "auto"
+        self,
+        storage: Path,
+        port: int,
+        *,
+        host: str = "127.0.0.1",
+        log_level: str = "WARNING",
+        server: str = "auto",
+        flags: tuple[str, ...] = (),
     ):
         self.command = find_server(server)
+        self.flags = flags  # more of the server's own flags (scripts/bench_import.py --server-flags measures them)
         self.storage = storage
         self.host = host
         self.port = port
@@ -184,6 +192,7 @@ class EmbeddedMongo:
             str(self.storage),
             "--log-level",
             self.log_level,
+            *self.flags,
         ]
         # A session of its own: a terminal's Ctrl-C (sent to the whole foreground group) is the app's to handle;
         # the database must stay up while the app cancels and checkpoints.

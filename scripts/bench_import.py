@@ -6,7 +6,10 @@
 
 With --baseline, only (b) runs, for this checkout and the other one in the same rounds, ABBA, each into a
 fresh database on the one server (so a noisy shared machine slows them alike); the counters of every run must
-be equal, and the median rates and their ratio are reported.
+be equal, and the median rates and their ratio are reported. --server-flags does the same for this checkout
+against two embedded servers, one started with the flags and one without:
+
+    .venv/bin/python scripts/bench_import.py --rows 100000 --server-flags "--oplog-async" --rounds 2
 
 All measurements use the same database server (the embedded secantusd-rs unless --uri). Steps:
   (b) the service's import (`python -m app import FILE`), timed from its import_state document, peak RSS of
@@ -33,6 +36,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
@@ -134,29 +138,57 @@ async def raw_ceiling(uri: str, db: str, sample: int, writers: int = 2) -> dict[
     return {"seconds": seconds, "rows": len(docs)}
 
 
-def side_by_side(uri: str, file: Path, baseline: Path, rounds: int, server: int | None) -> None:
-    """(b) by this checkout and by `baseline`, ABBA, each into a fresh database; the median rates."""
-    roots = [("current", ROOT), ("baseline", baseline.resolve())]
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in roots}
+class Contender(NamedTuple):
+    """One side of a side-by-side run: a checkout's code against a server."""
+
+    name: str
+    root: Path
+    uri: str
+    server: int | None
+
+
+def side_by_side(contenders: list[Contender], file: Path, rounds: int) -> None:
+    """(b) by each contender, ABBA, each into a fresh database; the median rates and their ratio."""
+    runs: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
     for round_ in range(rounds):
-        for name, root in roots if round_ % 2 == 0 else roots[::-1]:  # ABBA: a trend in load cancels out
-            with MongoClient(uri) as client:
+        for c in contenders if round_ % 2 == 0 else contenders[::-1]:  # ABBA: a trend in load cancels out
+            with MongoClient(c.uri) as client:
                 client.drop_database("bench_service")
-            result = service_import(uri, "bench_service", file, dry_run=False, server=server, root=root)
-            runs[name].append(result)
+            result = service_import(c.uri, "bench_service", file, dry_run=False, server=c.server, root=c.root)
+            runs[c.name].append(result)
+            rate = result["rows"] / result["seconds"]
             print(
-                f"round {round_ + 1} {name:<9}{result['seconds']:8.1f} s{result['rows'] / result['seconds']:>10,.0f} "
-                f"rows/s  app+workers peak {result['peakRss'] / 2**20:.0f} MiB, "
+                f"round {round_ + 1} {c.name:<12}{result['seconds']:8.1f} s{rate:>10,.0f} rows/s  "
+                f"app+workers peak {result['peakRss'] / 2**20:.0f} MiB, "
                 f"db server peak {result['serverPeakRss'] / 2**20:.0f} MiB",
                 flush=True,
             )
     counted = {(r["rows"], r["inserted"], r["invalid"], r["duplicate"]) for results in runs.values() for r in results}
-    assert len(counted) == 1, f"the checkouts counted differently: {counted}"
+    assert len(counted) == 1, f"the contenders counted differently: {counted}"
     rates = {name: statistics.median(r["rows"] / r["seconds"] for r in results) for name, results in runs.items()}
     print(f"\n{file} ({next(iter(counted))[0]:,} rows); median of {rounds} rounds")
     for name, rate in rates.items():
-        print(f"{name:<9}{rate:>10,.0f} rows/s")
-    print(f"current / baseline: {rates['current'] / rates['baseline']:.2f}x")
+        print(f"{name:<12}{rate:>10,.0f} rows/s")
+    first, second = (c.name for c in contenders)
+    print(f"{first} / {second}: {rates[first] / rates[second]:.2f}x")
+
+
+def flags_side_by_side(work: Path, file: Path, flags: list[str], rounds: int) -> None:
+    """This checkout against two embedded servers, one with `flags`, one without, in the same rounds."""
+    servers = [
+        EmbeddedMongo(work / name / "db", free_port(), log_level="ERROR", flags=tuple(given))
+        for name, given in (("flags", flags), ("default", []))
+    ]
+    try:
+        contenders = [
+            Contender(name, ROOT, server.start(), server.process.pid)  # type: ignore[union-attr]
+            for name, server in zip(("with flags", "default"), servers, strict=True)
+        ]
+        print(f"flags: {' '.join(flags)}")
+        side_by_side(contenders, file, rounds)
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def stdlib_parse(file: Path) -> dict[str, float]:
@@ -250,7 +282,11 @@ def main() -> int:
     parser.add_argument("--pyimport-venv", type=Path, default=ROOT / ".bench" / "pyimport-venv")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--baseline", type=Path, help="another checkout: only (b), both in the same rounds (ABBA)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of --baseline (each runs both checkouts)")
+    parser.add_argument(
+        "--server-flags",
+        help='only (b), against two embedded servers, with these flags (e.g. "--oplog-async") and without, ABBA',
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --baseline/--server-flags (ABBA)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -271,6 +307,9 @@ def main() -> int:
         )
     file = file.resolve()
     size = file.stat().st_size
+    if args.server_flags:
+        flags_side_by_side(work, file, args.server_flags.split(), args.rounds)
+        return 0
     embedded = None
     uri = args.uri
     server = None
@@ -281,7 +320,11 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     try:
         if args.baseline is not None:
-            side_by_side(uri, file, args.baseline, args.rounds, server)
+            current, baseline = (
+                Contender("current", ROOT, uri, server),
+                Contender("baseline", args.baseline.resolve(), uri, server),
+            )
+            side_by_side([current, baseline], file, args.rounds)
             return 0
         with MongoClient(uri) as client:
             client.drop_database("bench_service")
