@@ -31,7 +31,7 @@ RUNNING_INDEX = "one_running_job"
 # (scripts/bench_indexes.py).
 INDEXES: dict[str, list[IndexModel]] = {
     CUSTOMERS: [
-        IndexModel([("searchPrefixes", ASCENDING), ("_id", ASCENDING)], name="searchPrefixes_id"),
+        IndexModel([("searchKeys", ASCENDING), ("_id", ASCENDING)], name="searchKeys_id"),
         IndexModel([("emailKey", ASCENDING), ("_id", ASCENDING)], name="emailKey_id"),
         IndexModel([("countryKey", ASCENDING), ("_id", ASCENDING)], name="countryKey_id"),
     ],
@@ -48,11 +48,13 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
 }
 # What earlier versions kept and this one migrates away from (app/customers/repository.migrate_customers): one
-# multikey index for every filter; then `searchKeys`, every prefix of 1 to 3 characters of each term (9 index
-# entries per customer where `searchPrefixes` makes about 3); and a census of customers for SecantusDB's Python
-# server.
-LEGACY_INDEXES = ("searchKeys", "searchKeys_id")
+# multikey index for every filter, and a census of customers for SecantusDB's Python server.
+LEGACY_INDEXES = ("searchKeys",)
 LEGACY_COLLECTIONS = ("service_meta",)
+# The version of the customers' keys a database holds, recorded by the migration in MIGRATIONS: 1, one tagged
+# multikey array; 2, per-filter keys with every prefix of 1 to 3 characters in `searchKeys`; 3, the first 3.
+MIGRATIONS = "migrations"
+KEYS_VERSION = 3
 
 
 def make_client(uri: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[dict[str, Any]]:

@@ -9,7 +9,7 @@ fresh database on the one server (so a noisy shared machine slows them alike); t
 be equal, and the median rates and their ratio are reported. --server-flags does the same for this checkout
 against two embedded servers, one started with the flags and one without:
 
-    .venv/bin/python scripts/bench_import.py --rows 100000 --server-flags "--oplog-async" --rounds 2
+    .venv/bin/python scripts/bench_import.py --rows 100000 --server-flags=--oplog-async --rounds 2
 
 All measurements use the same database server (the embedded secantusd-rs unless --uri). Steps:
   (b) the service's import (`python -m app import FILE`), timed from its import_state document, peak RSS of
@@ -284,7 +284,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another checkout: only (b), both in the same rounds (ABBA)")
     parser.add_argument(
         "--server-flags",
-        help='only (b), against two embedded servers, with these flags (e.g. "--oplog-async") and without, ABBA',
+        help='only (b), against two embedded servers, with these flags (--server-flags=--oplog-async) and without, ABBA',
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --baseline/--server-flags (ABBA)")
     args = parser.parse_args()

@@ -6,11 +6,11 @@ Parses a generated file with the service's own parser (so the documents are exac
 writes), then inserts them with two writers, batches of 1000 and insert_many(ordered=False) into a fresh
 collection per variant, all against one server:
 - no secondary index;
-- the service's index set (INDEXES["customers"] of app/db.py: searchPrefixes_id, emailKey_id, countryKey_id);
+- the service's index set (INDEXES["customers"] of app/db.py: searchKeys_id, emailKey_id, countryKey_id);
 - each of those three indexes alone;
-- the set before issue 22: `searchPrefixes` holding every prefix of 1 to 3 characters of each term (what
+- the set before issue 22: `searchKeys` holding every prefix of 1 to 3 characters of each term (what
   `searchKeys` held), with emailKey_id and countryKey_id; and that prefix index alone;
-- searchPrefixes_id with the keys recomputed here: the first 4 or 6 characters of each term instead of the
+- searchKeys_id with the keys recomputed here: the first 4 or 6 characters of each term instead of the
   service's PREFIX_CHARS, and whole terms only: what the prefix length costs;
 - pyimport's shape: ObjectId _id, customerId a plain field, no keys, three single-field indexes (as many
   secondary indexes as ours).
@@ -75,7 +75,7 @@ def as_parsed(doc: dict[str, Any]) -> dict[str, Any]:
 def prefixes(prefix_chars: int, *, every: bool = False) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def shape(doc: dict[str, Any]) -> dict[str, Any]:
         keys = search_keys(doc, prefix_chars, every=every)
-        return {**doc, "searchPrefixes": keys} if keys else doc
+        return {**doc, "searchKeys": keys} if keys else doc
 
     return shape
 
@@ -87,17 +87,17 @@ def pyimport_shape(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-SEARCH = [BY_NAME["searchPrefixes_id"]]
+SEARCH = [BY_NAME["searchKeys_id"]]
 VARIANTS = {
     "no secondary index": (as_parsed, []),
     "the service's 3 indexes": (as_parsed, SERVICE),
-    f"searchPrefixes_id alone (first {PREFIX_CHARS}, the service)": (as_parsed, SEARCH),
+    f"searchKeys_id alone (first {PREFIX_CHARS}, the service)": (as_parsed, SEARCH),
     "emailKey_id alone": (as_parsed, [BY_NAME["emailKey_id"]]),
     "countryKey_id alone": (as_parsed, [BY_NAME["countryKey_id"]]),
     "before issue 22: prefixes 1..3 + email + country": (prefixes(3, every=True), SERVICE),
     "before issue 22: prefixes 1..3 alone": (prefixes(3, every=True), SEARCH),
-    **{f"searchPrefixes_id, first {n}": (prefixes(n), SEARCH) for n in (4, 6) if n != PREFIX_CHARS},
-    "searchPrefixes_id, whole terms only": (prefixes(0), SEARCH),
+    **{f"searchKeys_id, first {n}": (prefixes(n), SEARCH) for n in (4, 6) if n != PREFIX_CHARS},
+    "searchKeys_id, whole terms only": (prefixes(0), SEARCH),
     "pyimport shape + 3 single-field": (pyimport_shape, PYIMPORT_INDEXES),
 }
 
@@ -139,7 +139,7 @@ def main() -> int:
     docs = [bson.decode(doc) for batch in parsed.batches for doc in batch.docs]
     file.unlink()
     # The local search_keys mirrors the service's: at PREFIX_CHARS it gives exactly what the parser stored.
-    assert all(search_keys(doc, PREFIX_CHARS) == doc.get("searchPrefixes", []) for doc in docs)
+    assert all(search_keys(doc, PREFIX_CHARS) == doc.get("searchKeys", []) for doc in docs)
     embedded = None if args.uri else EmbeddedMongo(work / "db", free_port(), log_level="ERROR")
     uri = args.uri or embedded.start()  # type: ignore[union-attr]
     try:

@@ -16,7 +16,7 @@ country=, q= 3 letters of a last name, q= a full email, q= 3 letters + country, 
 rare, none, beside a country; --repeat/10 runs, at least 3); and CustomerRepository.update
 (a PATCH) of first_name and of country. Prints p50/p99/max milliseconds, the total and whether it was capped,
 then the winning plan of each command the repository sent (recorded with a command listener and explained),
-e.g. `LIMIT>FETCH>IXSCAN(searchPrefixes_id)`, with the keys and documents it examined.
+e.g. `LIMIT>FETCH>IXSCAN(searchKeys_id)`, with the keys and documents it examined.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The stored shape of a customer, shared by the API and the import workers (pure: no I/O).
 
 Besides its fields, a customer carries the keys its indexes serve (app/db.py), derived here only:
-- `searchPrefixes` (indexed): for each of first name, last name, company and email, lower-cased, its first
-  PREFIX_CHARS characters (a shorter term whole), without repeats: about 3 index entries per customer instead
-  of the 9 that every prefix of 1 to 3 characters took (docs/performance.md, issue 22). A `q` of PREFIX_CHARS
-  characters is one equality on it, so the `(searchPrefixes, _id)` index walks its matches in customerId order
+- `searchKeys` (indexed): for each of first name, last name, company and email, lower-cased, its first
+  PREFIX_CHARS characters (a shorter term whole), without repeats: about 3 index entries per customer where
+  every prefix of 1 to 3 characters took 9 (docs/performance.md, issue 22). A `q` of PREFIX_CHARS
+  characters is one equality on it, so the `(searchKeys, _id)` index walks its matches in customerId order
   and stops at the page's limit; a shorter `q` is app/customers/repository.py's to serve.
 - `searchTerms` (not indexed): the same four terms whole. A longer `q` is the equality on its first
   PREFIX_CHARS characters plus a range over these; being unindexed, the range cannot be taken for the index's
@@ -34,10 +34,8 @@ FIELDS = (
 )
 SEARCHED = ("firstName", "lastName", "company", "email")
 INDEXED = (*SEARCHED, "country")  # the fields the keys are derived from
-KEY_SOURCES = {"searchPrefixes": SEARCHED, "searchTerms": SEARCHED, "emailKey": ("email",), "countryKey": ("country",)}
+KEY_SOURCES = {"searchKeys": SEARCHED, "searchTerms": SEARCHED, "emailKey": ("email",), "countryKey": ("country",)}
 KEYS = tuple(KEY_SOURCES)
-# Keys an earlier version stored and this one removes (app/customers/repository.migrate_customers).
-LEGACY_KEYS = ("searchKeys",)
 PREFIX_CHARS = 3  # each index entry costs inserts: scripts/bench_indexes.py, docs/performance.md
 KEY_CHARS = 256  # longest value kept in an index key
 
@@ -61,7 +59,7 @@ def index_keys(doc: dict[str, Any]) -> dict[str, Any]:
     """The keys a customer with these fields carries; a key whose fields are empty is absent."""
     keys: dict[str, Any] = {}
     if terms := search_terms(doc):
-        keys["searchPrefixes"] = search_prefixes(doc)
+        keys["searchKeys"] = search_prefixes(doc)
         keys["searchTerms"] = terms
     if email := doc.get("email"):
         keys["emailKey"] = text_key(email)

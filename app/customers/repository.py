@@ -16,9 +16,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from app.customers.document import INDEXED, KEYS, LEGACY_KEYS, PREFIX_CHARS, index_keys, text_key
+from app.customers.document import INDEXED, KEYS, PREFIX_CHARS, index_keys, text_key
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
-from app.db import CUSTOMERS, LEGACY_COLLECTIONS, LEGACY_INDEXES
+from app.db import CUSTOMERS, KEYS_VERSION, LEGACY_COLLECTIONS, LEGACY_INDEXES, MIGRATIONS
 from app.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -75,18 +75,18 @@ def _starts_with(prefix: str) -> dict[str, Any]:
 
 
 def _q_filter(q: str, *, walked: bool) -> dict[str, Any]:
-    """Some searched term starts with `q`, in any case (app/customers/document.py: what `searchPrefixes` holds).
+    """Some searched term starts with `q`, in any case (app/customers/document.py: what `searchKeys` holds).
     `walked`: an email or country equality already gives the index walk, which a short q only filters."""
     prefix = text_key(q)
     if len(prefix) < PREFIX_CHARS:
         # Alone, a short q is the range of the keys that start with it: the index bounds hold exactly its matches,
         # but in key order, so the page is a top-k sort of them (docs/performance.md: its cost at 1 M customers).
         # Beside an equality it is a filter on the unindexed terms, so the only plan is the equality's walk.
-        return {"searchTerms": _starts_with(prefix)} if walked else {"searchPrefixes": _starts_with(prefix)}
+        return {"searchTerms": _starts_with(prefix)} if walked else {"searchKeys": _starts_with(prefix)}
     if len(prefix) == PREFIX_CHARS:
-        return {"searchPrefixes": prefix}
+        return {"searchKeys": prefix}
     # The equality is the index range; the range over the (unindexed) whole terms keeps those that start with q.
-    return {"searchPrefixes": prefix[:PREFIX_CHARS], "searchTerms": _starts_with(prefix)}
+    return {"searchKeys": prefix[:PREFIX_CHARS], "searchTerms": _starts_with(prefix)}
 
 
 def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[str, Any]:
@@ -107,16 +107,19 @@ MIGRATION_BATCH = 1000  # customers rewritten per bulk_write by the start-up mig
 
 
 async def migrate_customers(db: AsyncDatabase[dict[str, Any]]) -> None:
-    """Bring a database written by an earlier version up to date, once, at start: every customer gets today's
-    keys (`searchPrefixes` in place of `searchKeys`, app/customers/document.py), in batches, then the old
-    indexes and the old census collection are dropped. A crash part way leaves an old index, so the next start
-    goes over every customer again (the writes are idempotent)."""
+    """Bring the customers of a database written by an earlier version up to this version's keys, once, at
+    start: every customer gets today's keys (app/customers/document.py) in batches, with progress logged; then
+    the old indexes and the old census collection are dropped and the keys' version is recorded in the
+    `migrations` collection. Lists are right meanwhile (an old customer's 1..3-character prefixes still hold
+    the first 3 characters a `q` looks up), and no index is built over the existing customers (a build over a
+    large collection did not finish on secantusd-rs: docs/secantus-rs-differences.md, 5). A crash part way
+    records nothing, so the next start goes over every customer again (the writes are idempotent)."""
     customers = db[CUSTOMERS]
-    stale = [name for name in await customers.index_information() if name in LEGACY_INDEXES]
-    if not stale:
+    if await db[MIGRATIONS].find_one({"_id": CUSTOMERS, "keys": KEYS_VERSION}):
         return
     total = await customers.estimated_document_count()
-    log.info("migrating %d customers to this version's index keys (once)", total)
+    if total:
+        log.info("migrating %d customers to this version's index keys (once)", total)
     done, ops = 0, []
     async for doc in customers.find({}, dict.fromkeys(INDEXED, 1), batch_size=MIGRATION_BATCH):
         ops.append(_rekey(doc))
@@ -125,17 +128,20 @@ async def migrate_customers(db: AsyncDatabase[dict[str, Any]]) -> None:
             ops = []
             log.info("migrated %d of about %d customers", done, total)
     done += await _write_keys(customers, ops)
-    for name in stale:
-        await customers.drop_index(name)
+    for name in await customers.index_information():
+        if name in LEGACY_INDEXES:
+            await customers.drop_index(name)
     for name in LEGACY_COLLECTIONS:
         await db.drop_collection(name)
-    log.info("migration done: %d customers rekeyed", done)
+    await db[MIGRATIONS].replace_one({"_id": CUSTOMERS}, {"keys": KEYS_VERSION}, upsert=True)
+    if total:
+        log.info("migration done: %d customers rekeyed", done)
 
 
 def _keys_of(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """($set, $unset) that give a stored customer the keys of these fields (a key of empty fields is removed)."""
     keys = index_keys(doc)
-    return keys, {name: "" for name in (*KEYS, *LEGACY_KEYS) if name not in keys}
+    return keys, {name: "" for name in KEYS if name not in keys}
 
 
 def _unchanged(customer_id: Any, doc: dict[str, Any]) -> dict[str, Any]:

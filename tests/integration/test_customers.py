@@ -113,7 +113,7 @@ async def test_an_imported_customer_is_not_hand_edited(client: Client, db: Async
     await insert_imported(db, "imp-1")
     body = (await client.get("/customers/imp-1")).json()
     assert body["handEdited"] is False
-    assert "importJobId" not in body and "searchPrefixes" not in body
+    assert "importJobId" not in body and "searchKeys" not in body
 
 
 # --- update / delete ----------------------------------------------------------------------------------------
@@ -479,7 +479,7 @@ async def test_create_accepts(client: Client, db: AsyncDatabase, field: str, val
         ("handEdited", True),
         ("createdAt", "2020-01-01T00:00:00Z"),
         ("_id", "x"),
-        ("searchPrefixes", ["x"]),
+        ("searchKeys", ["x"]),
         ("firstname", "Ann"),
         ("nickname", "Annie"),
     ],

@@ -148,8 +148,8 @@ def explained_page(db: AsyncDatabase, filters: dict[str, str], after: str | None
     ("filters", "index"),
     [
         ({}, "_id_"),
-        ({"q": "ann"}, "searchPrefixes_id"),
-        ({"q": "annandale"}, "searchPrefixes_id"),
+        ({"q": "ann"}, "searchKeys_id"),
+        ({"q": "annandale"}, "searchKeys_id"),
         ({"email": "C3@example.com"}, "emailKey_id"),
         ({"country": "FRANCE"}, "countryKey_id"),
         ({"country": "France", "q": "ann"}, None),
@@ -201,7 +201,7 @@ async def test_a_q_shorter_than_the_prefixes_is_a_top_k_sort_of_its_index_range_
     matches = [i for i in expected_ids(people, {"q": q}) if i in everyone]
     assert stats["nReturned"] == min(6, len(matches))
     if plan[0] == "SORT":
-        assert [stage for stage in plan if stage != "FETCH"] == ["SORT", "IXSCAN(searchPrefixes_id)"], plan
+        assert [stage for stage in plan if stage != "FETCH"] == ["SORT", "IXSCAN(searchKeys_id)"], plan
         assert stage_named(winning, "SORT").get("limitAmount", 6) == 6, plan
         assert len(matches) <= stats["totalDocsExamined"] <= len(expected_ids(people, {"q": q}))
     else:

@@ -1,6 +1,6 @@
 """The start-up migration of customers written by earlier versions: every customer rekeyed in bounded batches
-with logged progress, the old indexes dropped last, a crash part way resumed by the next start, a customer
-changed meanwhile left alone."""
+with logged progress, lists right meanwhile, the old indexes dropped and the keys' version recorded last, a
+crash part way resumed by the next start, a customer changed meanwhile left alone."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.customers.document import KEYS, LEGACY_KEYS, index_keys
+from app.customers.document import KEYS, index_keys
 from app.customers.repository import MIGRATION_BATCH, CustomerRepository, migrate_customers
 from app.customers.schemas import CustomerUpdate
-from app.db import LEGACY_INDEXES, ensure_indexes
+from app.db import KEYS_VERSION, LEGACY_INDEXES, MIGRATIONS, ensure_indexes
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 SEARCHED = ("firstName", "lastName", "company", "email")
@@ -54,6 +54,7 @@ async def written_by(db: AsyncDatabase, version: str, count: int) -> list[dict[s
     """`count` customers as `version` stored them (half in France), its index, and one operator's document."""
     build, keys, name = VERSIONS[version]
     await db.customers.drop()
+    await db[MIGRATIONS].drop()
     await db.customers.create_index(keys, name=name)
     await db.service_meta.insert_one({"_id": "customers", "idKeys": True, "count": count})
     old = [
@@ -75,11 +76,17 @@ async def written_by(db: AsyncDatabase, version: str, count: int) -> list[dict[s
 
 async def assert_migrated(db: AsyncDatabase, count: int) -> None:
     indexes = await db.customers.index_information()
-    assert not set(LEGACY_INDEXES) & set(indexes) and "searchPrefixes_id" in indexes
+    assert not set(LEGACY_INDEXES) & set(indexes) and "searchKeys_id" in indexes
     assert "service_meta" not in await db.list_collection_names()
+    assert await db[MIGRATIONS].find_one({"_id": "customers"}) == {"_id": "customers", "keys": KEYS_VERSION}
     async for doc in db.customers.find():
         fields = {name: doc[name] for name in ("firstName", "lastName", "email", "country") if name in doc}
-        assert {name: doc[name] for name in (*KEYS, *LEGACY_KEYS) if name in doc} == index_keys(fields), doc["_id"]
+        assert {name: doc[name] for name in KEYS if name in doc} == index_keys(fields), doc["_id"]
+    await assert_lists(db, count)
+
+
+async def assert_lists(db: AsyncDatabase, count: int) -> None:
+    """What a few lists of the customers `written_by` stored give, whatever their keys' version."""
     repository = CustomerRepository(db.customers)
     assert (await repository.list(limit=5, page=None, after=None, country="FRANCE")).total == count // 2
     found = await repository.list(limit=5, page=None, after=None, q="ann12")
@@ -130,9 +137,10 @@ async def test_a_migration_cut_short_is_finished_by_the_next_start(db: AsyncData
     crashing = CrashAfterOneBatch()
     with pytest.raises(ConnectionResetError):
         await migrate_customers(Database(db, crashing))  # type: ignore[arg-type]
-    assert crashing.writes == 2 and "searchKeys_id" in await db.customers.index_information()
-    left = await db.customers.count_documents({"searchKeys": {"$exists": True}})
-    assert 2500 - MIGRATION_BATCH <= left < 2500  # the first batch was written (the operator's document in it or not)
+    assert crashing.writes == 2 and await db[MIGRATIONS].find_one() is None
+    old = await db.customers.count_documents({"searchKeys": "a"})  # a 1-character prefix: the old keys
+    assert 2500 - MIGRATION_BATCH <= old < 2500  # the first batch was written (the operator's document in it or not)
+    await assert_lists(db, 2500)  # right on a half-migrated database
     await migrate_customers(db)
     await assert_migrated(db, 2500)
 
@@ -154,7 +162,7 @@ async def test_the_migration_leaves_a_customer_changed_meanwhile_alone(db: Async
     """A PATCH between the migration's read and its write already wrote the right keys: the guarded write
     must not put back keys of the old values."""
     await db.customers.drop()
-    await db.customers.create_index([("searchKeys", 1), ("_id", 1)], name="searchKeys_id")
+    await db[MIGRATIONS].drop()
     fields = {"firstName": "Ann", "lastName": "Lee", "email": "a@b.c"}
     await db.customers.insert_one(every_prefix_version("p1", fields))
     await ensure_indexes(db)
@@ -173,5 +181,5 @@ async def test_the_migration_leaves_a_customer_changed_meanwhile_alone(db: Async
     await migrate_customers(Database(db, PatchFirst()))  # type: ignore[arg-type]
     stored = await db.customers.find_one({"_id": "p1"})
     assert stored is not None and stored["firstName"] == "Zed"
-    assert {name: stored[name] for name in (*KEYS, *LEGACY_KEYS) if name in stored} == index_keys(stored)
-    assert "ann" not in stored["searchTerms"] and "ann" not in stored["searchPrefixes"]
+    assert {name: stored[name] for name in KEYS if name in stored} == index_keys(stored)
+    assert "ann" not in stored["searchTerms"] and stored["searchKeys"] == ["zed", "lee", "a@b"]

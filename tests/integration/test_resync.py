@@ -103,8 +103,8 @@ async def test_resync_updates_what_changed_and_never_overwrites_hand_edits(
     assert after["R00010"]["updatedAt"] > before["R00010"]["updatedAt"]
     assert "phone1" not in after["R00005"] and after["R00005"]["firstName"] == "Ann5"
     # The keys follow the new name.
-    assert {name: after["R00003"][name] for name in ("searchPrefixes", "searchTerms")} == {
-        name: value for name, value in index_keys(after["R00003"]).items() if name in ("searchPrefixes", "searchTerms")
+    assert {name: after["R00003"][name] for name in ("searchKeys", "searchTerms")} == {
+        name: value for name, value in index_keys(after["R00003"]).items() if name in ("searchKeys", "searchTerms")
     }
     assert "renamed" in after["R00003"]["searchTerms"] and "ann3" in before["R00003"]["searchTerms"]
     found = (await client.get("/customers", params={"q": "renam"})).json()

@@ -77,13 +77,13 @@ def test_search_prefixes_are_each_term_s_first_characters(
         (
             {"email": "Ann@Example.COM", "country": "Côte d'Ivoire"},
             {
-                "searchPrefixes": ["ann"],
+                "searchKeys": ["ann"],
                 "searchTerms": ["ann@example.com"],
                 "emailKey": "ann@example.com",
                 "countryKey": "côte d'ivoire",
             },
         ),
-        ({"firstName": "Ann"}, {"searchPrefixes": ["ann"], "searchTerms": ["ann"]}),
+        ({"firstName": "Ann"}, {"searchKeys": ["ann"], "searchTerms": ["ann"]}),
         ({"country": "FRANCE", "city": "Paris"}, {"countryKey": "france"}),
         ({"city": "Paris"}, {}),
     ],

@@ -131,7 +131,7 @@ def test_a_mapped_column_wins_over_a_recognised_one(header: bytes, fields: tuple
     [
         (b"Index,Customer Id\n", (None, "customerId"), ()),
         (b"Customer Id,_id,importJobId,Notes\n", ("customerId", None, None, None), ("_id", "importJobId", "Notes")),
-        (b"Customer Id,createdAt,searchPrefixes\n", ("customerId", None, None), ("createdAt", "searchPrefixes")),
+        (b"Customer Id,createdAt,searchKeys\n", ("customerId", None, None), ("createdAt", "searchKeys")),
         (b"\xef\xbb\xbfCustomer Id,Email\r\n", ("customerId", "email"), ()),
         (b'"Customer Id","First, Name"\n', ("customerId", None), ("First, Name",)),
         (b"Customer Id", ("customerId",), ()),
