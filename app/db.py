@@ -58,9 +58,13 @@ KEYS_VERSION = 3
 
 
 def make_client(uri: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[dict[str, Any]]:
-    """One client per app (it belongs to one event loop), identified to the server."""
+    """One client per app (it belongs to one event loop), identified to the server. Its writes are journaled
+    (j:true) before they are acknowledged: an import goes on from what was acknowledged, so a server that loses
+    an acknowledged write in a crash (a standalone mongod's default, j:false, can) would lose rows for good
+    (docs/performance.md, issue 22: tests/system/test_database_crash.py)."""
     return AsyncMongoClient(
         uri,
+        journal=True,
         driver=DriverInfo(name="customer-import", version=version("customer-import")),
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,

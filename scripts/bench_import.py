@@ -7,9 +7,10 @@
 With --baseline, only (b) runs, for this checkout and the other one in the same rounds, ABBA, each into a
 fresh database on the one server (so a noisy shared machine slows them alike); the counters of every run must
 be equal, and the median rates and their ratio are reported. --server-flags does the same for this checkout
-against two embedded servers, one started with the flags and one without:
+against two embedded servers, one started with exactly those flags (none: --server-flags=) and one with the
+embedded default (app/embedded.py SERVER_FLAGS):
 
-    .venv/bin/python scripts/bench_import.py --rows 100000 --server-flags=--oplog-async --rounds 2
+    .venv/bin/python scripts/bench_import.py --rows 100000 --server-flags="--sync-on-commit" --rounds 2
 
 All measurements use the same database server (the embedded secantusd-rs unless --uri). Steps:
   (b) the service's import (`python -m app import FILE`), timed from its import_state document, peak RSS of
@@ -46,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.customers.document import is_email  # noqa: E402
 from app.db import CUSTOMERS, INDEXES  # noqa: E402
-from app.embedded import EmbeddedMongo, free_port  # noqa: E402
+from app.embedded import SERVER_FLAGS, EmbeddedMongo, free_port  # noqa: E402
 from app.imports.header import map_header  # noqa: E402
 from app.imports.parse import parse_date  # noqa: E402
 
@@ -174,17 +175,18 @@ def side_by_side(contenders: list[Contender], file: Path, rounds: int) -> None:
 
 
 def flags_side_by_side(work: Path, file: Path, flags: list[str], rounds: int) -> None:
-    """This checkout against two embedded servers, one with `flags`, one without, in the same rounds."""
+    """This checkout against two embedded servers, one started with exactly `flags`, one with the embedded
+    default (SERVER_FLAGS), in the same rounds."""
     servers = [
-        EmbeddedMongo(work / name / "db", free_port(), log_level="ERROR", flags=tuple(given))
-        for name, given in (("flags", flags), ("default", []))
+        EmbeddedMongo(work / name / "db", free_port(), log_level="ERROR", flags=given)
+        for name, given in (("flags", tuple(flags)), ("default", SERVER_FLAGS))
     ]
     try:
         contenders = [
             Contender(name, ROOT, server.start(), server.process.pid)  # type: ignore[union-attr]
             for name, server in zip(("with flags", "default"), servers, strict=True)
         ]
-        print(f"flags: {' '.join(flags)}")
+        print(f"with flags: {' '.join(flags) or '(none)'}; default: {' '.join(SERVER_FLAGS)}")
         side_by_side(contenders, file, rounds)
     finally:
         for server in servers:
@@ -284,7 +286,8 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another checkout: only (b), both in the same rounds (ABBA)")
     parser.add_argument(
         "--server-flags",
-        help='only (b), against two embedded servers, with these flags (--server-flags=--oplog-async) and without, ABBA',
+        help="only (b), ABBA: an embedded server with exactly these flags (--server-flags=--oplog-async) against "
+        "one with the embedded default",
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --baseline/--server-flags (ABBA)")
     args = parser.parse_args()
@@ -307,7 +310,7 @@ def main() -> int:
         )
     file = file.resolve()
     size = file.stat().st_size
-    if args.server_flags:
+    if args.server_flags is not None:
         flags_side_by_side(work, file, args.server_flags.split(), args.rounds)
         return 0
     embedded = None
