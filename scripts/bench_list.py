@@ -13,7 +13,7 @@ version derives, skips the seeding (the default is a temporary folder, removed a
 Then times, --repeat times each, CustomerRepository.list (limit 50; page and total as the API returns them):
 the first page, a page after a cursor from the middle, page=20, email= (an existing email in upper case),
 country=, q= 3 letters of a last name, q= a full email, q= 3 letters + country, q= 1 and 2 letters (common,
-rare, none, beside a country; --repeat/10 runs, at least 3); and CustomerRepository.update
+less common, none, beside a country; --repeat/10 runs, at least 3); and CustomerRepository.update
 (a PATCH) of first_name and of country. Prints p50/p99/max milliseconds, the total and whether it was capped,
 then the winning plan of each command the repository sent (recorded with a command listener and explained),
 e.g. `LIMIT>FETCH>IXSCAN(searchKeys_id)`, with the keys and documents it examined.
@@ -189,12 +189,12 @@ def cases(sample: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def short_cases(sample: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """q of 1 and 2 letters (app/customers/repository._q_filter): common, rare, none, and beside a country."""
+    """q of 1 and 2 letters (app/customers/repository._q_filter): common, less common, none, beside a country."""
     one, two = sample["lastName"][:1], sample["lastName"][:2]
     return [
         (f"q={one} (short)", {"q": one}),
         (f"q={two} (short)", {"q": two}),
-        ("q=Ło (short, rare: one last name in 170)", {"q": "Ło"}),
+        ("q=Ło (short, a less common start)", {"q": "Ło"}),
         ("q=xq (short, no match)", {"q": "xq"}),
         (f"q={two}&country={sample['country']} (short)", {"q": two, "country": sample["country"]}),
     ]
