@@ -26,8 +26,9 @@ RUNNING_INDEX = "one_running_job"
 
 # customerId is stored as _id, so the unfiltered list walks the _id index. Each filter has an index that starts
 # with its key and continues with _id: an equality on the key walks its matches in the list's order and stops at
-# the page's limit, with no sort (the keys: app/customers/document.py). What each index costs at ingest is in
-# docs/performance.md (scripts/bench_indexes.py).
+# the page's limit, with no sort (the keys: app/customers/document.py; a `q` of 1 or 2 characters is the one
+# exception, app/customers/repository.py). What each index entry costs at ingest: docs/performance.md
+# (scripts/bench_indexes.py).
 INDEXES: dict[str, list[IndexModel]] = {
     CUSTOMERS: [
         IndexModel([("searchKeys", ASCENDING), ("_id", ASCENDING)], name="searchKeys_id"),
@@ -50,12 +51,20 @@ INDEXES: dict[str, list[IndexModel]] = {
 # multikey index for every filter, and a census of customers for SecantusDB's Python server.
 LEGACY_INDEXES = ("searchKeys",)
 LEGACY_COLLECTIONS = ("service_meta",)
+# The version of the customers' keys a database holds, recorded by the migration in MIGRATIONS: 1, one tagged
+# multikey array; 2, per-filter keys with every prefix of 1 to 3 characters in `searchKeys`; 3, the first 3.
+MIGRATIONS = "migrations"
+KEYS_VERSION = 3
 
 
 def make_client(uri: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[dict[str, Any]]:
-    """One client per app (it belongs to one event loop), identified to the server."""
+    """One client per app (it belongs to one event loop), identified to the server. Its writes are journaled
+    (j:true) before they are acknowledged: an import goes on from what was acknowledged, so a server that loses
+    an acknowledged write in a crash (a standalone mongod's default, j:false, can) would lose rows for good
+    (docs/performance.md, issue 22: tests/system/test_database_crash.py)."""
     return AsyncMongoClient(
         uri,
+        journal=True,
         driver=DriverInfo(name="customer-import", version=version("customer-import")),
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,

@@ -2,6 +2,15 @@
 
     .venv/bin/python scripts/bench_import.py --rows 100000            # generates the file, embedded server
     .venv/bin/python scripts/bench_import.py --file big.csv --uri mongodb://localhost:27017
+    .venv/bin/python scripts/bench_import.py --rows 200000 --baseline /path/to/old/checkout --rounds 2
+
+With --baseline, only (b) runs, for this checkout and the other one in the same rounds, ABBA, each into a
+fresh database on the one server (so a noisy shared machine slows them alike); the counters of every run must
+be equal, and the median rates and their ratio are reported. --server-flags does the same for this checkout
+against two embedded servers, one started with exactly those flags (none: --server-flags=) and one with the
+embedded default (app/embedded.py SERVER_FLAGS):
+
+    .venv/bin/python scripts/bench_import.py --rows 100000 --server-flags="--sync-on-commit" --rounds 2
 
 All measurements use the same database server (the embedded secantusd-rs unless --uri). Steps:
   (b) the service's import (`python -m app import FILE`), timed from its import_state document, peak RSS of
@@ -21,12 +30,14 @@ import asyncio
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
@@ -36,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.customers.document import is_email  # noqa: E402
 from app.db import CUSTOMERS, INDEXES  # noqa: E402
-from app.embedded import EmbeddedMongo, free_port  # noqa: E402
+from app.embedded import SERVER_FLAGS, EmbeddedMongo, free_port  # noqa: E402
 from app.imports.header import map_header  # noqa: E402
 from app.imports.parse import parse_date  # noqa: E402
 
@@ -56,12 +67,12 @@ def tree_rss(pid: int) -> int:
 
 
 def run_sampled(
-    cmd: list[str], env: dict[str, str], *, check: bool = True, server: int | None = None
+    cmd: list[str], env: dict[str, str], *, check: bool = True, server: int | None = None, cwd: Path = ROOT
 ) -> tuple[float, int, list[int], str, int]:
     """Run a command; return wall seconds, peak tree RSS, RSS samples, its output and the peak RSS of the
     database server (pid `server`, sampled alongside; 0 without one)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
     samples: list[int] = []
     server_peak = 0
     output: list[bytes] = []
@@ -80,19 +91,26 @@ def run_sampled(
     return seconds, max(samples, default=0), samples, text, server_peak
 
 
-def service_import(uri: str, db: str, file: Path, *, dry_run: bool, server: int | None) -> dict[str, float]:
+def service_import(
+    uri: str, db: str, file: Path, *, dry_run: bool, server: int | None, root: Path = ROOT
+) -> dict[str, float]:
+    """`python -m app import FILE` by the checkout at `root`, timed from its import_state document."""
     env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DB": db, "LOG_LEVEL": "WARNING", "COLUMNS": "120"}
+    env["PYTHONPATH"] = str(root)  # the checkout's `app`, with this venv's packages
     cmd = [sys.executable, "-m", "app", "import", str(file), *(["--dry-run"] if dry_run else [])]
-    wall, peak, samples, _, server_peak = run_sampled(cmd, env, server=server)
+    wall, peak, samples, _, server_peak = run_sampled(cmd, env, server=server, cwd=root)
     with MongoClient(uri) as client:
         job = client[db].import_state.find_one(sort=[("startedAt", -1)])
     seconds = (job["finishedAt"] - job["startedAt"]).total_seconds()
     quarter = max(1, len(samples) // 4)
+    assert job["status"] == "COMPLETED", job
     return {
         "seconds": seconds,
         "wall": wall,
         "rows": job["rowsProcessed"],
         "inserted": job["rowsInserted"],
+        "invalid": job["rowsInvalid"],
+        "duplicate": job["rowsDuplicate"],
         "peakRss": peak,
         "firstQuarterRss": max(samples[:quarter], default=0),
         "lastQuarterRss": max(samples[-quarter:], default=0),
@@ -119,6 +137,60 @@ async def raw_ceiling(uri: str, db: str, sample: int, writers: int = 2) -> dict[
         seconds = time.perf_counter() - start
         await twin.drop()
     return {"seconds": seconds, "rows": len(docs)}
+
+
+class Contender(NamedTuple):
+    """One side of a side-by-side run: a checkout's code against a server."""
+
+    name: str
+    root: Path
+    uri: str
+    server: int | None
+
+
+def side_by_side(contenders: list[Contender], file: Path, rounds: int) -> None:
+    """(b) by each contender, ABBA, each into a fresh database; the median rates and their ratio."""
+    runs: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
+    for round_ in range(rounds):
+        for c in contenders if round_ % 2 == 0 else contenders[::-1]:  # ABBA: a trend in load cancels out
+            with MongoClient(c.uri) as client:
+                client.drop_database("bench_service")
+            result = service_import(c.uri, "bench_service", file, dry_run=False, server=c.server, root=c.root)
+            runs[c.name].append(result)
+            rate = result["rows"] / result["seconds"]
+            print(
+                f"round {round_ + 1} {c.name:<12}{result['seconds']:8.1f} s{rate:>10,.0f} rows/s  "
+                f"app+workers peak {result['peakRss'] / 2**20:.0f} MiB, "
+                f"db server peak {result['serverPeakRss'] / 2**20:.0f} MiB",
+                flush=True,
+            )
+    counted = {(r["rows"], r["inserted"], r["invalid"], r["duplicate"]) for results in runs.values() for r in results}
+    assert len(counted) == 1, f"the contenders counted differently: {counted}"
+    rates = {name: statistics.median(r["rows"] / r["seconds"] for r in results) for name, results in runs.items()}
+    print(f"\n{file} ({next(iter(counted))[0]:,} rows); median of {rounds} rounds")
+    for name, rate in rates.items():
+        print(f"{name:<12}{rate:>10,.0f} rows/s")
+    first, second = (c.name for c in contenders)
+    print(f"{first} / {second}: {rates[first] / rates[second]:.2f}x")
+
+
+def flags_side_by_side(work: Path, file: Path, flags: list[str], rounds: int) -> None:
+    """This checkout against two embedded servers, one started with exactly `flags`, one with the embedded
+    default (SERVER_FLAGS), in the same rounds."""
+    servers = [
+        EmbeddedMongo(work / name / "db", free_port(), log_level="ERROR", flags=given)
+        for name, given in (("flags", tuple(flags)), ("default", SERVER_FLAGS))
+    ]
+    try:
+        contenders = [
+            Contender(name, ROOT, server.start(), server.process.pid)  # type: ignore[union-attr]
+            for name, server in zip(("with flags", "default"), servers, strict=True)
+        ]
+        print(f"with flags: {' '.join(flags) or '(none)'}; default: {' '.join(SERVER_FLAGS)}")
+        side_by_side(contenders, file, rounds)
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def stdlib_parse(file: Path) -> dict[str, float]:
@@ -211,6 +283,13 @@ def main() -> int:
     )
     parser.add_argument("--pyimport-venv", type=Path, default=ROOT / ".bench" / "pyimport-venv")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--baseline", type=Path, help="another checkout: only (b), both in the same rounds (ABBA)")
+    parser.add_argument(
+        "--server-flags",
+        help="only (b), ABBA: an embedded server with exactly these flags (--server-flags=--oplog-async) against "
+        "one with the embedded default",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --baseline/--server-flags (ABBA)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -231,6 +310,9 @@ def main() -> int:
         )
     file = file.resolve()
     size = file.stat().st_size
+    if args.server_flags is not None:
+        flags_side_by_side(work, file, args.server_flags.split(), args.rounds)
+        return 0
     embedded = None
     uri = args.uri
     server = None
@@ -240,6 +322,13 @@ def main() -> int:
         server = embedded.process.pid  # type: ignore[union-attr]
     results: dict[str, dict[str, float]] = {}
     try:
+        if args.baseline is not None:
+            current, baseline = (
+                Contender("current", ROOT, uri, server),
+                Contender("baseline", args.baseline.resolve(), uri, server),
+            )
+            side_by_side([current, baseline], file, args.rounds)
+            return 0
         with MongoClient(uri) as client:
             client.drop_database("bench_service")
             client.drop_database("bench_dry")

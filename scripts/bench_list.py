@@ -12,7 +12,8 @@ version derives, skips the seeding (the default is a temporary folder, removed a
 
 Then times, --repeat times each, CustomerRepository.list (limit 50; page and total as the API returns them):
 the first page, a page after a cursor from the middle, page=20, email= (an existing email in upper case),
-country=, q= 3 letters of a last name, q= a full email, q= 3 letters + country; and CustomerRepository.update
+country=, q= 3 letters of a last name, q= a full email, q= 3 letters + country, q= 1 and 2 letters (common,
+less common, none, beside a country; --repeat/10 runs, at least 3); and CustomerRepository.update
 (a PATCH) of first_name and of country. Prints p50/p99/max milliseconds, the total and whether it was capped,
 then the winning plan of each command the repository sent (recorded with a command listener and explained),
 e.g. `LIMIT>FETCH>IXSCAN(searchKeys_id)`, with the keys and documents it examined.
@@ -183,6 +184,19 @@ def cases(sample: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         (f"q={letters}", {"q": letters}),
         (f"q={sample['email']}", {"q": sample["email"]}),
         (f"q={letters}&country={sample['country']}", {"q": letters, "country": sample["country"]}),
+        *short_cases(sample),
+    ]
+
+
+def short_cases(sample: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """q of 1 and 2 letters (app/customers/repository._q_filter): common, less common, none, beside a country."""
+    one, two = sample["lastName"][:1], sample["lastName"][:2]
+    return [
+        (f"q={one} (short)", {"q": one}),
+        (f"q={two} (short)", {"q": two}),
+        ("q=Ło (short, a less common start)", {"q": "Ło"}),
+        ("q=xq (short, no match)", {"q": "xq"}),
+        (f"q={two}&country={sample['country']} (short)", {"q": two, "country": sample["country"]}),
     ]
 
 
@@ -229,7 +243,8 @@ async def measure(uri: str, rows: int, repeat: int) -> None:
         async def call(run: int, filters: dict[str, Any] = filters) -> Any:
             return await repository.list(limit=50, **{"page": None, "after": None, **filters})
 
-        times, page = await timed(call, repeat)
+        # a short q may read every customer: fewer runs
+        times, page = await timed(call, max(3, repeat // 10) if "(short" in name else repeat)
         row(name, times, f"{page.total:,}{' (totalCapped)' if page.total_capped else ''}")
     for name, customer_id, changes in updates(sample, neighbour):
 

@@ -1,9 +1,11 @@
 """The stored shape of a customer, shared by the API and the import workers (pure: no I/O).
 
 Besides its fields, a customer carries the keys its indexes serve (app/db.py), derived here only:
-- `searchKeys` (indexed): for each of first name, last name, company and email, lower-cased, its prefixes of
-  1 to PREFIX_CHARS characters. `q` of up to PREFIX_CHARS characters is one equality on it, so the
-  `(searchKeys, _id)` index walks its matches in customerId order and stops at the page's limit.
+- `searchKeys` (indexed): for each of first name, last name, company and email, lower-cased, its first
+  PREFIX_CHARS characters (a shorter term whole), without repeats: about 3 index entries per customer where
+  every prefix of 1 to 3 characters took 9 (docs/performance.md, issue 22). A `q` of PREFIX_CHARS
+  characters is one equality on it, so the `(searchKeys, _id)` index walks its matches in customerId order
+  and stops at the page's limit; a shorter `q` is app/customers/repository.py's to serve.
 - `searchTerms` (not indexed): the same four terms whole. A longer `q` is the equality on its first
   PREFIX_CHARS characters plus a range over these; being unindexed, the range cannot be taken for the index's
   bounds instead of the equality (which would need a sort).
@@ -48,20 +50,16 @@ def search_terms(doc: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(term for name in SEARCHED if (value := doc.get(name)) and (term := text_key(value))))
 
 
-def search_keys(doc: dict[str, Any]) -> list[str]:
-    """Each term's prefixes of 1 to PREFIX_CHARS characters, without repeats (a repeat is a wasted index entry)."""
-    return list(
-        dict.fromkeys(
-            term[:length] for term in search_terms(doc) for length in range(1, min(len(term), PREFIX_CHARS) + 1)
-        )
-    )
+def search_prefixes(doc: dict[str, Any]) -> list[str]:
+    """Each term's first PREFIX_CHARS characters, without repeats (a repeat is a wasted index entry)."""
+    return list(dict.fromkeys(term[:PREFIX_CHARS] for term in search_terms(doc)))
 
 
 def index_keys(doc: dict[str, Any]) -> dict[str, Any]:
     """The keys a customer with these fields carries; a key whose fields are empty is absent."""
     keys: dict[str, Any] = {}
     if terms := search_terms(doc):
-        keys["searchKeys"] = search_keys(doc)
+        keys["searchKeys"] = search_prefixes(doc)
         keys["searchTerms"] = terms
     if email := doc.get("email"):
         keys["emailKey"] = text_key(email)

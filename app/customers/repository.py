@@ -21,7 +21,7 @@ from pymongo.errors import DuplicateKeyError
 
 from app.customers.document import INDEXED, KEYS, PREFIX_CHARS, index_keys, text_key
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
-from app.db import CUSTOMERS, LEGACY_COLLECTIONS, LEGACY_INDEXES
+from app.db import CUSTOMERS, KEYS_VERSION, LEGACY_COLLECTIONS, LEGACY_INDEXES, MIGRATIONS
 from app.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -74,28 +74,39 @@ def _to_stored(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _q_filter(q: str) -> dict[str, Any]:
-    """Some searched term starts with `q`, in any case (app/customers/document.py: what `searchKeys` holds)."""
+_LAST_CHAR = "\U0010ffff"  # above every character: "ab" + it bounds the strings that start with "ab"
+
+
+def _starts_with(prefix: str) -> dict[str, Any]:
+    """An array element that starts with `prefix` ($elemMatch: both bounds on the same element)."""
+    return {"$elemMatch": {"$gte": prefix, "$lt": prefix + _LAST_CHAR}}
+
+
+def _q_filter(q: str, *, walked: bool) -> dict[str, Any]:
+    """Some searched term starts with `q`, in any case (app/customers/document.py: what `searchKeys` holds).
+    `walked`: an email or country equality already gives the index walk, which a short q only filters."""
     prefix = text_key(q)
-    if len(prefix) <= PREFIX_CHARS:
+    if len(prefix) < PREFIX_CHARS:
+        # Alone, a short q is the range of the keys that start with it: the index bounds hold exactly its matches,
+        # but in key order, so the page is a top-k sort of them (docs/performance.md: its cost at 1 M customers).
+        # Beside an equality it is a filter on the unindexed terms, so the only plan is the equality's walk.
+        return {"searchTerms": _starts_with(prefix)} if walked else {"searchKeys": _starts_with(prefix)}
+    if len(prefix) == PREFIX_CHARS:
         return {"searchKeys": prefix}
     # The equality is the index range; the range over the (unindexed) whole terms keeps those that start with q.
-    return {
-        "searchKeys": prefix[:PREFIX_CHARS],
-        "searchTerms": {"$elemMatch": {"$gte": prefix, "$lt": prefix + "\U0010ffff"}},
-    }
+    return {"searchKeys": prefix[:PREFIX_CHARS], "searchTerms": _starts_with(prefix)}
 
 
 def _filter(*, email: str | None, country: str | None, q: str | None) -> dict[str, Any]:
     """Each filter is an equality on a key whose index continues with `_id` (app/db.py), so any of them walks its
-    matches in the list's order."""
+    matches in the list's order (but a `q` shorter than PREFIX_CHARS alone: _q_filter)."""
     query: dict[str, Any] = {}
     if email is not None:
         query["emailKey"] = text_key(email)
     if country is not None:
         query["countryKey"] = text_key(country)
     if q:
-        query.update(_q_filter(q))
+        query.update(_q_filter(q, walked=bool(query)))
     return query
 
 
@@ -104,16 +115,19 @@ MIGRATION_BATCH = 1000  # customers rewritten per bulk_write by the start-up mig
 
 
 async def migrate_customers(db: AsyncDatabase[dict[str, Any]]) -> None:
-    """Bring a database written by a version before the per-filter keys up to date, once, at start: every
-    customer gets today's keys (its `searchKeys` lose the tagged country and id entries), in batches, then the
-    old index and the old census collection are dropped. A crash part way leaves the old index, so the next
-    start goes over every customer again (the writes are idempotent)."""
+    """Bring the customers of a database written by an earlier version up to this version's keys, once, at
+    start: every customer gets today's keys (app/customers/document.py) in batches, with progress logged; then
+    the old indexes and the old census collection are dropped and the keys' version is recorded in the
+    `migrations` collection. Lists are right meanwhile (an old customer's 1..3-character prefixes still hold
+    the first 3 characters a `q` looks up), and no index is built over the existing customers (a build over a
+    large collection did not finish on secantusd-rs: docs/secantus-rs-differences.md, 5). A crash part way
+    records nothing, so the next start goes over every customer again (the writes are idempotent)."""
     customers = db[CUSTOMERS]
-    stale = [name for name in await customers.index_information() if name in LEGACY_INDEXES]
-    if not stale:
+    if await db[MIGRATIONS].find_one({"_id": CUSTOMERS, "keys": KEYS_VERSION}):
         return
     total = await customers.estimated_document_count()
-    log.info("migrating %d customers to this version's index keys (once)", total)
+    if total:
+        log.info("migrating %d customers to this version's index keys (once)", total)
     done, ops = 0, []
     async for doc in customers.find({}, dict.fromkeys(INDEXED, 1), batch_size=MIGRATION_BATCH):
         ops.append(_rekey(doc))
@@ -122,11 +136,14 @@ async def migrate_customers(db: AsyncDatabase[dict[str, Any]]) -> None:
             ops = []
             log.info("migrated %d of about %d customers", done, total)
     done += await _write_keys(customers, ops)
-    for name in stale:
-        await customers.drop_index(name)
+    for name in await customers.index_information():
+        if name in LEGACY_INDEXES:
+            await customers.drop_index(name)
     for name in LEGACY_COLLECTIONS:
         await db.drop_collection(name)
-    log.info("migration done: %d customers rekeyed", done)
+    await db[MIGRATIONS].replace_one({"_id": CUSTOMERS}, {"keys": KEYS_VERSION}, upsert=True)
+    if total:
+        log.info("migration done: %d customers rekeyed", done)
 
 
 def _keys_of(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -1,21 +1,18 @@
 """GET /customers through the repository: what each filter means, keyset and page walks, the capped total, the plan
-of every list shape (an index walk in _id order that stops at the limit), and the start-up migration of customers
-written by the previous version."""
+of every list shape (an index walk in _id order that stops at the limit; a top-k sort of an index range for a q
+shorter than the indexed prefixes). The start-up migration: tests/integration/test_migration.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import random
 from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.customers.document import KEYS, PREFIX_CHARS, index_keys
-from app.customers.repository import CustomerRepository, _filter, migrate_customers
-from app.customers.schemas import CustomerUpdate
-from app.db import ensure_indexes
+from app.customers.document import PREFIX_CHARS, index_keys
+from app.customers.repository import CustomerRepository, _filter
 from tests.helpers import ListingPage
 from tests.helpers import walk as walk_pages
 
@@ -43,6 +40,9 @@ FILTERS: list[dict[str, str]] = [
     {"q": "c3@example.com"},
     {"q": "annz"},
     {"q": "annabelle"},
+    {"q": "le"},
+    {"q": "ä"},
+    {"q": "jo"},
     {"country": "France"},
     {"country": "fRANCE"},
     {"country": "Nowhere"},
@@ -57,7 +57,8 @@ FILTERS: list[dict[str, str]] = [
     {"email": "shared@x.org", "country": "USA", "q": "b"},
     {"country": "france", "q": "annandal"},
 ]
-assert {len(f["q"]) > PREFIX_CHARS for f in FILTERS if "q" in f} == {True, False}
+# Shorter than, as long as and longer than the indexed prefixes.
+assert {(len(f["q"]) > PREFIX_CHARS) - (len(f["q"]) < PREFIX_CHARS) for f in FILTERS if "q" in f} == {-1, 0, 1}
 
 
 def customer(customer_id: str, **fields: Any) -> dict[str, Any]:
@@ -135,6 +136,14 @@ def stages(plan: dict[str, Any]) -> list[str]:
     return [named, *(stage for child in below for stage in stages(child))]
 
 
+def explained_page(db: AsyncDatabase, filters: dict[str, str], after: str | None) -> Any:
+    """The page's find as the repository sends it (a limit of 6), explained with its execution stats."""
+    query = _filter(**everything(filters))
+    if after is not None:
+        query["_id"] = {"$gt": after}
+    return db.customers.find(query).sort("_id", 1).limit(6).explain()
+
+
 @pytest.mark.parametrize(
     ("filters", "index"),
     [
@@ -145,6 +154,8 @@ def stages(plan: dict[str, Any]) -> list[str]:
         ({"country": "FRANCE"}, "countryKey_id"),
         ({"country": "France", "q": "ann"}, None),
         ({"email": "shared@x.org", "country": "USA", "q": "b"}, None),
+        ({"country": "Sweden", "q": "a"}, None),
+        ({"email": "shared@x.org", "q": "jo"}, None),
     ],
     ids=lambda value: str(value),
 )
@@ -152,12 +163,10 @@ def stages(plan: dict[str, Any]) -> list[str]:
 async def test_every_list_shape_walks_an_index_in_id_order_and_stops_at_the_limit(
     db: AsyncDatabase, people: list[dict[str, Any]], filters: dict[str, str], index: str | None, after: str | None
 ) -> None:
-    """The page's find as the repository sends it: no SORT stage (the index gives the _id order), a LIMIT, and
-    no more documents examined than the page needs plus what a compound filter's other conditions reject."""
-    query = _filter(**everything(filters))
-    if after is not None:
-        query["_id"] = {"$gt": after}
-    explained = await db.customers.find(query).sort("_id", 1).limit(6).explain()
+    """No SORT stage (the index gives the _id order), a LIMIT, and no more documents examined than the page
+    needs plus what a compound filter's other conditions reject. A short q beside an email or a country is
+    a residual filter on that equality's walk."""
+    explained = await explained_page(db, filters, after)
     plan = stages(explained["queryPlanner"]["winningPlan"])
     assert plan[0] == "LIMIT" and not any(stage.startswith("SORT") for stage in plan), plan
     scans = [stage for stage in plan if stage.startswith("IXSCAN")]
@@ -168,6 +177,37 @@ async def test_every_list_shape_walks_an_index_in_id_order_and_stops_at_the_limi
         # One equality: the index range holds only matches, so the walk reads the page alone. (A longer q also
         # reads the customers whose terms share its first PREFIX_CHARS characters but not the rest.)
         assert explained["executionStats"]["totalDocsExamined"] <= 6
+
+
+def stage_named(plan: dict[str, Any], name: str) -> dict[str, Any]:
+    while plan["stage"] != name:
+        plan = plan["inputStage"]
+    return plan
+
+
+@pytest.mark.parametrize("q", ["a", "AN", "ä", "jo", "zz", "q"])
+@pytest.mark.parametrize("after", [None, "c050"])
+async def test_a_q_shorter_than_the_prefixes_is_a_top_k_sort_of_its_index_range_or_an_id_walk(
+    db: AsyncDatabase, people: list[dict[str, Any]], q: str, after: str | None
+) -> None:
+    """The index range of a short q holds exactly its matches, in key order: one plan is a SORT that keeps the
+    limit's best (top-k) of them, reading every match once; the other walks the _id index, filtering, and stops
+    at the limit. The planner picks by trial: the walk for a common q, the range for a rare one
+    (docs/performance.md: what each costs at 1 M customers)."""
+    explained = await explained_page(db, {"q": q}, after)
+    winning, stats = explained["queryPlanner"]["winningPlan"], explained["executionStats"]
+    plan = stages(winning)
+    everyone = sorted(doc["_id"] for doc in people if after is None or doc["_id"] > after)
+    matches = [i for i in expected_ids(people, {"q": q}) if i in everyone]
+    assert stats["nReturned"] == min(6, len(matches))
+    if plan[0] == "SORT":
+        assert [stage for stage in plan if stage != "FETCH"] == ["SORT", "IXSCAN(searchKeys_id)"], plan
+        assert stage_named(winning, "SORT").get("limitAmount", 6) == 6, plan
+        assert len(matches) <= stats["totalDocsExamined"] <= len(expected_ids(people, {"q": q}))
+    else:
+        assert plan == ["LIMIT", "FETCH", "IXSCAN(_id_)"], plan
+        last = everyone.index(matches[5]) + 1 if len(matches) > 6 else len(everyone)
+        assert stats["totalDocsExamined"] <= last + 1
 
 
 async def test_a_filtered_total_is_counted_up_to_the_cap(db: AsyncDatabase, people: list[dict[str, Any]]) -> None:
@@ -228,92 +268,3 @@ async def test_the_unfiltered_walk_is_the_id_order_of_odd_ids(db: AsyncDatabase,
     assert await walk(repository, limit) == (sorted(ODD_IDS), {len(ODD_IDS)})
     page = await repository.list(limit=3, page=2, after=None)
     assert [item.customer_id for item in page.items] == sorted(ODD_IDS)[3:6]
-
-
-# --- the start-up migration of a database written by the previous version ----------------------------------
-
-
-def previous_version(customer_id: str, **fields: Any) -> dict[str, Any]:
-    """A customer as the previous version stored it: one `searchKeys` array with the lower-cased terms, the
-    country tagged "\\x1ecountry:" and the id tagged "\\x1did:", and no emailKey/countryKey."""
-    terms = [value.lower() for name in SEARCHED if (value := fields.get(name))]
-    tags = ([f"\x1ecountry:{fields['country']}"] if fields.get("country") else []) + [f"\x1did:{customer_id}"]
-    return {"_id": customer_id, **fields, "createdAt": NOW, "updatedAt": NOW, "searchKeys": terms + tags}
-
-
-async def test_the_migration_rekeys_every_customer_once(
-    db: AsyncDatabase, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await db.customers.drop()
-    await db.customers.create_index("searchKeys", name="searchKeys")  # the previous version's one index
-    await db.service_meta.insert_one({"_id": "customers", "idKeys": True, "count": 2500})
-    old = [
-        previous_version(
-            f"m{i:04d}",
-            firstName=f"Ann{i}",
-            lastName="Lee",
-            email=f"M{i}@X.org",
-            **({"country": "France"} if i % 2 else {}),
-        )
-        for i in range(2499)
-    ]
-    old.append({"_id": 7, "note": "an operator's document without customer fields"})
-    await db.customers.insert_many(old)
-    await ensure_indexes(db)
-    caplog.set_level(logging.INFO, logger="app.customers.repository")
-    await migrate_customers(db)
-
-    assert "searchKeys" not in await db.customers.index_information()
-    assert "service_meta" not in await db.list_collection_names()
-    assert [r.message for r in caplog.records if "migrated 2000 of" in r.message]  # progress, batch by batch
-    async for doc in db.customers.find():
-        fields = {name: doc[name] for name in ("firstName", "lastName", "email", "country") if name in doc}
-        assert {name: doc[name] for name in KEYS if name in doc} == index_keys(fields), doc["_id"]
-    repository = CustomerRepository(db.customers)
-    assert (await repository.list(limit=5, page=None, after=None, country="FRANCE")).total == 1249
-    assert [c.customer_id for c in (await repository.list(limit=5, page=None, after=None, q="ann12")).items] == [
-        "m0012",
-        "m0120",
-        "m0121",
-        "m0122",
-        "m0123",
-    ]
-
-    caplog.clear()
-    await migrate_customers(db)  # done once: the next start finds nothing to do
-    assert not caplog.records
-
-
-async def test_the_migration_leaves_a_customer_changed_meanwhile_alone(db: AsyncDatabase) -> None:
-    """A PATCH between the migration's read and its write already wrote the right keys: the guarded write
-    must not put back keys of the old values."""
-    await db.customers.drop()
-    await db.customers.create_index("searchKeys", name="searchKeys")
-    await db.customers.insert_one(previous_version("p1", firstName="Ann", lastName="Lee", email="a@b.c"))
-    await ensure_indexes(db)
-    repository = CustomerRepository(db.customers)
-
-    class PatchFirst:
-        """The customers collection, whose migration read is followed by a PATCH before the write."""
-
-        def __init__(self) -> None:
-            self.collection = db.customers
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.collection, name)
-
-        async def bulk_write(self, ops: list[Any], **kwargs: Any) -> Any:
-            await repository.update("p1", CustomerUpdate(first_name="Zed"))
-            return await self.collection.bulk_write(ops, **kwargs)
-
-    class Database:
-        def __getitem__(self, name: str) -> Any:
-            return PatchFirst() if name == "customers" else db[name]
-
-        async def drop_collection(self, name: str) -> None:
-            await db.drop_collection(name)
-
-    await migrate_customers(Database())  # type: ignore[arg-type]
-    stored = await db.customers.find_one({"_id": "p1"})
-    assert stored is not None and stored["firstName"] == "Zed"
-    assert stored["searchTerms"] == index_keys(stored)["searchTerms"] and "ann" not in stored["searchTerms"]

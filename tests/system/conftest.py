@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
-from app.embedded import EmbeddedMongo, free_port
+from app.embedded import SERVER_FLAGS, EmbeddedMongo, free_port
 from tests.helpers import (
     EXISTING,
     SETTINGS_ENV,
@@ -90,9 +90,11 @@ def deployment(
 
 
 @pytest.fixture
-def own_server(hostile: Hostile, tmp_path: Path) -> Iterator[OwnServer]:
-    """A SecantusDB server for this test alone (it may be stopped and started again on its port), and a deployment."""
-    server = EmbeddedMongo(tmp_path / "secantus" / "db", free_port())
+def own_server(hostile: Hostile, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[OwnServer]:
+    """A SecantusDB server for this test alone (it may be stopped and started again on its port), and a deployment.
+    Parametrized indirectly, the server is started with those flags of its own (a tuple of strings)."""
+    flags: tuple[str, ...] = getattr(request, "param", SERVER_FLAGS)
+    server = EmbeddedMongo(tmp_path / "secantus" / "db", free_port(), flags=flags)
     server.start()
     try:
         with MongoClient(server.uri, tz_aware=True) as client:

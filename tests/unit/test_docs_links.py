@@ -24,7 +24,8 @@ def anchor(heading: str) -> str:
 
 def anchors(page: Path) -> set[str]:
     text = FENCE.sub("", page.read_text(encoding="utf-8"))
-    return {anchor(heading) for heading in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)}
+    headings = {anchor(heading) for heading in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)}
+    return headings | set(re.findall(r'<a (?:id|name)="([^"]+)"', text))  # and anchors set by hand
 
 
 def links(page: Path) -> list[str]:
