@@ -200,3 +200,59 @@ class ImportFiles(msgspec.Struct, rename="camel"):
     @classmethod
     def of(cls, files: list[ImportableFile], truncated: bool) -> ImportFiles:
         return cls([ImportFile(f.name, f.size, f.modified_at) for f in files], truncated)
+
+
+How = Literal["given", "detected"]
+Outcome = Literal["insert", "duplicate", "update", "unchanged", "protected"]
+
+
+class Decided(msgspec.Struct, rename="camel"):
+    """How each value of `csv` was decided: given in the request, or detected from the file."""
+
+    delimiter: How
+    encoding: How
+    quote: How
+    line_ending: How
+    compression: How
+
+
+class PreviewColumn(msgspec.Struct, rename="camel"):
+    name: str
+    field: str | None
+    """The customer field the column feeds; null: ignored."""
+    reason: Literal["mapped", "recognised", "ignored"]
+    """mapped: by `columns`; recognised: by its name; ignored: neither (or `columns` gave its field to another)."""
+
+
+class PreviewRow(msgspec.Struct, rename="camel"):
+    """A row as the import would store it (`customer`), or invalid (`reason`, `text`: as GET /import/errors)."""
+
+    line: int
+    customer: dict[str, str] | None = None
+    """The customer's fields as GET /customers/{customerId} would show them; null when the row is invalid."""
+    stored: bool = False
+    """The customer id is already stored."""
+    outcome: Outcome | None = None
+    """What the import would do with the row, given what is stored now; null when the row is invalid."""
+    reason: str | None = None
+    text: str | None = None
+
+
+class ImportPreview(msgspec.Struct, rename="camel"):
+    """What POST /import/sync with the same body would read and store, from the start of the file; nothing is
+    written. `rowsEstimate` is the rows of the file at the rate of the bytes read (exact when they are the whole
+    file)."""
+
+    file_path: str
+    file_size: int
+    bytes_read: int
+    """How far into the file the rows read reach (compressed bytes for gzip)."""
+    mode: Mode
+    csv: CsvFormat
+    decided: Decided
+    columns: list[PreviewColumn]
+    rows: list[PreviewRow]
+    limit: int
+    rows_read: int
+    rows_estimate: int
+    rows_estimate_exact: bool
