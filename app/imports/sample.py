@@ -23,11 +23,19 @@ from app.imports.decode import InputError
 from app.imports.header import map_header, read_names
 from app.imports.model import ColumnMap, CsvFormat, Parsed, parse_spec
 from app.imports.parse import parse_block
-from app.imports.source import Header, inspect, read_blocks
+from app.imports.source import PROBE_BYTES, Header, inspect, read_blocks
 
 SAMPLE_BYTES = 1 << 20  # records read past the header at most (the rows shown and the estimate come from these)
 CHUNK = 64 * 1024  # bytes read per step: a preview of 20 rows reads one or two
 AUTO = "auto"
+
+
+def read_bound(max_record: int) -> int:
+    """The most bytes a preview reads from a plain file: the header probe `source.inspect` reads for any import
+    (two steps of up to its size), then SAMPLE_BYTES of records and one CHUNK more, or a record still open up to
+    `max_record` (where it is a RecordTooLarge)."""
+    probe = max(PROBE_BYTES, max_record + 4)
+    return 2 * probe + SAMPLE_BYTES + CHUNK + max_record
 
 
 @dataclass(frozen=True, slots=True)
