@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import aiofiles.os
+import msgspec
 from pymongo.asynchronous.collection import AsyncCollection
 
+from app.errors import ImportFileError
+from app.imports.header import NoIdColumn
 from app.imports.model import Mode
-from app.imports.sample import AUTO, Row, Sample, read_sample
+from app.imports.sample import AUTO, Column, Row, Sample, explain, read_sample
 from app.imports.schemas import Decided, ImportPreview, ImportRequest, Outcome, PreviewColumn, PreviewRow
 
 
@@ -27,7 +30,11 @@ async def preview(
     customers: AsyncCollection[dict[str, Any]],
 ) -> ImportPreview:
     """Read the start of `path` as `request` says, then look up the rows' ids. Raises what read_sample raises."""
-    sample = await read_sample(path, request.csv_format(), limit=limit, max_record=max_record, pool=pool)
+    try:
+        sample = await read_sample(path, request.csv_format(), limit=limit, max_record=max_record, pool=pool)
+    except NoIdColumn as exc:  # the 400 says what each column would feed, so that the client can map one
+        found = explain(exc.names, exc.fields, request.columns or {})
+        raise ImportFileError(f"{path.name}: {exc}", columns=[msgspec.to_builtins(column(c)) for c in found]) from None
     ids = list(dict.fromkeys(row.customer["customerId"] for row in sample.rows if row.customer))
     stored = await _stored(customers, ids) if ids else {}
     size = (await aiofiles.os.stat(path)).st_size
@@ -38,13 +45,17 @@ async def preview(
         mode=request.mode,
         csv=sample.fmt,
         decided=decided(request),
-        columns=[PreviewColumn(c.name, c.field, c.reason) for c in sample.columns],  # type: ignore[arg-type]
+        columns=[column(c) for c in sample.columns],
         rows=list(judged(sample.rows, stored, request.mode)),
         limit=limit,
         rows_read=sample.rows_read,
         rows_estimate=estimate(sample, size),
         rows_estimate_exact=sample.complete,
     )
+
+
+def column(found: Column) -> PreviewColumn:
+    return PreviewColumn(found.name, found.field, found.reason)  # type: ignore[arg-type]
 
 
 async def _stored(customers: AsyncCollection[dict[str, Any]], ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +85,7 @@ async def read_sample(path: Path, wanted: CsvFormat, *, limit: int, max_record: 
     records after it (plus one CHUNK, and IMPORT_MAX_RECORD_BYTES for a record that never ends: RecordTooLarge)."""
     fmt, header, columns = await read_format(path, wanted, max_record)
     names = read_names(header.record, encoding=codec(fmt), delimiter=fmt.delimiter, quote=fmt.quote)
-    sample = Sample(fmt, list(explain(names, columns, fmt.columns)))
+    sample = Sample(fmt, list(explain(names, columns.fields, fmt.columns)))
     shown = parse_spec(fmt, columns, job_id="preview", batch_size=limit, max_record_bytes=max_record)
     counted = parse_spec(fmt, columns, job_id="preview", batch_size=10_000, max_record_bytes=max_record, dry_run=True)
     blocks = read_blocks(
@@ -107,9 +107,9 @@ async def read_sample(path: Path, wanted: CsvFormat, *, limit: int, max_record: 
     return sample
 
 
-def explain(names: list[str], columns: ColumnMap, mapped: dict[str, str]) -> Iterator[Column]:
+def explain(names: list[str], fields: Sequence[str | None], mapped: Mapping[str, str]) -> Iterator[Column]:
     """Each header column, the field map_header gave it, and why."""
-    for name, target in zip(names, columns.fields, strict=True):
+    for name, target in zip(names, fields, strict=True):
         name = name.strip()
         reason = "mapped" if name in mapped else "recognised" if target else "ignored"
         yield Column(name, target, reason)

@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from app.imports.files import ImportableFile
+from app.imports.header import IGNORE
 from app.imports.jobs import JobState
 from app.imports.model import Counters, CsvFormat, Mode, Status
 
@@ -25,6 +26,7 @@ Field = Literal[
     "subscriptionDate",
     "website",
     "about",
+    "ignore",
 ]
 ColumnName = Annotated[str, Meta(min_length=1, max_length=256)]
 
@@ -62,7 +64,11 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
         str, Meta(min_length=1, max_length=1, pattern=r"^[!-/:-@\[-`{-~]$", description="quote character (ASCII)")
     ] = '"'
     columns: (
-        Annotated[dict[ColumnName, Field], Meta(max_length=64, description="header name -> customer field")] | None
+        Annotated[
+            dict[ColumnName, Field],
+            Meta(max_length=64, description='header name -> customer field, or "ignore" (the column feeds nothing)'),
+        ]
+        | None
     ) = None
 
     def __post_init__(self) -> None:
@@ -70,7 +76,7 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
             raise ValueError(f"quote and delimiter are both {self.quote!r}")
         mapped: dict[str, str] = {}
         for column, field in (self.columns or {}).items():  # one column per field: else the last one silently won
-            if (other := mapped.setdefault(field, column)) != column:
+            if field != IGNORE and (other := mapped.setdefault(field, column)) != column:
                 raise ValueError(f"columns map {other!r} and {column!r} to the same field {field!r}")
 
     def csv_format(self) -> CsvFormat:

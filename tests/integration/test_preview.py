@@ -98,7 +98,12 @@ async def test_a_mapped_file_previews_and_imports_what_the_preview_showed(
     lines = ["Cust #,Given,Family,Mail,Shoe size,First Name", "K1,Ann,Lee,a@b.c,38,X", "K2,Bob,,not-mail,41,Y"]
     path = write(import_dir / "preview-mapped.csv", [*lines, "K3,<script>alert(1)</script>,Roe,,40,Z"])
     refused = await client.post("/import/preview", json={"filePath": path.name})
-    assert "no customer id column" in assert_problem(refused, 400, "Cannot import this file")["detail"]
+    problem = assert_problem(refused, 400, "Cannot import this file")
+    assert "no customer id column" in problem["detail"]
+    unmapped = [(c["name"], c["field"], c["reason"]) for c in problem["columns"]]  # what a client can map
+    assert unmapped == [(n, None, "ignored") for n in lines[0].split(",")[:5]] + [
+        ("First Name", "firstName", "recognised")
+    ]
     columns = {"Cust #": "customerId", "Given": "firstName", "Family": "lastName", "Mail": "email"}
     shown = await preview(client, path.name, columns=columns)
     assert [(c["name"], c["field"], c["reason"]) for c in shown["columns"]] == [
@@ -194,3 +199,21 @@ async def test_a_record_longer_than_the_limit_is_a_clear_400(
     assert detail.startswith("preview-huge.csv: ") and "line 3 " in detail, detail
     assert f"IMPORT_MAX_RECORD_BYTES ({settings.import_max_record_bytes} bytes); an unterminated quote?" in detail
     assert await db.import_state.count_documents({}) == 0
+
+
+async def test_a_recognised_column_mapped_to_ignore_feeds_nothing(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    path = write(import_dir / "preview-ignore.csv", ["Customer Id,First Name,Phone 1", "C1,Ann,+33 1", "C2,Bob,+44 2"])
+    columns = {"Phone 1": "ignore", "First Name": "ignore"}
+    shown = await preview(client, path.name, columns=columns)
+    assert [(c["name"], c["field"], c["reason"]) for c in shown["columns"]] == [
+        ("Customer Id", "customerId", "recognised"),
+        ("First Name", None, "mapped"),
+        ("Phone 1", None, "mapped"),
+    ]
+    assert [row["customer"] for row in shown["rows"]] == [{"customerId": "C1"}, {"customerId": "C2"}]
+    progress = await assert_stored_as_previewed(client, db, shown, {"columns": columns})
+    assert progress["ignoredColumns"] == ["First Name", "Phone 1"]
+    refused = await client.post("/import/preview", json={"filePath": path.name, "columns": {"Customer Id": "ignore"}})
+    assert "no customer id column" in assert_problem(refused, 400)["detail"]
