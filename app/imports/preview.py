@@ -14,9 +14,8 @@ import msgspec
 from pymongo.asynchronous.collection import AsyncCollection
 
 from app.errors import ImportFileError
-from app.imports.header import NoIdColumn
 from app.imports.model import Mode
-from app.imports.sample import AUTO, Column, Row, Sample, explain, read_sample
+from app.imports.sample import AUTO, Column, Row, Sample, read_sample
 from app.imports.schemas import Decided, ImportPreview, ImportRequest, Outcome, PreviewColumn, PreviewRow
 
 
@@ -30,11 +29,14 @@ async def preview(
     customers: AsyncCollection[dict[str, Any]],
 ) -> ImportPreview:
     """Read the start of `path` as `request` says, then look up the rows' ids. Raises what read_sample raises."""
-    try:
-        sample = await read_sample(path, request.csv_format(), limit=limit, max_record=max_record, pool=pool)
-    except NoIdColumn as exc:  # the 400 says what each column would feed, so that the client can map one
-        found = explain(exc.names, exc.fields, request.columns or {})
-        raise ImportFileError(f"{path.name}: {exc}", columns=[msgspec.to_builtins(column(c)) for c in found]) from None
+    sample = await read_sample(path, request.csv_format(), limit=limit, max_record=max_record, pool=pool)
+    if sample.unmapped is not None:  # the 400 says how the file is read and what each column would feed
+        raise ImportFileError(
+            f"{path.name}: {sample.unmapped}",
+            csv=msgspec.to_builtins(sample.fmt),
+            decided=msgspec.to_builtins(decided(request)),
+            columns=[msgspec.to_builtins(column(c)) for c in sample.columns],
+        )
     ids = list(dict.fromkeys(row.customer["customerId"] for row in sample.rows if row.customer))
     stored = await _stored(customers, ids) if ids else {}
     size = (await aiofiles.os.stat(path)).st_size

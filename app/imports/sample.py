@@ -20,7 +20,7 @@ import bson
 
 from app.customers.document import FIELDS
 from app.imports.decode import InputError
-from app.imports.header import map_header, read_names
+from app.imports.header import NoIdColumn, map_header, read_names
 from app.imports.model import ColumnMap, CsvFormat, Parsed, parse_spec
 from app.imports.parse import parse_block
 from app.imports.source import PROBE_BYTES, Header, inspect, read_blocks
@@ -64,16 +64,19 @@ class Sample:
     rows_read: int = 0  # rows in the records read (blank lines are not rows)
     sampled: int = 0  # bytes of the file those records reach to (compressed bytes for gzip)
     complete: bool = True  # the records read are the whole file
+    unmapped: NoIdColumn | None = None  # no column feeds customerId: no rows (`fmt` is the format detected)
 
 
 async def read_format(path: Path, wanted: CsvFormat, max_record: int) -> tuple[CsvFormat, Header, ColumnMap]:
     """The format (detected where `wanted` says auto), the header record and what each column feeds. Raises
     HeaderError, InputError or OSError."""
     fmt, header = await inspect(path, wanted, max_record)
-    columns = map_header(
-        header.record, encoding=codec(fmt), delimiter=fmt.delimiter, quote=fmt.quote, columns=fmt.columns
-    )
-    return fmt, header, columns
+    return fmt, header, columns_of(fmt, header)
+
+
+def columns_of(fmt: CsvFormat, header: Header) -> ColumnMap:
+    """What each column of `header` feeds, read as `fmt`. Raises HeaderError (NoIdColumn: no customer id)."""
+    return map_header(header.record, encoding=codec(fmt), delimiter=fmt.delimiter, quote=fmt.quote, columns=fmt.columns)
 
 
 def codec(fmt: CsvFormat) -> str:
@@ -83,7 +86,11 @@ def codec(fmt: CsvFormat) -> str:
 async def read_sample(path: Path, wanted: CsvFormat, *, limit: int, max_record: int, pool: Executor) -> Sample:
     """The format, the columns and the first `limit` rows of `path`, reading at most the header and SAMPLE_BYTES of
     records after it (plus one CHUNK, and IMPORT_MAX_RECORD_BYTES for a record that never ends: RecordTooLarge)."""
-    fmt, header, columns = await read_format(path, wanted, max_record)
+    fmt, header = await inspect(path, wanted, max_record)
+    try:
+        columns = columns_of(fmt, header)
+    except NoIdColumn as exc:  # what each column would feed, so that a client can map one
+        return Sample(fmt, list(explain(exc.names, exc.fields, fmt.columns)), unmapped=exc)
     names = read_names(header.record, encoding=codec(fmt), delimiter=fmt.delimiter, quote=fmt.quote)
     sample = Sample(fmt, list(explain(names, columns.fields, fmt.columns)))
     shown = parse_spec(fmt, columns, job_id="preview", batch_size=limit, max_record_bytes=max_record)

@@ -100,6 +100,7 @@ async def test_a_mapped_file_previews_and_imports_what_the_preview_showed(
     refused = await client.post("/import/preview", json={"filePath": path.name})
     problem = assert_problem(refused, 400, "Cannot import this file")
     assert "no customer id column" in problem["detail"]
+    assert (problem["csv"]["delimiter"], problem["decided"]["delimiter"]) == (",", "detected")
     unmapped = [(c["name"], c["field"], c["reason"]) for c in problem["columns"]]  # what a client can map
     assert unmapped == [(n, None, "ignored") for n in lines[0].split(",")[:5]] + [
         ("First Name", "firstName", "recognised")

@@ -12,6 +12,7 @@ export class ApiError extends Error {
     this.title = (problem && problem.title) || '';
     this.detail = detail;
     this.errors = (problem && Array.isArray(problem.errors) && problem.errors) || [];
+    this.problem = problem || {}; // the whole problem+json body: some carry more (the preview's `columns`)
   }
 
   /** "Title: detail", or the detail alone when the title adds nothing. */
