@@ -218,3 +218,23 @@ async def test_a_recognised_column_mapped_to_ignore_feeds_nothing(
     assert progress["ignoredColumns"] == ["First Name", "Phone 1"]
     refused = await client.post("/import/preview", json={"filePath": path.name, "columns": {"Customer Id": "ignore"}})
     assert "no customer id column" in assert_problem(refused, 400)["detail"]
+
+
+async def test_the_openapi_document_describes_the_preview(client: AsyncTestClient) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    operation = schema["paths"]["/import/preview"]["post"]
+    assert "#/components/schemas/ImportRequest" in str(operation["requestBody"])  # the body of POST /import/sync
+    [limit] = operation["parameters"]
+    assert (limit["name"], limit["schema"]["minimum"], limit["schema"]["maximum"]) == ("limit", 1, 200)
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ImportPreview")
+    components = schema["components"]["schemas"]
+    assert {"csv", "decided", "columns", "rows", "rowsEstimate", "fileSize"} <= set(
+        components["ImportPreview"]["properties"]
+    )
+    assert components["PreviewRow"]["properties"]["outcome"]["enum"][:5] == [
+        "insert",
+        "duplicate",
+        "update",
+        "unchanged",
+        "protected",
+    ]
