@@ -30,12 +30,14 @@ CHUNK = 64 * 1024  # bytes read per step: a preview of 20 rows reads one or two
 AUTO = "auto"
 
 
-def read_bound(max_record: int) -> int:
-    """The most bytes a preview reads from a plain file: the header probe `source.inspect` reads for any import
-    (two steps of up to its size), then SAMPLE_BYTES of records and one CHUNK more, or a record still open up to
-    `max_record` (where it is a RecordTooLarge)."""
+def read_bound(max_record: int, *, utf16: bool = False) -> int:
+    """The most bytes a preview reads from a file: the header probe `source.inspect` reads for any import (two
+    steps of up to its size), then SAMPLE_BYTES of records and one CHUNK more, or a record still open up to
+    `max_record` (where it is a RecordTooLarge). These are bytes of text as the parser reads it: a UTF-16 file
+    spends up to two bytes on each (and is probed twice); a gzip file fewer."""
     probe = max(PROBE_BYTES, max_record + 4)
-    return 2 * probe + SAMPLE_BYTES + CHUNK + max_record
+    text = 2 * probe + SAMPLE_BYTES + CHUNK + max_record
+    return 2 * (text + 2 * probe) if utf16 else text
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,24 +168,27 @@ def rchar() -> int:
     return int(io["rchar"])
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
 async def test_the_preview_of_a_2_gb_file_reads_at_most_its_bound(
-    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, settings: Settings
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, settings: Settings, encoding: str
 ) -> None:
-    """2 GB whose first 1.5 MiB are rows and the rest a hole (a sparse file: no 2 GB written): read past its bound,
-    the preview would read the hole's NUL bytes (and fail on a record longer than IMPORT_MAX_RECORD_BYTES)."""
-    path = write(import_dir / "preview-2gb.csv", [HEADER, *(good_row(i) for i in range(1, 12_000))])
+    """2 GB whose first 1.5 MiB of text are rows and the rest a hole (a sparse file: no 2 GB written): read past its
+    bound, the preview would read the hole's NUL bytes (and fail on a record longer than IMPORT_MAX_RECORD_BYTES)."""
+    path = import_dir / f"preview-2gb-{encoding}.csv"
+    path.write_bytes(("\n".join([HEADER, *(good_row(i) for i in range(1, 12_000))]) + "\n").encode(encoding))
     rows_bytes = path.stat().st_size
     with path.open("r+b") as file:
         file.truncate(2_000_000_000)
     before = rchar()
-    shown = await preview(client, path.name)
+    shown = await preview(client, path.name, encoding="auto")
     read = rchar() - before
-    bound = read_bound(settings.import_max_record_bytes)
+    bound = read_bound(settings.import_max_record_bytes, utf16=encoding == "utf-16")
     assert read <= bound, (read, bound)
+    assert shown["csv"]["encoding"] == encoding
     assert shown["bytesRead"] <= read and shown["rowsRead"] < 12_000 and not shown["rowsEstimateExact"]
     assert (shown["fileSize"], len(shown["rows"])) == (2_000_000_000, 200)
-    per_row = rows_bytes / 12_000  # the estimate takes the whole file for rows like the ones read
-    assert abs(shown["rowsEstimate"] - 2_000_000_000 / per_row) / (2_000_000_000 / per_row) < 0.05, shown
+    rows = 2_000_000_000 / (rows_bytes / 12_000)  # the estimate takes the whole file for rows like the ones read
+    assert abs(shown["rowsEstimate"] - rows) / rows < 0.05, shown
     path.unlink()
 
 
