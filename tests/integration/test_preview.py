@@ -3,7 +3,10 @@ mapped columns; what a write would do to each row; the bound on what it reads; n
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -12,9 +15,23 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app.errors import Unavailable
 from app.imports.sample import read_bound
+from app.imports.schemas import ImportRequest
+from app.imports.service import PREVIEWS_AT_ONCE, ImportService
 from app.settings import Settings
-from tests.helpers import ENDINGS, HEADER, assert_problem, csv_text, good_row, intact_customers, start, wait_done, write
+from tests.helpers import (
+    ENDINGS,
+    HEADER,
+    assert_problem,
+    csv_text,
+    good_row,
+    intact_customers,
+    start,
+    until,
+    wait_done,
+    write,
+)
 
 
 async def preview(client: AsyncTestClient, file: str, limit: int = 200, **options: Any) -> dict[str, Any]:
@@ -241,3 +258,43 @@ async def test_the_openapi_document_describes_the_preview(client: AsyncTestClien
         "unchanged",
         "protected",
     ]
+
+
+class HeldPool(concurrent.futures.Executor):
+    """A worker pool whose parses wait until the test lets them run (here, in this process)."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.held.append((future, fn, args))
+        return future
+
+    def release(self) -> None:
+        for future, fn, args in self.held:
+            future.set_result(fn(*args))
+
+
+async def test_one_preview_more_than_the_bound_is_a_503(
+    db: AsyncDatabase, import_dir: Path, settings: Settings
+) -> None:
+    """On a service of its own (the test client answers one request at a time): its parses wait for the test."""
+    path = write(import_dir / "preview-busy.csv", [HEADER, good_row(1)])
+    service = ImportService(db, settings)
+    service.pool.shutdown()  # never started: no process
+    service.pool = held = HeldPool()  # type: ignore[assignment]
+    request = ImportRequest(file_path=path.name)
+    running = [asyncio.create_task(service.preview(request, 20)) for _ in range(PREVIEWS_AT_ONCE)]
+    await until(lambda: len(held.held) == PREVIEWS_AT_ONCE)  # each holds its slot, parsing
+    with pytest.raises(Unavailable) as refused:
+        await service.preview(request, 20)
+    assert (refused.value.status, refused.value.headers) == (503, {"Retry-After": "1"})
+    assert refused.value.detail == f"{PREVIEWS_AT_ONCE} previews are being read; retry in a moment"
+    held.release()
+    assert [len((await task).rows) for task in running] == [1] * PREVIEWS_AT_ONCE
+    held.held.clear()
+    again = asyncio.create_task(service.preview(request, 20))  # the slots are free again
+    await until(lambda: len(held.held) == 1)
+    held.release()
+    assert len((await again).rows) == 1
