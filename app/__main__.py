@@ -148,6 +148,7 @@ def serve(settings: Settings) -> int:
             log_level=settings.log_level.lower(),
             lifespan="on",
             timeout_graceful_shutdown=15,
+            limit_concurrency=settings.max_connections,  # a backstop; MAX_REQUESTS_IN_FLIGHT sheds first
         )
         # after uvicorn.Config, which configures its loggers: the stream's ?access_token= stays out of the log
         logging.getLogger("uvicorn.access").addFilter(RedactQueryToken())

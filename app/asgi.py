@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 from litestar import Litestar
+from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from app import auth
+from app.admission import AdmissionMiddleware
 from app.customers.controller import CustomerController
 from app.docs import OfflineSwaggerUI
 from app.errors import EXCEPTION_HANDLERS
@@ -45,7 +47,12 @@ def create_app(settings: Settings, *, embedded: bool = False) -> Litestar:
         route_handlers=[health, metrics, CustomerController, ImportController, ui_router()],
         dependencies=services.providers(),
         on_startup=[lambda: prepare_import_folder(settings)],
-        middleware=auth.middleware(settings.api_token, settings.host),
+        # auth first: a request without the token never takes a slot
+        middleware=[
+            *auth.middleware(settings.api_token, settings.host),
+            DefineMiddleware(AdmissionMiddleware, admission=services.admission),
+        ],
+        after_exception=[services.admission.count_deadline],
         before_send=[security_headers],
         lifespan=[services.lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

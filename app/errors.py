@@ -9,6 +9,8 @@ AppError
  │    └── ImportFileError     400 (missing, outside IMPORT_DIR, no customer id column, changed)
  └── Unavailable              503 + Retry-After (a bound of this instance is full: come back later)
 
+PyMongo's errors map here too: an unreachable database, or a request's deadline run out, is 503 with Retry-After.
+
 Titles are plain words (RFC 9457: a short summary that does not change from occurrence to occurrence), never a
 class name; a parameter is named as the client wrote it (`afterStartedAt`, not `after_started_at`); a detail
 never holds a server path.
@@ -24,7 +26,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ImproperlyConfiguredException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
-from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
+from pymongo.errors import AutoReconnect, ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -152,9 +154,30 @@ def _framework_detail(request: Request[Any, Any, Any], status: int) -> str:
     return "the request was refused"
 
 
-def _db_down(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
-    return problem(503, "Database unavailable", "the database did not answer; retry later")
+RETRY_AFTER = "1"  # seconds: an outage or a busy moment is retried soon; a client may back off further
+
+
+def _database(request: Request[Any, Any, Any], exc: PyMongoError) -> Response[dict[str, Any]]:
+    """The database did not answer (503, retry) or answered an error this service did not expect (500)."""
+    if isinstance(exc, ServerSelectionTimeoutError | AutoReconnect | ConnectionFailure) and not _timed_out(exc):
+        log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+        response = problem(503, "Database unavailable", "the database did not answer; retry later")
+    elif _timed_out(exc):
+        response = problem(
+            503,
+            "Service Unavailable",
+            "the database did not answer within this request's deadline (REQUEST_TIMEOUT_SECONDS); retry later",
+        )
+    else:
+        return _unexpected(request, exc)
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response
+
+
+def _timed_out(exc: PyMongoError) -> bool:
+    """A client-side deadline (pymongo.timeout) or the server's maxTimeMS (MaxTimeMSExpired, code 50) ran out;
+    a server that cannot be selected at all is down, whatever the deadline."""
+    return exc.timeout and not isinstance(exc, ServerSelectionTimeoutError)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -167,8 +190,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: _validation,
     UnicodeDecodeError: _undecodable,
     HTTPException: _http,
-    ServerSelectionTimeoutError: _db_down,
-    AutoReconnect: _db_down,
-    ConnectionFailure: _db_down,
+    PyMongoError: _database,
     Exception: _unexpected,
 }

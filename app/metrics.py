@@ -12,6 +12,7 @@ from pathlib import Path
 from litestar import Response, get
 from litestar.di import NamedDependency
 
+from app.admission import Admission
 from app.imports.model import Status
 from app.imports.schemas import Progress
 from app.imports.service import ImportService
@@ -64,13 +65,40 @@ def _line(name: str, value: float, help_text: str, kind: str = "gauge") -> str:
     return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n"
 
 
+ADMISSION = {
+    "in_flight": ("gauge", "requests of the class with database work in flight now"),
+    "admitted": ("counter", "requests of the class given a slot"),
+    "shed": ("counter", "requests of the class answered 503 because its slots stayed full"),
+    "deadline_exceeded": ("counter", "requests of the class whose database work ran out of its deadline"),
+}
+
+
+def _admission(admission: Admission) -> list[str]:
+    """One family per counter, one sample per class of work (app/admission.py)."""
+    parts = []
+    for name, (kind, help_text) in ADMISSION.items():
+        samples = "".join(
+            f'admission_{name}{{class="{work}"}} {getattr(slots, name)}\n' for work, slots in admission.classes.items()
+        )
+        parts.append(f"# HELP admission_{name} {help_text}\n# TYPE admission_{name} {kind}\n{samples}")
+    parts.append(_line("http_requests_in_flight", admission.requests, "requests held by this instance now"))
+    parts.append(
+        _line("http_requests_refused", admission.refused, "requests refused: MAX_REQUESTS_IN_FLIGHT held", "counter")
+    )
+    return parts
+
+
 @get(
     "/metrics",
     tags=["health"],
-    summary="Prometheus metrics: import counters and rate, event-loop lag, RSS",
+    summary="Prometheus metrics: import counters and rate, admission per class of work, event-loop lag, RSS",
     media_type="text/plain; version=0.0.4",
 )
-async def metrics(service: NamedDependency[ImportService], lag: NamedDependency[LagMonitor]) -> Response[str]:
+async def metrics(
+    service: NamedDependency[ImportService],
+    lag: NamedDependency[LagMonitor],
+    admission: NamedDependency[Admission],
+) -> Response[str]:
     snap = Progress.of(await service.snapshot())
     lag_max, lag_p99 = lag.stats()
     parts = [
@@ -89,5 +117,6 @@ async def metrics(service: NamedDependency[ImportService], lag: NamedDependency[
             sum(rss_bytes(pid) for pid in service.worker_pids()),
             "RSS of the parser worker processes, summed",
         ),
+        *_admission(admission),
     ]
     return Response("".join(parts), media_type="text/plain; version=0.0.4")

@@ -13,6 +13,7 @@ from litestar.di import Provide
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app.admission import Admission, Slots, Work
 from app.customers.repository import CustomerRepository, migrate_customers
 from app.db import CUSTOMERS, ensure_indexes, make_client
 from app.health import About
@@ -35,6 +36,16 @@ class Services:
         self.settings = settings
         self.about = about
         self.lag = LagMonitor()
+        deadline = settings.request_timeout_seconds
+        expensive = Slots(
+            Work.EXPENSIVE, settings.expensive_slots, share=settings.expensive_share or None, burst=deadline
+        )
+        self.admission = Admission(
+            [Slots(Work.CHEAP, settings.cheap_slots), expensive],
+            wait=settings.admission_wait_seconds,
+            deadline=settings.request_timeout_seconds,
+            max_requests=settings.max_requests_in_flight,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
@@ -47,7 +58,7 @@ class Services:
             self.db = self.client[self.settings.mongodb_db]
             await ensure_indexes(self.db)
             await migrate_customers(self.db)
-            self.customers = CustomerRepository(self.db[CUSTOMERS])
+            self.customers = CustomerRepository(self.db[CUSTOMERS], total_ttl=self.settings.list_total_cache_seconds)
             self.imports = ImportService(self.db, self.settings)
             await self.imports.open()
             stack.push_async_callback(self.imports.close)
@@ -79,6 +90,9 @@ class Services:
         def about() -> About:
             return self.about
 
+        def admission() -> Admission:
+            return self.admission
+
         named = {
             "service": import_service,
             "repository": customer_repository,
@@ -87,5 +101,6 @@ class Services:
             "mongo": mongo_client,
             # not "about": Litestar answers 500 when a body field fails validation under a dependency's name
             "service_about": about,
+            "admission": admission,
         }
         return {name: Provide(provider, sync_to_thread=False) for name, provider in named.items()}

@@ -16,6 +16,9 @@ Positive = Annotated[int, Meta(ge=1)]
 CheckpointSeconds = Annotated[float, Meta(ge=0.1, le=60)]
 RetrySeconds = Annotated[float, Meta(ge=1, le=86_400)]
 LeaseSeconds = Annotated[float, Meta(ge=1, le=3600)]
+DeadlineSeconds = Annotated[float, Meta(ge=0.05, le=60)]
+WaitSeconds = Annotated[float, Meta(ge=0, le=5)]
+Slots = Annotated[int, Meta(ge=1, le=1000)]
 
 
 class SettingsError(ValueError):
@@ -71,6 +74,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     progress_stream_max_clients: Positive = 100
     """Open GET /import/progress/stream connections per instance (each holds a queue of 16 updates); one more is
     answered 503 with Retry-After."""
+    request_timeout_seconds: DeadlineSeconds = 2.0
+    """Deadline of each request's database work (0.05 to 60 s): past it the request is a 503 with Retry-After and
+    its query is stopped on the server (maxTimeMS)."""
+    admission_wait_seconds: WaitSeconds = 0.1
+    """How long a request waits for a slot of its class (0 to 5 s) before it is shed with 503 and Retry-After."""
+    cheap_slots: Slots = 8
+    """Cheap requests (GET by id, email=, POST, PATCH, DELETE, import control) with database work in flight."""
+    expensive_slots: Slots = 2
+    """Expensive requests (lists, counts, history and rejected-row pages) with database work in flight."""
+    expensive_share: Annotated[float, Meta(ge=0, le=64)] = 0.5
+    """Database time the expensive requests may take, in operations kept running on average (0 to 64; 0: no such
+    bound): beyond it they are shed until it refills, so lists cannot take the database from an import."""
+    max_requests_in_flight: Slots = 64
+    """Requests this instance holds at once, every class (progress streams aside); one more is a 503."""
+    list_total_cache_seconds: Annotated[float, Meta(ge=0, le=3600)] = 5.0
+    """How long the unfiltered list's `total` (the collection's count) is reused (0 to 3600 s; 0: every page)."""
+    max_connections: Annotated[int, Meta(ge=16, le=100_000)] = 1024
+    """Open HTTP connections uvicorn accepts (idle keep-alive and streams included); beyond it uvicorn itself
+    answers a plain 503."""
     api_token: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
     """Bearer token every request must carry (GET/HEAD /health and the dashboard's files stay open); unset: open."""
 

@@ -37,6 +37,8 @@ def settings(mongo_server: EmbeddedMongo, tmp_path_factory: pytest.TempPathFacto
         data_dir=str(imports.parent),
         import_dir=str(imports),
         import_checkpoint_seconds=0.2,
+        list_total_cache_seconds=0,  # tests read totals right after their writes (the cache has its own test)
+        expensive_share=0,  # a budget of database time depends on the machine's speed (tests/unit/test_admission.py)
     )
 
 

@@ -9,18 +9,20 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from app.admission import Work, admitted, cheap_when
 from app.customers.repository import CustomerRepository
 from app.customers.schemas import Customer, CustomerCreate, CustomerPage, CustomerUpdate
 from app.errors import InvalidInput
 
 Repo = NamedDependency[CustomerRepository]
+CHEAP = admitted(Work.CHEAP)
 
 
 class CustomerController(Controller):
     path = "/customers"
     tags = ["customers"]
 
-    @post(status_code=HTTP_201_CREATED, summary="Create a customer (marked hand-edited)")
+    @post(status_code=HTTP_201_CREATED, summary="Create a customer (marked hand-edited)", **CHEAP)
     async def create(self, data: JSONBody[CustomerCreate], repository: Repo) -> Customer:
         return await repository.create(data)
 
@@ -28,6 +30,7 @@ class CustomerController(Controller):
         summary="List customers in customerId order, by page or keyset cursor",
         description="`total` counts every customer when unfiltered (the collection's count) and the matches "
         "of a filter up to 10,000; `totalCapped` is true when more match.",
+        **admitted(cheap_when("email")),  # email= is one index lookup; every other shape reads a range
     )
     async def list_customers(
         self,
@@ -53,17 +56,18 @@ class CustomerController(Controller):
             raise InvalidInput("give either page or after, not both")
         return await repository.list(limit=limit, page=page, after=after, email=email, country=country, q=q)
 
-    @get("/{customer_id:str}", summary="Get a customer")
+    @get("/{customer_id:str}", summary="Get a customer", **CHEAP)
     async def get_customer(self, customer_id: FromPath[str], repository: Repo) -> Customer:
         return await repository.get(customer_id)
 
     @patch(
         "/{customer_id:str}",
         summary="Change some fields (marks the customer hand-edited); an empty body is a 400, not a no-op",
+        **CHEAP,
     )
     async def update(self, customer_id: FromPath[str], data: JSONBody[CustomerUpdate], repository: Repo) -> Customer:
         return await repository.update(customer_id, data)
 
-    @delete("/{customer_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete a customer")
+    @delete("/{customer_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete a customer", **CHEAP)
     async def remove(self, customer_id: FromPath[str], repository: Repo) -> None:
         await repository.delete(customer_id)

@@ -7,7 +7,9 @@ import base64
 import binascii
 import datetime as dt
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -150,9 +152,19 @@ async def _write_keys(customers: AsyncCollection[dict[str, Any]], ops: list[Upda
 
 
 class CustomerRepository:
-    def __init__(self, collection: AsyncCollection[dict[str, Any]], *, total_cap: int = TOTAL_CAP):
+    def __init__(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        *,
+        total_cap: int = TOTAL_CAP,
+        total_ttl: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.collection = collection
         self.total_cap = total_cap  # a filtered total above this is reported as the cap, with totalCapped
+        self.total_ttl = total_ttl  # how long the unfiltered total is reused (0: counted for every page)
+        self.clock = clock
+        self._total: tuple[float, int] | None = None  # (when counted, the count)
 
     async def get(self, customer_id: str) -> Customer:
         doc = await self.collection.find_one({"_id": customer_id})
@@ -246,6 +258,15 @@ class CustomerRepository:
         """(total, whether it is capped). Unfiltered: the collection's metadata count, as counting millions per
         request would be slow; filtered: counted, but no further than the cap."""
         if not query:
-            return await self.collection.estimated_document_count(), False
+            return await self._estimated_total(), False
         counted = await self.collection.count_documents(query, limit=self.total_cap + 1)
         return min(counted, self.total_cap), counted > self.total_cap
+
+    async def _estimated_total(self) -> int:
+        """The collection's count, reused for `total_ttl` seconds: every unfiltered page asks for it, it changes
+        slowly, and on some servers it is a scan (docs/architecture.md, the cheapest correct answer)."""
+        if self._total is not None and self.clock() - self._total[0] < self.total_ttl:
+            return self._total[1]
+        total = await self.collection.estimated_document_count()
+        self._total = (self.clock(), total)
+        return total

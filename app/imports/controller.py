@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from app.admission import Work, admitted
 from app.auth import QUERY_TOKEN, TOKEN_IN_QUERY
 from app.errors import NotFound
 from app.imports.broadcast import Broadcaster
@@ -45,11 +46,15 @@ async def _rejected_rows(service: ImportService, job_id: str | None, *, after_li
     )
 
 
+CHEAP = admitted(Work.CHEAP)
+EXPENSIVE = admitted(Work.EXPENSIVE)
+
+
 class ImportController(Controller):
     path = "/import"
     tags = ["import"]
 
-    @post("/sync", status_code=HTTP_202_ACCEPTED, summary="Start importing a CSV file (409 while one runs)")
+    @post("/sync", status_code=HTTP_202_ACCEPTED, summary="Start importing a CSV file (409 while one runs)", **CHEAP)
     async def sync(self, service: Service, data: JSONBody[ImportRequest | None] = None) -> Progress:
         return Progress.of(await service.start(data or ImportRequest()))
 
@@ -75,7 +80,7 @@ class ImportController(Controller):
     async def progress(self, service: Service) -> Progress:
         return Progress.of(await service.snapshot())
 
-    @post("/cancel", status_code=HTTP_202_ACCEPTED, summary="Stop the running job; it ends CANCELLED")
+    @post("/cancel", status_code=HTTP_202_ACCEPTED, summary="Stop the running job; it ends CANCELLED", **CHEAP)
     async def cancel(self, service: Service) -> Progress:
         return Progress.of(await service.cancel())
 
@@ -83,11 +88,12 @@ class ImportController(Controller):
         "/resume",
         status_code=HTTP_202_ACCEPTED,
         summary="Resume a FAILED or CANCELLED job (default: the latest) from its watermark; 409 while one runs",
+        **CHEAP,
     )
     async def resume(self, service: Service, data: JSONBody[ResumeRequest | None] = None) -> Progress:
         return Progress.of(await service.resume(data.job_id if data else None))
 
-    @get("/errors", summary="Rejected rows of a job (default: the latest), by line")
+    @get("/errors", summary="Rejected rows of a job (default: the latest), by line", **EXPENSIVE)
     async def errors(
         self,
         service: Service,
@@ -104,7 +110,7 @@ class ImportController(Controller):
     @get(
         "/progress/stream",
         summary="Server-sent events: snapshot, progress while a job runs, done/error/cancelled",
-        opt=TOKEN_IN_QUERY,
+        **admitted(Work.STREAM, **TOKEN_IN_QUERY),
     )
     async def stream(
         self,
@@ -125,7 +131,7 @@ class ImportController(Controller):
             async for e in events
         )
 
-    @get("/jobs", summary="Import jobs, newest first, by page or afterStartedAt cursor")
+    @get("/jobs", summary="Import jobs, newest first, by page or afterStartedAt cursor", **EXPENSIVE)
     async def jobs(
         self,
         service: Service,
@@ -139,14 +145,14 @@ class ImportController(Controller):
         states, total = await service.history(limit=limit, page=page, before=after_started_at)
         return JobPage.of(states, limit=limit, total=total, page=page)
 
-    @get("/jobs/{job_id:str}", summary="One job's progress snapshot")
+    @get("/jobs/{job_id:str}", summary="One job's progress snapshot", **CHEAP)
     async def job(self, service: Service, job_id: FromPath[str]) -> Progress:
         state = await service.snapshot(job_id)
         if state is None:
             raise NotFound(f"import job {job_id!r} does not exist")
         return Progress.of(state)
 
-    @get("/jobs/{job_id:str}/errors", summary="One job's rejected rows, by line")
+    @get("/jobs/{job_id:str}/errors", summary="One job's rejected rows, by line", **EXPENSIVE)
     async def job_errors(
         self,
         service: Service,

@@ -19,6 +19,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app.admission import detached
 from app.db import CUSTOMERS
 from app.errors import Conflict, ImportFileError, ImportRunning, NotFound, Unavailable
 from app.imports.files import ImportableFile, list_files
@@ -231,7 +232,7 @@ class ImportService:
             settings=self.settings,
             control=Control.new(),
         )
-        task = asyncio.create_task(self._supervise(run), name=f"import-{state.job_id}")
+        task = detached(self._supervise(run), name=f"import-{state.job_id}")
         self.current = Running(run, task)
 
     async def _supervise(self, run: ImportRun) -> None:

@@ -59,6 +59,10 @@ def test_values_are_converted_from_strings(env: dict[str, str], field: str, valu
         ("IMPORT_BLOCK_BYTES", "100"),
         ("IMPORT_CHECKPOINT_SECONDS", "0"),
         ("IMPORT_LEASE_SECONDS", "soon"),
+        ("CHEAP_SLOTS", "0"),
+        ("EXPENSIVE_SLOTS", "1001"),
+        ("MAX_REQUESTS_IN_FLIGHT", "many"),
+        ("MAX_CONNECTIONS", "8"),
         ("MAX_BODY_BYTES", "1MB"),
         ("EMBEDDED_DB_SERVER", "/nonexistent/secantusd-rs"),
         ("EMBEDDED_DB_SERVER", "rust"),
@@ -69,10 +73,18 @@ def test_a_bad_value_names_the_variable(name: str, raw: str) -> None:
         Settings.from_env({"PORT": "8000", name: raw})
 
 
-FLOAT_SETTINGS = ("IMPORT_CHECKPOINT_SECONDS", "IMPORT_RETRY_SECONDS", "IMPORT_LEASE_SECONDS")
+FLOAT_SETTINGS = (
+    "IMPORT_CHECKPOINT_SECONDS",
+    "IMPORT_RETRY_SECONDS",
+    "IMPORT_LEASE_SECONDS",
+    "REQUEST_TIMEOUT_SECONDS",
+    "ADMISSION_WAIT_SECONDS",
+    "EXPENSIVE_SHARE",
+    "LIST_TOTAL_CACHE_SECONDS",
+)
 
 
-@pytest.mark.parametrize("raw", ["inf", "Infinity", "-inf", "nan", "1e999", "0", "-1", "86401"])
+@pytest.mark.parametrize("raw", ["inf", "Infinity", "-inf", "nan", "1e999", "-1", "86401"])
 @pytest.mark.parametrize("name", FLOAT_SETTINGS)
 def test_a_float_setting_must_be_finite_and_in_range(name: str, raw: str) -> None:
     """`IMPORT_LEASE_SECONDS=inf` was accepted: a killed job would never be taken over."""
@@ -92,12 +104,16 @@ def test_every_float_setting_is_bounded_above() -> None:
         ("IMPORT_CHECKPOINT_SECONDS", "0.1", "60"),
         ("IMPORT_RETRY_SECONDS", "1", "86400"),
         ("IMPORT_LEASE_SECONDS", "1", "3600"),
+        ("REQUEST_TIMEOUT_SECONDS", "0.05", "60"),
+        ("ADMISSION_WAIT_SECONDS", "0", "5"),
+        ("LIST_TOTAL_CACHE_SECONDS", "0", "3600"),
+        ("EXPENSIVE_SHARE", "0", "64"),
     ],
 )
 def test_a_float_setting_takes_its_whole_range(name: str, low: str, high: str) -> None:
     for raw in (low, high):
         assert getattr(Settings.from_env({name: raw}), name.lower()) == float(raw)
-    for raw in (f"{float(low) * 0.99}", f"{float(high) * 1.01}"):
+    for raw in (f"{float(low) * 0.99 if float(low) else -0.01}", f"{float(high) * 1.01}"):
         with pytest.raises(SettingsError, match=f"^{name}="):
             Settings.from_env({name: raw})
 

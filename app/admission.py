@@ -1,0 +1,212 @@
+"""Admission: each request's class of work, a bounded number of each in flight, and a deadline on its database work.
+
+A route handler names its class in `opt={"work": ...}`: a `Work`, or a function of the query string (a list
+filtered by `email=` is one index lookup, the same list unfiltered reads a range). A request waits at most
+`wait` seconds for a slot of its class, else it is shed with 503 and Retry-After before it touches the
+database; the classes never lend each other slots, so a burst of lists cannot take the slots of point reads.
+Every request except a stream runs under `pymongo.timeout(deadline)`: each database operation it makes carries
+what is left of the deadline as `maxTimeMS` (the server stops the query) and is abandoned by the client when
+it runs out. A request whose client disconnects is cancelled, and its database work with it. Background work
+(an import) starts in a context of its own (`detached`), so it never inherits a request's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import enum
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, TypeVar
+
+import msgspec
+import pymongo
+from litestar.enums import ScopeType
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from app.disconnect import CancelOnDisconnect
+from app.errors import Unavailable
+
+T = TypeVar("T")
+RETRY_AFTER = 1  # seconds a shed client is asked to wait: slots turn over within a deadline
+
+
+class Work(enum.StrEnum):
+    CHEAP = "cheap"  # one document by key: a point read, `email=`, a write
+    EXPENSIVE = "expensive"  # a range: lists, counts, history pages
+    EXPORT = "export"  # a long stream of documents: its own slots, no deadline
+    STREAM = "stream"  # a server-sent event stream from memory: bounded by its broadcaster, no deadline
+
+
+UNTIMED = frozenset({Work.EXPORT, Work.STREAM})
+Classify = Callable[[Scope], Work]
+Clock = Callable[[], float]
+
+
+class Problem(msgspec.Struct):
+    """An RFC 9457 problem, as every error of this API is (for the OpenAPI document)."""
+
+    type: str
+    status: int
+    title: str
+    detail: str
+
+
+SHED = ResponseSpec(
+    Problem,
+    generate_examples=False,
+    media_type="application/problem+json",
+    description="Not now: no slot of this request's class freed in time, the class used its share of database "
+    "time, the instance holds MAX_REQUESTS_IN_FLIGHT requests, or the database work passed its deadline "
+    "(REQUEST_TIMEOUT_SECONDS). Retry after `Retry-After` seconds.",
+)
+
+
+def admitted(work: Work | Classify, **opt: Any) -> dict[str, Any]:
+    """A route handler's keywords for its class of work: the opt admission reads, and its 503 in the OpenAPI."""
+    return {"opt": {**opt, "work": work}, "responses": {503: SHED}}
+
+
+def work_of(scope: Scope) -> Work | None:
+    """The class a route handler declares for this request (None: no slot, only the deadline)."""
+    work: Work | Classify | None = scope["route_handler"].opt.get("work")
+    return work(scope) if callable(work) else work
+
+
+def cheap_when(parameter: str) -> Classify:
+    """A list whose cost is one index lookup when `parameter` is given, else a range."""
+    key = parameter.encode() + b"="
+
+    def classify(scope: Scope) -> Work:
+        query: bytes = scope.get("query_string", b"")
+        return Work.CHEAP if any(pair.startswith(key) for pair in query.split(b"&")) else Work.EXPENSIVE
+
+    return classify
+
+
+class Slots:
+    """One class of work: at most `limit` requests in flight and, with a `share`, a budget of database time: the
+    class's requests may keep on average `share` operations running (time they held a slot, refilled at `share`
+    seconds per second, up to `burst`), so a class of slow queries cannot take the whole database from the work
+    outside admission (an import) however few slots it has. The counters are what /metrics reports."""
+
+    def __init__(
+        self, work: Work, limit: int, *, share: float | None = None, burst: float = 1.0, clock: Clock = time.monotonic
+    ):
+        self.work, self.limit, self.share, self.burst, self.clock = work, limit, share, burst, clock
+        self.free = asyncio.Semaphore(limit)
+        self.tokens, self.refilled = burst, clock()
+        self.in_flight = self.admitted = self.shed = self.deadline_exceeded = 0
+
+    @contextlib.asynccontextmanager
+    async def hold(self, wait: float) -> AsyncIterator[None]:
+        """A slot for the block, waiting at most `wait` in all for the budget and a slot; else Unavailable."""
+        slept = await self._spend(wait)
+        try:
+            async with asyncio.timeout(wait - slept):
+                await self.free.acquire()
+        except TimeoutError:
+            raise self._shed(f"are all in flight ({self.limit})", RETRY_AFTER) from None
+        self.in_flight += 1
+        self.admitted += 1
+        started = self.clock()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.free.release()
+            if self.share is not None:
+                self._refill()
+                self.tokens -= self.clock() - started
+
+    async def _spend(self, wait: float) -> float:
+        """Wait until the budget is positive again (how long), or shed when that is further than `wait`."""
+        if self.share is None:
+            return 0.0
+        self._refill()
+        if self.tokens > 0:
+            return 0.0
+        needed = -self.tokens / self.share
+        if needed > wait:
+            raise self._shed("used their share of the database (EXPENSIVE_SHARE)", math.ceil(needed))
+        await asyncio.sleep(needed)
+        return needed
+
+    def _refill(self) -> None:
+        now = self.clock()
+        assert self.share is not None
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.share)
+        self.refilled = now
+
+    def _shed(self, why: str, retry_after: int) -> Unavailable:
+        self.shed += 1
+        return Unavailable(f"the {self.work} requests of this instance {why}; retry", retry_after=retry_after)
+
+
+class Admission:
+    def __init__(self, classes: list[Slots], *, wait: float, deadline: float, max_requests: int):
+        self.classes = {slots.work: slots for slots in classes}
+        self.wait = wait
+        self.deadline = deadline
+        self.max_requests = max_requests
+        self.requests = 0  # requests in flight, every class and none (streams aside)
+        self.refused = 0  # requests refused because `max_requests` were in flight
+
+    @contextlib.asynccontextmanager
+    async def admit(self, work: Work | None) -> AsyncIterator[None]:
+        """Hold a slot of `work` (and a place among all requests) for the block, or raise Unavailable."""
+        counted = work is not Work.STREAM
+        if counted and self.requests >= self.max_requests:
+            self.refused += 1
+            raise Unavailable(f"this instance already holds {self.max_requests} requests; retry", retry_after=1)
+        self.requests += counted
+        try:
+            slots = self.classes.get(work) if work is not None else None
+            async with slots.hold(self.wait) if slots is not None else contextlib.nullcontext():
+                yield
+        finally:
+            self.requests -= counted
+
+    def deadline_of(self, work: Work | None) -> float | None:
+        return None if work in UNTIMED else self.deadline
+
+    def count_deadline(self, exc: BaseException, scope: Scope) -> None:
+        """after_exception hook: a database operation that ran out of its request's deadline."""
+        slots = self.classes.get(work_of(scope)) if "route_handler" in scope else None  # type: ignore[arg-type]
+        if slots is not None and isinstance(exc, pymongo.errors.PyMongoError) and exc.timeout:
+            slots.deadline_exceeded += 1
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.deadline))
+
+
+def detached(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+    """A task that outlives the request starting it, in a context of its own: no request deadline goes with it."""
+    return asyncio.create_task(coro, name=name, context=contextvars.Context())
+
+
+class AdmissionMiddleware:
+    """ASGI middleware: admission, then the handler under the deadline, cancelled if its client leaves."""
+
+    def __init__(self, app: ASGIApp, admission: Admission):
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        work = work_of(scope)
+        async with self.admission.admit(work):
+            deadline = self.admission.deadline_of(work)
+            if deadline is None:
+                await self.app(scope, receive, send)
+                return
+            with pymongo.timeout(deadline):
+                if work is None:  # no database work worth stopping early: files, health, memory
+                    await self.app(scope, receive, send)
+                else:
+                    await CancelOnDisconnect(scope, receive).serve(self.app, send)

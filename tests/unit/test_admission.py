@@ -1,0 +1,77 @@
+"""Slots of a class of work and its database-time budget, with a clock the test moves (no database, no sleeps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.admission import Slots, Work, cheap_when
+from app.errors import Unavailable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_class_over_its_share_is_shed_until_the_budget_refills_and_says_when() -> None:
+    clock = Clock()
+    slots = Slots(Work.EXPENSIVE, 4, share=0.5, burst=1.0, clock=clock)
+    async with slots.hold(wait=0):
+        clock.now += 3.0  # one query that held the database for 3 s: 1 - 3 = 2 s owed
+    with pytest.raises(Unavailable) as shed:
+        async with slots.hold(wait=0):
+            pass
+    assert shed.value.headers["Retry-After"] == "4"  # 2 s owed at 0.5 s per second
+    clock.now += 3.9
+    with pytest.raises(Unavailable):
+        async with slots.hold(wait=0):
+            pass
+    clock.now += 0.2
+    async with slots.hold(wait=0):
+        pass
+    assert (slots.admitted, slots.shed, slots.in_flight) == (2, 2, 0)
+
+
+async def test_the_budget_never_grows_past_its_burst() -> None:
+    clock = Clock()
+    slots = Slots(Work.EXPENSIVE, 4, share=1.0, burst=2.0, clock=clock)
+    clock.now += 3600  # an idle hour saves no more than the burst
+    async with slots.hold(wait=0):
+        clock.now += 2.5
+    with pytest.raises(Unavailable):
+        async with slots.hold(wait=0):
+            pass
+
+
+async def test_without_a_share_only_the_slots_bound_the_class() -> None:
+    clock = Clock()
+    slots = Slots(Work.CHEAP, 1, clock=clock)
+    async with slots.hold(wait=0):
+        clock.now += 3600
+        with pytest.raises(Unavailable, match="all in flight"):
+            async with slots.hold(wait=0):
+                pass
+    async with slots.hold(wait=0):
+        pass
+    assert (slots.admitted, slots.shed) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("query", "work"),
+    [
+        (b"email=a%40b.c", Work.CHEAP),
+        (b"limit=5&email=x", Work.CHEAP),
+        (b"", Work.EXPENSIVE),
+        (b"q=email", Work.EXPENSIVE),
+        (b"xemail=a", Work.EXPENSIVE),
+        (b"country=FR&limit=50", Work.EXPENSIVE),
+    ],
+)
+def test_a_list_is_cheap_only_when_it_names_an_email(query: bytes, work: Work) -> None:
+    scope: Any = {"query_string": query}
+    assert cheap_when("email")(scope) is work
