@@ -66,7 +66,7 @@ class ImportController(Controller):
             "Reads the start of the file (its header and up to 1 MiB of records) through the import's own decoding, "
             "header and parser code; starts no job and writes nothing. The same 400s as POST /import/sync."
         ),
-        opt={"work": "expensive"},
+        **CHEAP,  # its database work is one `_id $in`; its file work has a bound of its own (PREVIEWS_AT_ONCE)
     )
     async def preview(
         self,

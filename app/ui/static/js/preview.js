@@ -12,6 +12,7 @@ const FIELDS = [
 const IGNORE = 'ignore';
 const LIMIT = 20;
 const TYPING_MS = 300; // the quote box: one preview when typing stops, not one per key
+const BUSY_MS = 1000;
 const OUTCOMES = {
   insert: 'new',
   duplicate: 'duplicate, skipped',
@@ -23,6 +24,7 @@ const SHOWN_DELIMITER = { '\t': 'tab', ',': ', comma', ';': '; semicolon', '|': 
 let mapping = {}; // header name -> field or IGNORE, as the user picked it: the request's `columns`
 let request = () => ({}); // the body Start would send (imports.js)
 let asked = 0; // the number of the latest preview asked for: an older answer arriving late is dropped
+let pending = null; // the AbortController of the preview in flight: a newer one abandons it
 let typing = null;
 
 /** Wire the format controls; `body` builds the request both the preview and Start send. */
@@ -48,6 +50,8 @@ export function forgetMapping() {
 export async function refreshPreview() {
   const body = request();
   const mine = ++asked;
+  if (pending) pending.abort(); // its answer is stale already; the server stops reading for it
+  pending = new AbortController();
   clearProblems($('import-form'), 'preview-error');
   if (!body.filePath) {
     show(null, 'Choose a file to see how it will be read.');
@@ -56,10 +60,16 @@ export async function refreshPreview() {
   $('preview').setAttribute('aria-busy', 'true');
   $('preview-summary').textContent = `Reading the start of ${body.filePath}…`;
   try {
-    const shown = await api('POST', `/import/preview?limit=${LIMIT}`, body);
+    const shown = await api('POST', `/import/preview?limit=${LIMIT}`, body, pending.signal);
     if (mine === asked) show(shown, summary(shown));
   } catch (error) {
     if (mine !== asked) return;
+    if (error.status === 503) {
+      $('preview-summary').textContent = 'The service is busy; the preview is asked again in a moment…';
+      clearTimeout(typing);
+      typing = setTimeout(refreshPreview, BUSY_MS); // its answer said Retry-After: 1
+      return;
+    }
     show(null, `${body.filePath} cannot be imported with these options.`);
     showProblem(error, 'import', 'preview-error');
     const problem = error.problem || {}; // a header without an id column: how it is read, what to map
