@@ -1,5 +1,5 @@
-"""CLI: `python -m app serve [--host H] [--port P]`, `python -m app import FILE [...]` and
-`python -m app preview FILE [...]`.
+"""CLI: `python -m app serve [--host H] [--port P]`, `python -m app import FILE [...]`,
+`python -m app preview FILE [...]` and `python -m app export --out FILE|- [...]`.
 
 Reads Settings from the environment; starts the embedded database when MONGODB_URI is unset.
 """
@@ -45,6 +45,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     pre.add_argument("file", type=Path)
     _import_options(pre)
     pre.add_argument("--limit", type=_int_in(1, 200), default=20, metavar="N", help="rows shown, 1..200 (default 20)")
+    _export_parser(commands)
     return parser
 
 
@@ -59,6 +60,21 @@ def _import_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--column", action="append", default=[], type=_column, metavar="FROM=TO", help="read header FROM as field TO"
     )
+
+
+def _export_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export customers to a CSV or NDJSON file (or - for standard output) with a progress bar",
+        description="the customers matching the filters, in customerId order, as GET /customers/export writes them",
+    )
+    export.add_argument("--out", required=True, metavar="FILE", help="the file to write, or - for standard output")
+    export.add_argument("--format", choices=["csv", "ndjson"], default="csv")
+    export.add_argument("--email", help="exact email, any case")
+    export.add_argument("--country", help="exact country, any case")
+    export.add_argument("--q", help="case-insensitive prefix of name, company or email")
+    export.add_argument("--fields", help="comma-separated columns (API names; default: the imported fields)")
+    export.add_argument("--compress", choices=["gzip"], help="write a .gz file")
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -221,6 +237,37 @@ def preview_file(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(run(settings, args.file.resolve(), request=request, limit=args.limit, console=Console()))
 
 
+def export_customers(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from app.customers.cli import export_customers as run
+    from app.customers.export import Format, parse_fields
+    from app.customers.exporter import ExportRequest
+    from app.customers.schemas import CustomerFilters
+    from app.errors import AppError
+
+    try:
+        filters = msgspec.convert({"email": args.email, "country": args.country, "q": args.q}, CustomerFilters)
+        request = ExportRequest(
+            fmt=Format(args.format),
+            fields=parse_fields(args.fields),
+            email=filters.email,
+            country=filters.country,
+            q=filters.q,
+            gzip_file=args.compress == "gzip",
+        )
+    except (msgspec.ValidationError, AppError) as exc:
+        print(f"refused: {getattr(exc, 'detail', exc)}", file=sys.stderr)
+        return 2
+    errors = Console(stderr=True, soft_wrap=True)
+    try:
+        with database(settings) as settings:
+            return asyncio.run(run(settings, request, args.out, errors))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
@@ -233,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(msgspec.structs.replace(settings, host=args.host, port=args.port))
     if args.command == "preview":
         return preview_file(settings, args)
+    if args.command == "export":
+        return export_customers(settings, args)
     return import_file(settings, args)
 
 

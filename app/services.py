@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.admission import Admission, Slots, Work
+from app.customers.exporter import Exporter
 from app.customers.repository import CustomerRepository, migrate_customers
 from app.db import CUSTOMERS, ensure_indexes, make_client
 from app.health import About
@@ -29,6 +30,7 @@ class Services:
     client: AsyncMongoClient[dict[str, Any]]
     db: AsyncDatabase[dict[str, Any]]
     customers: CustomerRepository
+    exports: Exporter
     imports: ImportService
     broadcaster: Broadcaster
 
@@ -59,6 +61,11 @@ class Services:
             await ensure_indexes(self.db)
             await migrate_customers(self.db)
             self.customers = CustomerRepository(self.db[CUSTOMERS], total_ttl=self.settings.list_total_cache_seconds)
+            self.exports = Exporter(
+                self.customers,
+                max_concurrent=self.settings.export_max_concurrent,
+                batch_size=self.settings.export_batch_size,
+            )
             self.imports = ImportService(self.db, self.settings)
             await self.imports.open()
             stack.push_async_callback(self.imports.close)
@@ -78,6 +85,9 @@ class Services:
         def customer_repository() -> CustomerRepository:
             return self.customers
 
+        def exporter() -> Exporter:
+            return self.exports
+
         def broadcaster() -> Broadcaster:
             return self.broadcaster
 
@@ -96,6 +106,7 @@ class Services:
         named = {
             "service": import_service,
             "repository": customer_repository,
+            "exporter": exporter,
             "broadcaster": broadcaster,
             "lag": lag_monitor,
             "mongo": mongo_client,

@@ -93,6 +93,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: Annotated[int, Meta(ge=16, le=100_000)] = 1024
     """Open HTTP connections uvicorn accepts (idle keep-alive and streams included); beyond it uvicorn itself
     answers a plain 503."""
+    export_max_concurrent: Annotated[int, Meta(ge=1, le=100)] = 2
+    """Exports (GET /customers/export) streaming at once per instance (1 to 100); one more is answered 503 with
+    Retry-After. Each holds one cursor and one batch."""
+    export_batch_size: Annotated[int, Meta(ge=1, le=10_000)] = 1000
+    """Customers per cursor batch of an export: read, encoded and sent as one piece (1 to 10,000)."""
     api_token: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
     """Bearer token every request must carry (GET/HEAD /health and the dashboard's files stay open); unset: open."""
 

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -43,6 +44,11 @@ def decode_cursor(cursor: str) -> str:
         return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput(f"after={cursor!r} is not a cursor returned by this API") from None
+
+
+def stored_field(field: str) -> str:
+    """A customer field's name in a stored document (the API's customerId is _id)."""
+    return "_id" if field == "customerId" else field
 
 
 def to_customer(doc: dict[str, Any]) -> Customer:
@@ -270,3 +276,12 @@ class CustomerRepository:
         total = await self.collection.estimated_document_count()
         self._total = (self.clock(), total)
         return total
+
+    def export_cursor(
+        self, *, fields: tuple[str, ...], batch_size: int, email: str | None, country: str | None, q: str | None
+    ) -> AsyncCursor[dict[str, Any]]:
+        """Every customer matching the list's filters, in _id order, with only `fields` (API names): one cursor
+        read `batch_size` at a time, the same index walk as a page of GET /customers without its limit."""
+        query = _filter(email=email, country=country, q=q)
+        projection = {stored_field(field): 1 for field in fields}
+        return self.collection.find(query, projection).sort("_id", ASCENDING).batch_size(batch_size)

@@ -19,12 +19,16 @@ CONTROL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 # (a client or the router would read them as URL syntax), and not "." or ".." (clients remove dot segments).
 # END is the end of the text: `$` also matches before a final newline in Python ("nl\n" passed as an id); a
 # lookahead that no character follows means the same in Python and in the JSON Schema (ECMA) reading of it.
+# RESERVED_IDS are paths of their own under /customers/ (GET /customers/export): a customer with one of them as
+# its id could never be read, changed or deleted.
 END = r"(?![\s\S])"
-ID_PATTERN = rf"^(?!\.\.?{END})[^\s{CONTROL}/?#%]+{END}"
+RESERVED_IDS = ("export",)
+_RESERVED = "|".join(RESERVED_IDS)
+ID_PATTERN = rf"^(?!(?:\.\.?|{_RESERVED}){END})[^\s{CONTROL}/?#%]+{END}"
 TEXT_PATTERN = rf"^[^{CONTROL}]*{END}"
 NAME_PATTERN = rf"^(?=[\s\S]*\S)[^{CONTROL}]*{END}"  # and not only whitespace (the importer trims it away)
 EMAIL_PATTERN = rf"^[^@\s{CONTROL}]+@[^@\s{CONTROL}]+{END}"  # documents document.is_email (+ no control character)
-ID_DESCRIPTION = "Unique id: no whitespace, control characters or / ? # %, not '.' or '..'"
+ID_DESCRIPTION = "Unique id: no whitespace, control characters or / ? # %, not '.', '..' or 'export'"
 
 MAX_CHARS = {
     "customerId": ID_MAX_CHARS,
@@ -51,6 +55,8 @@ def id_problem(value: str) -> str | None:
     if len(value) > ID_MAX_CHARS:
         return f"customer id longer than {ID_MAX_CHARS} characters"
     if _ID.match(value) is None:
+        if value in RESERVED_IDS:
+            return f"customer id {value!r} is reserved (GET /customers/{value} is another endpoint)"
         return f"customer id {value[:80]!r} has whitespace, a control character, / ? # % or is '.' or '..'"
     return None
 

@@ -107,3 +107,17 @@ class CustomerPage(Base):
     """True when more customers match a filter than `total` (the count stops at 10,000)."""
     page: int | None = None
     next_cursor: str | None = None
+
+
+# The list's filters (GET /customers, GET /customers/export, `python -m app export`): the controller's query
+# parameters and CustomerFilters take their limits from here.
+FILTER_MAX_CHARS = 256
+PREFIX_PATTERN = r"^[^\x00-\x1f]+$"
+
+
+class CustomerFilters(Base):
+    """The filters as the CLI reads them, with the query parameters' rules."""
+
+    email: Annotated[str, Meta(max_length=FILTER_MAX_CHARS)] | None = None
+    country: Annotated[str, Meta(max_length=FILTER_MAX_CHARS)] | None = None
+    q: Annotated[str, Meta(min_length=1, max_length=FILTER_MAX_CHARS, pattern=PREFIX_PATTERN)] | None = None

@@ -18,7 +18,7 @@ import bson
 
 from app.customers import rules
 from app.customers.document import KEY_SOURCES, index_keys, is_email
-from app.customers.rules import ABOUT_MAX_CHARS, ID_MAX_CHARS, TEXT_MAX_CHARS
+from app.customers.rules import ABOUT_MAX_CHARS, ID_MAX_CHARS, RESERVED_IDS, TEXT_MAX_CHARS
 from app.imports import quoting
 from app.imports.model import Batch, Mode, Parsed, ParseSpec, Rejection
 
@@ -202,7 +202,7 @@ class _BlockParser:
             return self.reject(start, end, f"not valid {self.spec.label}")
         customer_id = row[self.id_column].strip()
         # isalnum and the total length are the common case's cheap answers; the rules decide the rest
-        plain_id = customer_id.isalnum() and len(customer_id) <= ID_MAX_CHARS
+        plain_id = customer_id.isalnum() and len(customer_id) <= ID_MAX_CHARS and customer_id not in RESERVED_IDS
         if not plain_id and (problem := rules.id_problem(customer_id)):
             return self.reject(start, end, problem)
         long = chars > ABOUT_MAX_CHARS or chars - len(row[self.long_column]) > TEXT_MAX_CHARS

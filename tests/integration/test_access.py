@@ -44,6 +44,7 @@ async def guarded(settings: Settings, folder: Path) -> AsyncIterator[AsyncTestCl
         ("GET", "/customers"),
         ("POST", "/customers"),
         ("GET", "/customers/C1"),
+        ("GET", "/customers/export"),
         ("DELETE", "/customers/C1"),
         ("POST", "/import/sync"),
         ("GET", "/import/progress"),

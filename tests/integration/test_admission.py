@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient, _csot
+from pymongo import AsyncMongoClient, MongoClient, _csot
 
 from app.admission import Work
 from app.asgi import create_app
@@ -202,11 +202,25 @@ async def test_a_client_that_leaves_cancels_its_request_and_frees_its_slot(
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[EmbeddedMongo]:
-    """A SecantusDB server of this test's own, which it stops (SIGSTOP) for a while."""
-    server = EmbeddedMongo(tmp_path / "db", free_port())
-    server.start()
+    """A SecantusDB server of this test's own, which it stops (SIGSTOP) for a while. Its port is checked to be
+    served by this very process (serverStatus.pid): on a busy machine another test's server can take a free port
+    between its choice and the bind, and stopping this one would then stop nothing the app talks to."""
+    for attempt in range(3):
+        server = EmbeddedMongo(tmp_path / f"db{attempt}", free_port())
+        server.start()
+        if server.process is not None and answering_pid(server) == server.process.pid:
+            break
+        server.stop()
+    else:
+        pytest.fail("no server of this test's own could keep its port")
     yield server
     server.stop()
+
+
+def answering_pid(server: EmbeddedMongo) -> int | None:
+    with MongoClient(server.uri, serverSelectionTimeoutMS=10_000) as client:
+        pid = client.admin.command("serverStatus").get("pid")
+    return int(pid) if pid is not None else None
 
 
 async def test_a_request_past_its_deadline_is_503_with_retry_after_and_the_server_is_free_again(

@@ -477,6 +477,7 @@ def test_a_record_within_the_max_parses(field: bytes, max_record: int) -> None:
         ("a\x1bb,Ann,x", "customer id 'a\\x1bb' has"),
         ("..,Ann,x", "customer id '..' has"),
         (".,Ann,x", "customer id '.' has"),
+        ("export,Ann,x", "customer id 'export' is reserved"),  # GET /customers/export is the export
         ("I" * 65 + ",Ann,x", "customer id longer than 64 characters"),
         ("C1," + "n" * 257 + ",x", "firstName longer than 256 characters"),
         ("C1,Ann," + "a" * 100_001, "about longer than 100000 characters"),

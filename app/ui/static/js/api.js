@@ -70,6 +70,16 @@ export function streamUrl(path) {
   return sent ? `${path}?access_token=${encodeURIComponent(sent)}` : path;
 }
 
+/** A URL a browser downloads through a plain link, which cannot send headers: the token goes in the query (the
+ * export route accepts it there). `query`: an object of parameters. */
+export function downloadUrl(path, query) {
+  const params = new URLSearchParams(query);
+  const sent = token();
+  if (sent) params.set('access_token', sent);
+  const text = params.toString();
+  return text ? `${path}?${text}` : path;
+}
+
 /** Show an ApiError next to the fields it names (`<prefix>-<key>-error`), the rest in `formErrorId`. */
 export function showProblem(error, prefix, formErrorId) {
   const form = document.getElementById(formErrorId);

@@ -1,6 +1,6 @@
-// The customers view: search (q/email/country), pages by cursor, view, create, edit (PATCH) and delete.
+// The customers view: search (q/email/country), pages by cursor, view, create, edit (PATCH), delete, export.
 
-import { api, clearProblems, showProblem } from './api.js';
+import { api, clearProblems, downloadUrl, showProblem } from './api.js';
 import { $, count, h, when } from './dom.js';
 
 const PAGE = 25;
@@ -37,6 +37,7 @@ export async function showCustomers() {
   $('customers-next').addEventListener('click', () => page(state.next, [...state.cursors, state.cursor]));
   $('customers-prev').addEventListener('click', () => page(state.cursors.at(-1), state.cursors.slice(0, -1)));
   $('customer-new').addEventListener('click', () => openEditor(null));
+  $('customers-export').addEventListener('click', exportSearch);
   $('editor-form').addEventListener('submit', save);
   $('editor-close').addEventListener('click', closeEditor);
   $('editor-delete').addEventListener('click', () => remove(state.editing));
@@ -53,6 +54,16 @@ async function search() {
   const query = new URLSearchParams(state.filters).toString();
   history.replaceState(null, '', `/ui/customers${query ? `?${query}` : ''}`);
   await page(null, []);
+}
+
+/** The current search as a CSV download: a link the browser saves straight to disk (streamed, never held in the
+ * page), with the token in its query when one is set. */
+function exportSearch() {
+  const link = h('a', { href: downloadUrl('/customers/export', state.filters), download: '', hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  $('customers-notice').textContent = 'Export started: the browser saves the CSV file.';
 }
 
 async function page(cursor, previous) {
