@@ -1,5 +1,5 @@
-"""CLI: `python -m app serve [--host H] [--port P]`, `python -m app import FILE [...]` and
-`python -m app export --out FILE|- [...]`.
+"""CLI: `python -m app serve [--host H] [--port P]`, `python -m app import FILE [...]`,
+`python -m app preview FILE [...]` and `python -m app export --out FILE|- [...]`.
 
 Reads Settings from the environment; starts the embedded database when MONGODB_URI is unset.
 """
@@ -36,17 +36,30 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     imp.add_argument(
         "--resume", nargs="?", const="latest", default=None, metavar="JOB_ID", help="resume a job from its watermark"
     )
-    imp.add_argument("--mode", choices=["insert", "upsert"], default="insert")
-    imp.add_argument("--batch-size", type=_int_in(1, 10_000), default=None, metavar="N", help="1..10000")
-    imp.add_argument("--dry-run", action="store_true", help="parse and validate only; write no customers")
-    imp.add_argument("--delimiter", default="auto", help="',' ';' '\\t' '|' or auto (default: sniffed)")
-    imp.add_argument("--encoding", default="utf-8", help="utf-8 (default), cp1252, latin-1, utf-16 or auto")
-    imp.add_argument("--quote", default='"', help='quote character (default ")')
-    imp.add_argument(
-        "--column", action="append", default=[], type=_column, metavar="FROM=TO", help="read header FROM as field TO"
+    _import_options(imp)
+    pre = commands.add_parser(
+        "preview",
+        help="show how `import FILE` with the same options would read FILE, and its first rows as they would be stored",
+        description="read the start of FILE as `import` would (no job, no write) and print the preview as tables",
     )
+    pre.add_argument("file", type=Path)
+    _import_options(pre)
+    pre.add_argument("--limit", type=_int_in(1, 200), default=20, metavar="N", help="rows shown, 1..200 (default 20)")
     _export_parser(commands)
     return parser
+
+
+def _import_options(command: argparse.ArgumentParser) -> None:
+    """The options of an import, the fields of a POST /import/sync body: `import` and `preview` take the same."""
+    command.add_argument("--mode", choices=["insert", "upsert"], default="insert")
+    command.add_argument("--batch-size", type=_int_in(1, 10_000), default=None, metavar="N", help="1..10000")
+    command.add_argument("--dry-run", action="store_true", help="parse and validate only; write no customers")
+    command.add_argument("--delimiter", default="auto", help="',' ';' '\\t' '|' or auto (default: sniffed)")
+    command.add_argument("--encoding", default="utf-8", help="utf-8 (default), cp1252, latin-1, utf-16 or auto")
+    command.add_argument("--quote", default='"', help='quote character (default ")')
+    command.add_argument(
+        "--column", action="append", default=[], type=_column, metavar="FROM=TO", help="read header FROM as field TO"
+    )
 
 
 def _export_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -172,7 +185,7 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{args.file}: not a readable file", file=sys.stderr)
         return 2
     try:
-        columns = _columns(args.column)
+        request = _request(args)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -183,15 +196,7 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
                 run(
                     settings,
                     args.file.resolve() if args.file else None,
-                    request={
-                        "mode": args.mode,
-                        "batchSize": args.batch_size,
-                        "dryRun": args.dry_run,
-                        "delimiter": "\t" if args.delimiter == "\\t" else args.delimiter,
-                        "encoding": args.encoding,
-                        "quote": args.quote,
-                        "columns": columns or None,
-                    },
+                    request=request,
                     resume=args.resume,
                     console=Console(),
                 )
@@ -199,6 +204,37 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C while the embedded database starts, before any job exists
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _request(args: argparse.Namespace) -> dict[str, object]:
+    """The options as the fields of a POST /import/sync body; a --column FROM given twice is a ValueError."""
+    return {
+        "mode": args.mode,
+        "batchSize": args.batch_size,
+        "dryRun": args.dry_run,
+        "delimiter": "\t" if args.delimiter == "\\t" else args.delimiter,
+        "encoding": args.encoding,
+        "quote": args.quote,
+        "columns": _columns(args.column) or None,
+    }
+
+
+def preview_file(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from app.imports.table import preview_file as run
+
+    if not args.file.is_file():
+        print(f"{args.file}: not a readable file", file=sys.stderr)
+        return 2
+    try:
+        request = _request(args)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    _start_forkserver_ignoring_sigint()
+    with database(settings) as settings:
+        return asyncio.run(run(settings, args.file.resolve(), request=request, limit=args.limit, console=Console()))
 
 
 def export_customers(settings: Settings, args: argparse.Namespace) -> int:
@@ -242,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         return serve(msgspec.structs.replace(settings, host=args.host, port=args.port))
+    if args.command == "preview":
+        return preview_file(settings, args)
     if args.command == "export":
         return export_customers(settings, args)
     return import_file(settings, args)

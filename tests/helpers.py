@@ -852,11 +852,11 @@ class Cli:
     server: EmbeddedMongo
     started: list[subprocess.Popen[bytes]]
 
-    def popen(self, *args: str, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
+    def popen(self, *args: str, stdout: Any, stderr: Any, command: str = "import") -> subprocess.Popen[bytes]:
         # a session of its own: a signal to the process group is what Ctrl-C in a terminal sends, and whatever
         # the CLI leaves behind (forkserver, parser workers) can be found by its id
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "import", *args],
+            [sys.executable, "-m", "app", command, *args],
             env=self.env,
             cwd=self.folder,
             stdin=subprocess.DEVNULL,
@@ -867,15 +867,15 @@ class Cli:
         self.started.append(process)
         return process
 
-    def run(self, *args: str) -> Run:
-        process = self.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    def run(self, *args: str, command: str = "import") -> Run:
+        process = self.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, command=command)
         try:
             out, err = process.communicate(timeout=RUN_TIMEOUT)
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()
             pytest.fail(
-                f"`python -m app import {' '.join(args)}` did not end within {RUN_TIMEOUT:.0f}s\n"
+                f"`python -m app {command} {' '.join(args)}` did not end within {RUN_TIMEOUT:.0f}s\n"
                 f"{Run(-1, out.decode(errors='replace'), err.decode(errors='replace'))}"
             )
         return Run(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))

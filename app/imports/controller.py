@@ -9,7 +9,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from litestar.status_codes import HTTP_202_ACCEPTED
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from app.admission import Work, admitted
 from app.auth import QUERY_TOKEN, TOKEN_IN_QUERY
@@ -17,6 +17,7 @@ from app.errors import NotFound
 from app.imports.broadcast import Broadcaster
 from app.imports.schemas import (
     ImportFiles,
+    ImportPreview,
     ImportRequest,
     JobPage,
     Progress,
@@ -56,6 +57,24 @@ class ImportController(Controller):
     @post("/sync", status_code=HTTP_202_ACCEPTED, summary="Start importing a CSV file (409 while one runs)", **CHEAP)
     async def sync(self, service: Service, data: JSONBody[ImportRequest | None] = None) -> Progress:
         return Progress.of(await service.start(data or ImportRequest()))
+
+    @post(
+        "/preview",
+        status_code=HTTP_200_OK,
+        summary="How POST /import/sync with this body would read the file, and its first rows as they would be stored",
+        description=(
+            "Reads the start of the file (its header and up to 1 MiB of records) through the import's own decoding, "
+            "header and parser code; starts no job and writes nothing. The same 400s as POST /import/sync."
+        ),
+        **CHEAP,  # its database work is one `_id $in`; its file work has a bound of its own (PREVIEWS_AT_ONCE)
+    )
+    async def preview(
+        self,
+        service: Service,
+        data: JSONBody[ImportRequest | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200, description="rows shown")] = 20,
+    ) -> ImportPreview:
+        return await service.preview(data or ImportRequest(), limit)
 
     @get("/progress", summary="Snapshot of the running job, else the latest job, else IDLE")
     async def progress(self, service: Service) -> Progress:

@@ -24,11 +24,20 @@ KNOWN_COLUMNS = {
     "aboutcustomer": "about",
 }
 SKIPPED_COLUMNS = {"index"}
+IGNORE = "ignore"  # a `columns` target: the column feeds no field, even when its name is recognised
 BOM = b"\xef\xbb\xbf"  # UTF-8's, stripped from a header
 
 
 class HeaderError(ValueError):
     """The header cannot drive an import (no customer id column, unreadable)."""
+
+
+class NoIdColumn(HeaderError):
+    """No column feeds customerId; `names` and `fields` say what each column would feed (so a client can map one)."""
+
+    def __init__(self, message: str, names: list[str], fields: list[str | None]):
+        super().__init__(message)
+        self.names, self.fields = names, fields
 
 
 def normalise(name: str) -> str:
@@ -53,12 +62,12 @@ def map_header(
     columns: dict[str, str] | None = None,
 ) -> ColumnMap:
     """The first record -> which field each column feeds. `columns` maps header names (as written, trimmed)
-    to fields and wins over the names recognised by themselves."""
+    to fields (or IGNORE) and wins over the names recognised by themselves."""
     names = read_names(header, encoding=encoding, delimiter=delimiter, quote=quote)
     columns = columns or {}
     if missing := [name for name in columns if name not in {name.strip() for name in names}]:
         raise HeaderError(f"columns names {missing!r}, which the header does not have (found {names!r})")
-    chosen = [columns.get(name.strip()) or KNOWN_COLUMNS.get(normalise(name)) for name in names]
+    chosen = [_target(name.strip(), columns) for name in names]
     fields: list[str | None] = []
     ignored: list[str] = []
     for name, field in zip(names, chosen, strict=True):
@@ -74,8 +83,17 @@ def map_header(
             ignored.append(name.strip())
         fields.append(field)
     if "customerId" not in fields:
-        raise HeaderError(
+        raise NoIdColumn(
             f"the header has no customer id column (expected e.g. 'Customer Id', or map one with columns; "
-            f"found {names!r})"
+            f"found {names!r})",
+            names,
+            fields,
         )
     return ColumnMap(fields=tuple(fields), ignored=tuple(ignored))
+
+
+def _target(name: str, columns: dict[str, str]) -> str | None:
+    """The field a (trimmed) header name feeds: as `columns` maps it (IGNORE: none), else as it is recognised."""
+    if name in columns:
+        return None if columns[name] == IGNORE else columns[name]
+    return KNOWN_COLUMNS.get(normalise(name))

@@ -79,6 +79,32 @@ class ParseSpec:
     cr_newlines: bool = False  # records end with a lone CR
 
 
+def parse_spec(
+    fmt: CsvFormat,
+    columns: ColumnMap,
+    *,
+    job_id: str,
+    batch_size: int,
+    max_record_bytes: int,
+    dry_run: bool = False,
+    mode: Mode = Mode.INSERT,
+) -> ParseSpec:
+    """How a worker parses a file read as `fmt`: the one place an import and a preview build it."""
+    return ParseSpec(
+        columns,
+        job_id,
+        batch_size,
+        max_record_bytes,
+        dry_run=dry_run,
+        mode=mode,
+        delimiter=fmt.delimiter,
+        quote=fmt.quote,
+        encoding="utf-8" if fmt.encoding == "utf-16" else fmt.encoding,  # UTF-16 arrives as UTF-8
+        label=fmt.encoding.upper(),
+        cr_newlines=fmt.line_ending == "CR",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Block:
     """Complete records from byte offset `start` (physical line `first_line`, 1-based) up to `end`."""

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from app.errors import ImportFileError
+from app.imports.decode import InputError
+from app.imports.header import HeaderError
 
 
 def resolve(file_path: str | None, root: Path, csv_file_path: str | None) -> Path:
@@ -36,3 +40,15 @@ def _resolve(file_path: str | None, root: Path, csv_file_path: str | None) -> Pa
     if not os.access(path, os.R_OK):
         raise ImportFileError(f"{name} is not readable")
     return path
+
+
+@contextlib.contextmanager
+def readable(path: Path) -> Iterator[None]:
+    """A file that cannot be read as asked (its header, its encoding, a record too large) is a 400 naming the file,
+    never a server folder."""
+    try:
+        yield
+    except (HeaderError, InputError) as exc:
+        raise ImportFileError(f"{path.name}: {exc}") from None
+    except OSError as exc:
+        raise ImportFileError(f"{path.name}: cannot be read ({exc.strerror})") from None

@@ -28,7 +28,7 @@ from app.imports.decode import InputError
 from app.imports.jobs import JobState, JobStore
 from app.imports.ledger import RECENT, Ledger
 from app.imports.meter import Meter
-from app.imports.model import Batch, Block, ColumnMap, Counters, Mode, Outcome, ParseSpec, Status, counters_of
+from app.imports.model import Batch, Block, ColumnMap, Counters, Mode, Outcome, Status, counters_of, parse_spec
 from app.imports.parse import parse_block
 from app.imports.sink import DrySink, Sink
 from app.imports.source import read_blocks
@@ -88,19 +88,14 @@ class ImportRun:
         self.settings, self.control = settings, control
         self.ledger = Ledger(state, max_rejects=settings.import_max_rejects)
         self.applied = asyncio.Condition()  # notified as blocks are accounted
-        fmt = state.csv
-        self.spec = ParseSpec(
+        self.spec = parse_spec(
+            state.csv,
             columns,
-            state.job_id,
-            state.batch_size,
-            settings.import_max_record_bytes,
+            job_id=state.job_id,
+            batch_size=state.batch_size,
+            max_record_bytes=settings.import_max_record_bytes,
             dry_run=state.dry_run,
             mode=Mode(state.mode),
-            delimiter=fmt.delimiter,
-            quote=fmt.quote,
-            encoding="utf-8" if fmt.encoding == "utf-16" else fmt.encoding,  # UTF-16 arrives as UTF-8
-            label=fmt.encoding.upper(),
-            cr_newlines=fmt.line_ending == "CR",
         )
         self.in_flight = asyncio.Semaphore(settings.import_blocks_in_flight)
         self.workers: set[asyncio.Task[None]] = set()

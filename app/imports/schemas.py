@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from app.imports.files import ImportableFile
+from app.imports.header import IGNORE
 from app.imports.jobs import JobState
 from app.imports.model import Counters, CsvFormat, Mode, Status
 
@@ -25,6 +26,7 @@ Field = Literal[
     "subscriptionDate",
     "website",
     "about",
+    "ignore",
 ]
 ColumnName = Annotated[str, Meta(min_length=1, max_length=256)]
 
@@ -62,7 +64,11 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
         str, Meta(min_length=1, max_length=1, pattern=r"^[!-/:-@\[-`{-~]$", description="quote character (ASCII)")
     ] = '"'
     columns: (
-        Annotated[dict[ColumnName, Field], Meta(max_length=64, description="header name -> customer field")] | None
+        Annotated[
+            dict[ColumnName, Field],
+            Meta(max_length=64, description='header name -> customer field, or "ignore" (the column feeds nothing)'),
+        ]
+        | None
     ) = None
 
     def __post_init__(self) -> None:
@@ -70,7 +76,7 @@ class ImportRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
             raise ValueError(f"quote and delimiter are both {self.quote!r}")
         mapped: dict[str, str] = {}
         for column, field in (self.columns or {}).items():  # one column per field: else the last one silently won
-            if (other := mapped.setdefault(field, column)) != column:
+            if field != IGNORE and (other := mapped.setdefault(field, column)) != column:
                 raise ValueError(f"columns map {other!r} and {column!r} to the same field {field!r}")
 
     def csv_format(self) -> CsvFormat:
@@ -200,3 +206,59 @@ class ImportFiles(msgspec.Struct, rename="camel"):
     @classmethod
     def of(cls, files: list[ImportableFile], truncated: bool) -> ImportFiles:
         return cls([ImportFile(f.name, f.size, f.modified_at) for f in files], truncated)
+
+
+How = Literal["given", "detected"]
+Outcome = Literal["insert", "duplicate", "update", "unchanged", "protected"]
+
+
+class Decided(msgspec.Struct, rename="camel"):
+    """How each value of `csv` was decided: given in the request, or detected from the file."""
+
+    delimiter: How
+    encoding: How
+    quote: How
+    line_ending: How
+    compression: How
+
+
+class PreviewColumn(msgspec.Struct, rename="camel"):
+    name: str
+    field: str | None
+    """The customer field the column feeds; null: ignored."""
+    reason: Literal["mapped", "recognised", "ignored"]
+    """mapped: by `columns`; recognised: by its name; ignored: neither (or `columns` gave its field to another)."""
+
+
+class PreviewRow(msgspec.Struct, rename="camel"):
+    """A row as the import would store it (`customer`), or invalid (`reason`, `text`: as GET /import/errors)."""
+
+    line: int
+    customer: dict[str, str] | None = None
+    """The customer's fields as GET /customers/{customerId} would show them; null when the row is invalid."""
+    stored: bool = False
+    """The customer id is already stored."""
+    outcome: Outcome | None = None
+    """What the import would do with the row, given what is stored now; null when the row is invalid."""
+    reason: str | None = None
+    text: str | None = None
+
+
+class ImportPreview(msgspec.Struct, rename="camel"):
+    """What POST /import/sync with the same body would read and store, from the start of the file; nothing is
+    written. `rowsEstimate` is the rows of the file at the rate of the bytes read (exact when they are the whole
+    file)."""
+
+    file_path: str
+    file_size: int
+    bytes_read: int
+    """How far into the file the rows read reach (compressed bytes for gzip)."""
+    mode: Mode
+    csv: CsvFormat
+    decided: Decided
+    columns: list[PreviewColumn]
+    rows: list[PreviewRow]
+    limit: int
+    rows_read: int
+    rows_estimate: int
+    rows_estimate_exact: bool

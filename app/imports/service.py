@@ -21,24 +21,25 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.admission import detached
 from app.db import CUSTOMERS
-from app.errors import Conflict, ImportFileError, ImportRunning, NotFound
-from app.imports.decode import InputError
+from app.errors import Conflict, ImportFileError, ImportRunning, NotFound, Unavailable
 from app.imports.files import ImportableFile, list_files
-from app.imports.header import HeaderError, map_header
 from app.imports.history import recent_jobs
 from app.imports.jobs import JobState, JobStore, now
 from app.imports.model import NAMES, ColumnMap, CsvFormat, Mode, Status
-from app.imports.paths import resolve
+from app.imports.paths import readable, resolve
 from app.imports.pipeline import Control, ImportRun
-from app.imports.schemas import ImportRequest
+from app.imports.preview import preview
+from app.imports.sample import read_format
+from app.imports.schemas import ImportPreview, ImportRequest
 from app.imports.sink import DrySink, Sink
-from app.imports.source import file_identity, inspect
+from app.imports.source import file_identity
 from app.imports.workers import parser_pool, warm_up
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 RESUMABLE = (Status.FAILED, Status.CANCELLED)
 IGNORED_LISTED = 100  # ignoredColumns is in every progress answer and snapshot: the first 100 names
+PREVIEWS_AT_ONCE = 2  # each reads a few MiB and parses in the worker pool, holding a cheap admission slot
 
 
 @dataclass
@@ -64,6 +65,7 @@ class ImportService:
         self.pool = parser_pool(settings.import_workers, settings.import_worker_nice)
         self.current: Running | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._previews = asyncio.Semaphore(PREVIEWS_AT_ONCE)
 
     # ---- commands -------------------------------------------------------------------------------------
 
@@ -166,6 +168,23 @@ class ImportService:
     ) -> tuple[list[JobState], int]:
         return await recent_jobs(self.store, limit=limit, page=page, before=before)
 
+    async def preview(self, request: ImportRequest, limit: int) -> ImportPreview:
+        """What `start(request)` would read and store, from the start of the file; no job, no write. At most
+        PREVIEWS_AT_ONCE run at once (each reads up to a few MiB and parses in the worker pool): 503 beyond."""
+        path = resolve(request.file_path, self.settings.import_path, self.settings.csv_file_path)
+        if self._previews.locked():
+            raise Unavailable(f"{PREVIEWS_AT_ONCE} previews are being read; retry in a moment", retry_after=1)
+        async with self._previews:
+            with readable(path):
+                return await preview(
+                    path,
+                    request,
+                    limit=limit,
+                    max_record=self.settings.import_max_record_bytes,
+                    pool=self.pool,
+                    customers=self.db[CUSTOMERS],
+                )
+
     def worker_pids(self) -> list[int]:
         """Pids of the live parser processes (for memory metrics)."""
         processes = getattr(self.pool, "_processes", None) or {}
@@ -175,17 +194,9 @@ class ImportService:
 
     async def _read_header(self, path: Path, wanted: CsvFormat) -> tuple[CsvFormat, ColumnMap, int, int]:
         """The format (detected where `wanted` says auto) and the header; a resumed job passes its stored format."""
-        try:
-            fmt, header = await inspect(path, wanted, self.settings.import_max_record_bytes)
-            codec = "utf-8" if fmt.encoding == "utf-16" else fmt.encoding
-            columns = map_header(
-                header.record, encoding=codec, delimiter=fmt.delimiter, quote=fmt.quote, columns=fmt.columns
-            )
-            return fmt, columns, header.end, header.lines
-        except (HeaderError, InputError) as exc:
-            raise ImportFileError(f"{path.name}: {exc}") from None
-        except OSError as exc:
-            raise ImportFileError(f"{path.name}: cannot be read ({exc.strerror})") from None
+        with readable(path):
+            fmt, header, columns = await read_format(path, wanted, self.settings.import_max_record_bytes)
+        return fmt, columns, header.end, header.lines
 
     async def _check_unchanged(self, state: JobState, path: Path) -> None:
         try:

@@ -67,6 +67,10 @@ def test_an_import_started_in_the_dashboard_reaches_100_percent(
     expect(page).to_have_url(f"{dashboard.url}/ui/")
     expect(page.locator("#status-line")).to_have_text("Database up · external · version 0.1.0")
     page.select_option("#import-file", "generated.csv")
+    # its invalid rows hold bytes that are not UTF-8, so `auto` (the dashboard's default) detects cp1252; the
+    # preview says so, and the operator says UTF-8
+    page.select_option("#import-encoding", "utf-8")
+    expect(page.locator("#preview-format [data-format=Encoding] dd")).to_have_text("utf-8 (given)")
     page.fill("#import-batch", "200")
     page.click("#import-start")
 
@@ -142,9 +146,11 @@ def test_cancel_and_resume_from_the_dashboard(
 def test_a_failed_job_shows_its_error_in_plain_words(dashboard: Served, watched: Watched) -> None:
     unterminated = b'C2,"never closed,' + b"x" * (dashboard.settings.import_max_record_bytes + 1000) + b"\n"
     (dashboard.import_dir / "broken.csv").write_bytes(b"Customer Id,First Name\nC1,Ann\n" + unterminated)
+    watched.allow(r"status of 400")  # its preview: the record is over the limit
     page = watched.page
     page.goto(f"{dashboard.url}/ui/")
     page.select_option("#import-file", "broken.csv")
+    expect(page.locator("#preview-error")).to_contain_text("line 3 (byte offset 30) is longer than IMPORT_MAX_RECORD")
     page.focus("#import-file")
     tab_to(page, "#import-start")  # the form is reachable by keyboard
     page.keyboard.press("Enter")

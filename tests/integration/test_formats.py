@@ -184,12 +184,19 @@ async def test_ignored_columns_lists_the_first_hundred_names(
         ({}, b"\x1f\x8bCustomer Id,Name\n", "not a valid gzip stream"),
     ],
 )
+@pytest.mark.parametrize("endpoint", ["/import/sync", "/import/preview"])  # the preview refuses what sync refuses
 async def test_unreadable_or_contradictory_settings_are_a_400_before_any_job(
-    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, body: dict[str, Any], content: bytes, fragment: str
+    client: AsyncTestClient,
+    db: AsyncDatabase,
+    import_dir: Path,
+    body: dict[str, Any],
+    content: bytes,
+    fragment: str,
+    endpoint: str,
 ) -> None:
     path = import_dir / "refused.csv"
     path.write_bytes(content)
-    response = await client.post("/import/sync", json={"filePath": path.name, **body})
+    response = await client.post(endpoint, json={"filePath": path.name, **body})
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert fragment in response.text

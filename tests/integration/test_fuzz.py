@@ -118,6 +118,7 @@ VALID_BODIES = {  # a body each operation accepts, so that the hostile value is 
     "POST /customers": {"firstName": "Deep", "lastName": "Wide", "email": "deep@example.com"},
     "PATCH /customers/{customer_id}": {"city": "Depth"},
     "POST /import/sync": {"dryRun": True},
+    "POST /import/preview": {"dryRun": True},
     "POST /import/resume": {"jobId": "no-such-job"},
 }
 

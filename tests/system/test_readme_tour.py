@@ -81,6 +81,17 @@ def generated(tour: Tour, out: str) -> None:
     assert (tour.folder / "data" / "imports" / "customers.csv").is_file()
 
 
+def previewed(tour: Tour, out: str) -> None:
+    rows = json.loads(out)["rows"]
+    assert [(row["customer"]["customerId"], row["outcome"]) for row in rows[:1]] == [(EDITED, "insert")], out
+    assert len(rows) == 3 and tour.app.progress()["status"] == "IDLE", "a preview starts no job"
+
+
+def previewed_as_tables(tour: Tour, out: str) -> None:
+    """Tables as wide as the terminal (80 columns here, no terminal): the column table and the rows' table."""
+    assert re.search(r"Customer Id +│ customerId +│ recognised", out) and "First 3 rows" in out, out
+
+
 def started(tour: Tour, out: str) -> None:
     assert json.loads(out)["status"] == "RUNNING", out
 
@@ -137,6 +148,8 @@ Check = Callable[[Tour, str], None]
 # each command of the tour, by its start, and what it must have done; a command not listed here fails the test
 CHECKS: list[tuple[str, Check]] = [
     (".venv/bin/python scripts/generate_customers.py ", generated),
+    ("curl -X POST 'localhost:8000/import/preview?", previewed),
+    (".venv/bin/python -m app preview data/imports/customers.csv", previewed_as_tables),
     ("curl -X POST localhost:8000/import/sync ", started),
     ("curl localhost:8000/import/progress", watched),
     (".venv/bin/python -m app import data/imports/customers.csv --mode upsert", resynced),

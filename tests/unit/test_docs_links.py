@@ -47,7 +47,9 @@ def test_each_relative_link_reaches_a_file_and_its_heading(page: Path) -> None:
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
 def test_each_source_path_a_page_names_exists(page: Path) -> None:
     named = set(SOURCE_PATH.findall(page.read_text(encoding="utf-8")))
-    assert sorted(path for path in named if not (ROOT / path).exists()) == []
+    # a module's attribute may be named by its path: app/imports/sample.read_bound
+    missing = [path for path in named if not any((ROOT / p).exists() for p in (path, f"{path.rpartition('.')[0]}.py"))]
+    assert sorted(missing) == []
 
 
 def test_the_anchor_is_githubs() -> None:

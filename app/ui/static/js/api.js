@@ -12,6 +12,7 @@ export class ApiError extends Error {
     this.title = (problem && problem.title) || '';
     this.detail = detail;
     this.errors = (problem && Array.isArray(problem.errors) && problem.errors) || [];
+    this.problem = problem || {}; // the whole problem+json body: some carry more (the preview's `columns`)
   }
 
   /** "Title: detail", or the detail alone when the title adds nothing. */
@@ -38,8 +39,9 @@ async function tokenNeeded(refused) {
   return asking;
 }
 
-/** One request; on 401 asks for the token and tries again. Returns the JSON body (null for 204). */
-export async function api(method, path, body) {
+/** One request; on 401 asks for the token and tries again. Returns the JSON body (null for 204). `signal`: an
+ * AbortSignal that abandons it (the server then cancels its work). */
+export async function api(method, path, body, signal) {
   for (;;) {
     const sent = token();
     const headers = { accept: 'application/json' };
@@ -49,6 +51,7 @@ export async function api(method, path, body) {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
     });
     if (response.status === 401 && askToken) {
       await tokenNeeded(Boolean(sent) && sent === token());

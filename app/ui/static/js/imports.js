@@ -1,7 +1,9 @@
-// The import view: choose a file, start, follow the job live (server-sent events), cancel and resume.
+// The import view: choose a file and how it is read (previewed as the options change), start, follow the job live
+// (server-sent events), cancel and resume.
 
 import { api, clearProblems, showProblem, streamUrl } from './api.js';
 import { $, basename, bytes, count, duration, h, when } from './dom.js';
+import { forgetMapping, mappedColumns, refreshPreview, setupPreview } from './preview.js';
 
 const COUNTERS = [
   ['rowsProcessed', 'Processed'],
@@ -20,6 +22,9 @@ export async function showImport() {
   buildCounters();
   $('import-form').addEventListener('submit', startImport);
   $('import-refresh').addEventListener('click', loadFiles);
+  $('import-file').addEventListener('change', fileChosen);
+  for (const radio of $('import-form').mode) radio.addEventListener('change', refreshPreview); // outcomes differ
+  setupPreview(request);
   $('job-cancel').addEventListener('click', () => command('/import/cancel'));
   $('job-resume').addEventListener('click', () => command('/import/resume'));
   await loadFiles(); // the first authenticated call: asks for the token when one is needed
@@ -45,6 +50,8 @@ async function loadFiles() {
       ),
     );
     if (files.items.some((file) => file.name === chosen)) select.value = chosen;
+    if (select.value !== chosen) forgetMapping();
+    await refreshPreview();
     if (!files.items.length) $('import-filePath-error').textContent = 'The import folder holds no file.';
     if (files.truncated) $('import-filePath-error').textContent = 'Only the first files of the folder are listed.';
   } catch (error) {
@@ -52,9 +59,24 @@ async function loadFiles() {
   }
 }
 
+function fileChosen() {
+  forgetMapping();
+  refreshPreview();
+}
+
+/** The body of POST /import/sync, and of the preview: the preview shows what Start will do. */
 function request() {
   const form = $('import-form');
-  const body = { filePath: form.filePath.value, mode: form.mode.value, dryRun: form.dryRun.checked };
+  const body = {
+    filePath: form.filePath.value,
+    mode: form.mode.value,
+    dryRun: form.dryRun.checked,
+    delimiter: $('import-delimiter').value === 'tab' ? '\t' : $('import-delimiter').value,
+    encoding: $('import-encoding').value, // not form.encoding: a form's own property (its enctype)
+    quote: $('import-quote').value,
+  };
+  const columns = mappedColumns();
+  if (columns) body.columns = columns;
   const batch = form.batchSize.value.trim();
   if (batch) body.batchSize = Number(batch);
   return body;

@@ -1,0 +1,208 @@
+"""POST /import/preview (issue 20): the preview of every format equals what the import of the same file then stores;
+mapped columns; what a write would do to each row; no job, no write (its bounds: test_preview_bounds.py)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from litestar.testing import AsyncTestClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tests.helpers import (
+    ENDINGS,
+    HEADER,
+    assert_problem,
+    csv_text,
+    good_row,
+    intact_customers,
+    start,
+    wait_done,
+    write,
+)
+
+
+async def preview(client: AsyncTestClient, file: str, limit: int = 200, **options: Any) -> dict[str, Any]:
+    response = await client.post(f"/import/preview?limit={limit}", json={"filePath": file, **options})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def assert_stored_as_previewed(
+    client: AsyncTestClient, db: AsyncDatabase, shown: dict[str, Any], options: dict[str, Any]
+) -> dict[str, Any]:
+    """Import the previewed file with the same body; every row is stored (or rejected) as the preview said."""
+    job = await start(client, shown["filePath"], **options)
+    assert job["csv"] == shown["csv"], (job["csv"], shown["csv"])
+    progress = await wait_done(client)
+    assert progress["status"] == "COMPLETED", progress
+    valid = [row for row in shown["rows"] if row["customer"]]
+    invalid = [{key: row[key] for key in ("line", "reason", "text")} for row in shown["rows"] if not row["customer"]]
+    assert shown["rowsRead"] == progress["rowsProcessed"] == len(shown["rows"])  # the whole file was shown
+    for row in valid:
+        got = (await client.get(f"/customers/{quote(row['customer']['customerId'], safe='')}")).json()
+        assert {key: got.get(key) for key in row["customer"]} == row["customer"]
+        assert set(got) - set(row["customer"]) <= {"createdAt", "updatedAt", "handEdited"}, got  # nothing more
+        stored = await db.customers.find_one({"_id": row["customer"]["customerId"]}, {"importLine": 1})
+        assert stored is not None and stored["importLine"] == row["line"]
+    assert await db.customers.count_documents({}) == len(valid) == progress["rowsInserted"]
+    errors = (await client.get("/import/errors")).json()["items"]
+    assert errors == invalid
+    return progress
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252", "latin-1", "utf-16"])
+async def test_the_preview_of_every_format_is_what_the_import_stores(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, encoding: str, delimiter: str, ending: str
+) -> None:
+    rows = intact_customers(emoji=encoding.startswith("utf"))
+    path = import_dir / f"preview-{encoding}.csv"
+    path.write_bytes(csv_text(rows, delimiter, ENDINGS[ending]).encode(encoding))
+    options = {"encoding": "latin-1" if encoding == "latin-1" else "auto"}
+    shown = await preview(client, path.name, **options)
+    assert shown["csv"] == {
+        "delimiter": delimiter,
+        "encoding": encoding,
+        "quote": '"',
+        "lineEnding": ending,
+        "compression": None,
+        "columns": {},
+    }
+    how = "given" if encoding == "latin-1" else "detected"
+    expected = {"delimiter": "detected", "encoding": how, "quote": "given", "lineEnding": "detected"}
+    assert shown["decided"] == {**expected, "compression": "detected"}
+    assert [row["customer"] for row in shown["rows"][:-1]] == rows
+    assert [(row["stored"], row["outcome"]) for row in shown["rows"]][:2] == [(False, "insert")] * 2
+    assert (shown["rowsEstimate"], shown["rowsEstimateExact"], shown["fileSize"]) == (41, True, path.stat().st_size)
+    assert await db.import_state.count_documents({}) == 0  # no job
+    await assert_stored_as_previewed(client, db, shown, options)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252", "utf-16"])
+async def test_a_gzip_file_previews_like_any_other(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, encoding: str
+) -> None:
+    rows = intact_customers(emoji=encoding != "cp1252")
+    path = import_dir / f"preview-{encoding}.csv.gz"
+    path.write_bytes(gzip.compress(csv_text(rows, ";", "\r\n").encode(encoding)))
+    shown = await preview(client, path.name, encoding="auto")
+    assert (shown["csv"]["compression"], shown["csv"]["encoding"], shown["csv"]["lineEnding"]) == (
+        "gzip",
+        encoding,
+        "CRLF",
+    )
+    assert [row["customer"] for row in shown["rows"][:-1]] == rows
+    await assert_stored_as_previewed(client, db, shown, {"encoding": "auto"})
+
+
+async def test_a_mapped_file_previews_and_imports_what_the_preview_showed(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    lines = ["Cust #,Given,Family,Mail,Shoe size,First Name", "K1,Ann,Lee,a@b.c,38,X", "K2,Bob,,not-mail,41,Y"]
+    path = write(import_dir / "preview-mapped.csv", [*lines, "K3,<script>alert(1)</script>,Roe,,40,Z"])
+    refused = await client.post("/import/preview", json={"filePath": path.name})
+    problem = assert_problem(refused, 400, "Cannot import this file")
+    assert "no customer id column" in problem["detail"]
+    assert (problem["csv"]["delimiter"], problem["decided"]["delimiter"]) == (",", "detected")
+    unmapped = [(c["name"], c["field"], c["reason"]) for c in problem["columns"]]  # what a client can map
+    assert unmapped == [(n, None, "ignored") for n in lines[0].split(",")[:5]] + [
+        ("First Name", "firstName", "recognised")
+    ]
+    columns = {"Cust #": "customerId", "Given": "firstName", "Family": "lastName", "Mail": "email"}
+    shown = await preview(client, path.name, columns=columns)
+    assert [(c["name"], c["field"], c["reason"]) for c in shown["columns"]] == [
+        ("Cust #", "customerId", "mapped"),
+        ("Given", "firstName", "mapped"),
+        ("Family", "lastName", "mapped"),
+        ("Mail", "email", "mapped"),
+        ("Shoe size", None, "ignored"),
+        ("First Name", None, "ignored"),  # recognised by its name, but `columns` gives firstName to Given
+    ]
+    assert shown["rows"][0]["customer"] == {"customerId": "K1", "firstName": "Ann", "lastName": "Lee", "email": "a@b.c"}
+    assert shown["rows"][1] == {
+        "line": 3,
+        "customer": None,
+        "stored": False,
+        "outcome": None,
+        "reason": "invalid email 'not-mail'",
+        "text": "K2,Bob,,not-mail,41,Y",
+    }
+    assert shown["rows"][2]["customer"]["firstName"] == "<script>alert(1)</script>"
+    progress = await assert_stored_as_previewed(client, db, shown, {"columns": columns})
+    assert progress["ignoredColumns"] == ["Shoe size", "First Name"]
+
+
+async def test_each_row_says_what_a_write_would_do_to_it(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    path = write(
+        import_dir / "preview-outcomes.csv", [HEADER, *(good_row(i) for i in range(1, 5)), good_row(9, "C0000001")]
+    )
+    first = await preview(client, path.name)
+    assert [row["outcome"] for row in first["rows"]] == ["insert"] * 4 + ["duplicate"]  # the first row of an id wins
+    await start(client, path.name)
+    await wait_done(client)
+    again = await preview(client, path.name)
+    assert [(row["stored"], row["outcome"]) for row in again["rows"]] == [(True, "duplicate")] * 5
+    assert (await client.patch("/customers/C0000002", json={"city": "Lyon"})).status_code == 200
+    write(path, [HEADER, good_row(1), good_row(2), good_row(3, about="Changed"), good_row(4), good_row(5)])
+    resync = await preview(client, path.name, mode="upsert")
+    assert [row["outcome"] for row in resync["rows"]] == ["unchanged", "protected", "update", "unchanged", "insert"]
+    assert [row["stored"] for row in resync["rows"]] == [True] * 4 + [False]
+
+
+async def test_a_preview_writes_nothing_and_bounds_its_limit(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    path = write(import_dir / "preview-limit.csv", [HEADER, *(good_row(i) for i in range(1, 301))])
+    default = await preview(client, path.name, limit=20)
+    assert [row["line"] for row in default["rows"]] == list(range(2, 22))
+    widest = await preview(client, path.name, limit=200)
+    assert len(widest["rows"]) == 200 and widest["rowsRead"] == widest["rowsEstimate"] == 300
+    for limit in (0, 201):
+        assert_problem(await client.post(f"/import/preview?limit={limit}", json={"filePath": path.name}), 400)
+    assert await db.customers.count_documents({}) == 0
+    assert await db.import_state.count_documents({}) == 0
+
+
+async def test_a_recognised_column_mapped_to_ignore_feeds_nothing(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    path = write(import_dir / "preview-ignore.csv", ["Customer Id,First Name,Phone 1", "C1,Ann,+33 1", "C2,Bob,+44 2"])
+    columns = {"Phone 1": "ignore", "First Name": "ignore"}
+    shown = await preview(client, path.name, columns=columns)
+    assert [(c["name"], c["field"], c["reason"]) for c in shown["columns"]] == [
+        ("Customer Id", "customerId", "recognised"),
+        ("First Name", None, "mapped"),
+        ("Phone 1", None, "mapped"),
+    ]
+    assert [row["customer"] for row in shown["rows"]] == [{"customerId": "C1"}, {"customerId": "C2"}]
+    progress = await assert_stored_as_previewed(client, db, shown, {"columns": columns})
+    assert progress["ignoredColumns"] == ["First Name", "Phone 1"]
+    refused = await client.post("/import/preview", json={"filePath": path.name, "columns": {"Customer Id": "ignore"}})
+    assert "no customer id column" in assert_problem(refused, 400)["detail"]
+
+
+async def test_the_openapi_document_describes_the_preview(client: AsyncTestClient) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    operation = schema["paths"]["/import/preview"]["post"]
+    assert "#/components/schemas/ImportRequest" in str(operation["requestBody"])  # the body of POST /import/sync
+    [limit] = operation["parameters"]
+    assert (limit["name"], limit["schema"]["minimum"], limit["schema"]["maximum"]) == ("limit", 1, 200)
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ImportPreview")
+    components = schema["components"]["schemas"]
+    assert {"csv", "decided", "columns", "rows", "rowsEstimate", "fileSize"} <= set(
+        components["ImportPreview"]["properties"]
+    )
+    assert components["PreviewRow"]["properties"]["outcome"]["enum"][:5] == [
+        "insert",
+        "duplicate",
+        "update",
+        "unchanged",
+        "protected",
+    ]
