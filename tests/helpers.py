@@ -32,10 +32,10 @@ import uvicorn
 
 from app.asgi import create_app
 from app.embedded import EmbeddedMongo, free_port
-from app.imports.header import map_header
-from app.imports.jobs import JobState
+from app.imports.job.jobs import JobState
 from app.imports.model import Batch, Mode, ParseSpec, Status, Written
-from app.imports.parse import parse_block
+from app.imports.reading.header import map_header
+from app.imports.reading.parse import parse_block
 from app.settings import Settings
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
-SOURCE_PATH = re.compile(r"\b(?:app|tests|scripts)/[\w/.\-]*\w")  # app/imports/sink.py, tests/browser/, ...
+SOURCE_PATH = re.compile(r"\b(?:app|tests|scripts)/[\w/.\-]*\w")  # app/imports/run/sink.py, tests/browser/, ...
 
 
 def anchor(heading: str) -> str:
@@ -47,7 +47,7 @@ def test_each_relative_link_reaches_a_file_and_its_heading(page: Path) -> None:
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
 def test_each_source_path_a_page_names_exists(page: Path) -> None:
     named = set(SOURCE_PATH.findall(page.read_text(encoding="utf-8")))
-    # a module's attribute may be named by its path: app/imports/sample.read_bound
+    # a module's attribute may be named by its path: app/imports/reading/sample.read_bound
     missing = [path for path in named if not any((ROOT / p).exists() for p in (path, f"{path.rpartition('.')[0]}.py"))]
     assert sorted(missing) == []
 
