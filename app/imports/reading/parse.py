@@ -121,7 +121,7 @@ class _BlockParser:
         self.out.rejections.append(Rejection(self.first_line + start - 1, reason, self.raw(start, end)))
 
     def _record_after_error(self, start: int, taken_to: int, lines: Iterator[str]) -> tuple[int, list[str]]:
-        """The last line of a malformed record by the rules the source cuts blocks by (app/imports/reading/quoting.py), and
+        """The last line of a malformed record by the rules the source cuts blocks by (reading/quoting.py), and
         the lines the reader took past it, to be read again: the reader stops where the error is, which may be
         inside the record's quoted field (its tail must not be read as rows) or past a broken opening quote (the
         next line must be, after all). One match over the block's text from the record's start: linear."""
