@@ -37,7 +37,7 @@ RETRY_AFTER = 1  # seconds a shed client is asked to wait: slots turn over withi
 class Work(enum.StrEnum):
     CHEAP = "cheap"  # one document by key: a point read, `email=`, a write
     EXPENSIVE = "expensive"  # a range: lists, counts, history pages
-    EXPORT = "export"  # a long stream of documents: its own slots, no deadline
+    EXPORT = "export"  # a long stream of documents: bounded by its exporter (EXPORT_MAX_CONCURRENT), no deadline
     STREAM = "stream"  # a server-sent event stream from memory: bounded by its broadcaster, no deadline
 
 
@@ -178,9 +178,6 @@ class Admission:
         slots = self.classes.get(work_of(scope)) if "route_handler" in scope else None  # type: ignore[arg-type]
         if slots is not None and isinstance(exc, pymongo.errors.PyMongoError) and exc.timeout:
             slots.deadline_exceeded += 1
-
-    def retry_after(self) -> int:
-        return max(1, math.ceil(self.deadline))
 
 
 def detached(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
