@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.embedded import EmbeddedMongo, free_port  # noqa: E402
-from app.imports.decode import Decoder  # noqa: E402
+from app.imports.reading.decode import Decoder  # noqa: E402
 
 FORMATS = ("utf-8", "cp1252", "utf-16", "gzip")
 

@@ -48,8 +48,8 @@ sys.path.insert(0, str(ROOT))
 from app.customers.document import is_email  # noqa: E402
 from app.db import CUSTOMERS, INDEXES  # noqa: E402
 from app.embedded import SERVER_FLAGS, EmbeddedMongo, free_port  # noqa: E402
-from app.imports.header import map_header  # noqa: E402
-from app.imports.parse import parse_date  # noqa: E402
+from app.imports.reading.header import map_header  # noqa: E402
+from app.imports.reading.parse import parse_date  # noqa: E402
 
 
 def tree_rss(pid: int) -> int:

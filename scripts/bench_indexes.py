@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 from app.customers.document import KEYS, PREFIX_CHARS, search_terms  # noqa: E402
 from app.db import CUSTOMERS, INDEXES  # noqa: E402
 from app.embedded import EmbeddedMongo, free_port  # noqa: E402
-from app.imports.header import map_header  # noqa: E402
 from app.imports.model import ParseSpec  # noqa: E402
-from app.imports.parse import parse_block  # noqa: E402
+from app.imports.reading.header import map_header  # noqa: E402
+from app.imports.reading.parse import parse_block  # noqa: E402
 
 SERVICE = INDEXES[CUSTOMERS]
 BY_NAME = {index.document["name"]: index for index in SERVICE}

@@ -49,9 +49,9 @@ from app.customers.repository import CustomerRepository, encode_cursor  # noqa: 
 from app.customers.schemas import CustomerUpdate  # noqa: E402
 from app.db import CUSTOMERS, INDEXES, ensure_indexes, make_client  # noqa: E402
 from app.embedded import EmbeddedMongo, free_port  # noqa: E402
-from app.imports.header import map_header  # noqa: E402
 from app.imports.model import ParseSpec  # noqa: E402
-from app.imports.parse import parse_block  # noqa: E402
+from app.imports.reading.header import map_header  # noqa: E402
+from app.imports.reading.parse import parse_block  # noqa: E402
 
 DB = "bench_list"
 CHUNK = 8192  # rows generated and parsed at a time (in a worker process, while the previous chunk is inserted)

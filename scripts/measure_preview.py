@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from app.db import make_client  # noqa: E402
 from app.embedded import EmbeddedMongo, free_port  # noqa: E402
 from app.imports.preview import preview  # noqa: E402
-from app.imports.sample import read_bound  # noqa: E402
+from app.imports.reading.sample import read_bound  # noqa: E402
+from app.imports.reading.workers import parser_pool  # noqa: E402
 from app.imports.schemas import ImportRequest  # noqa: E402
-from app.imports.workers import parser_pool  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 

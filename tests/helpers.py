@@ -1,6 +1,6 @@
 """Helpers shared by test modules: no test module imports from another, and a conftest holds only fixtures.
 
-Sections: waiting and gating; HTTP answers; CSV files; the README's examples of other CSV formats; processes;
+Sections: waiting and gating; HTTP answers; CSV files; the examples of other CSV formats (docs/importing.md); processes;
 apps served by uvicorn in a thread; the real `python -m app serve` and `python -m app import` in subprocesses
 (tests/system); the dashboard in a browser.
 """
@@ -32,10 +32,10 @@ import uvicorn
 
 from app.asgi import create_app
 from app.embedded import EmbeddedMongo, free_port
-from app.imports.header import map_header
-from app.imports.jobs import JobState
+from app.imports.job.jobs import JobState
 from app.imports.model import Batch, Mode, ParseSpec, Status, Written
-from app.imports.parse import parse_block
+from app.imports.reading.header import map_header
+from app.imports.reading.parse import parse_block
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -365,15 +365,15 @@ def batch_of(text: str, job_id: str, mode: Mode) -> Batch:
     return batch
 
 
-# ---- the README's examples of other CSV formats ---------------------------------------------------------
+# ---- the examples of other CSV formats (docs/importing.md) ----------------------------------------------
 
-README = ROOT / "README.md"
-FORMATS_SECTION = "### Other CSV formats"
+IMPORTING = ROOT / "docs" / "importing.md"
+FORMATS_SECTION = "## Other CSV formats"
 # A row of the option table: | `option` | values | `{JSON body}` · `--cli flags` |
 TABLE_ROW = re.compile(r"^\| `(?P<option>[^`]+)` \|.*\| `(?P<body>\{[^`]*\})` · `(?P<flags>--[^`]*)` \|$")
 CURL_BODY = re.compile(r"^curl -X POST localhost:8000/import/sync .*-d '(?P<body>[^']*)'$")
 CLI_LINE = re.compile(r"^\.venv/bin/python -m app import (?P<args>.+)$")
-CLI_FOLDER = "data/imports"  # where the README's command line keeps the files it imports (DATA_DIR/imports)
+CLI_FOLDER = "data/imports"  # where the page's command line keeps the files it imports (DATA_DIR/imports)
 # each customer field of intact_customers() and its usual column name
 FIELDS = dict(
     zip(("customerId", "firstName", "lastName", "company", "city", "email", "about"), FORMAT_COLUMNS, strict=True)
@@ -382,7 +382,7 @@ FIELDS = dict(
 
 @dataclass(frozen=True)
 class CliExample:
-    """A command line of the README: its arguments after `python -m app import` (the file first, a path relative
+    """A command line of the examples: its arguments after `python -m app import` (the file first, a path relative
     to the working folder) and the import options the file it reads was written for."""
 
     args: list[str]
@@ -391,19 +391,19 @@ class CliExample:
 
 @dataclass(frozen=True)
 class FormatExamples:
-    """Every example of the README's "Other CSV formats" section, and the lines that show one but did not parse
-    (a reworded example must not drop out of the test unseen)."""
+    """Every example of the "Other CSV formats" section of docs/importing.md, and the lines that show one but did
+    not parse (a reworded example must not drop out of the test unseen)."""
 
     bodies: list[dict[str, Any]]  # POST /import/sync bodies: the option table's, then the curl lines'
     commands: list[CliExample]  # the option table's flags (each on its row's file), then the command lines
     unparsed: list[str]
 
 
-def format_examples(readme: Path = README) -> FormatExamples:
-    """The examples as README.md shows them now: JSON and shell quoting read as a client and a shell read them."""
-    text = readme.read_text(encoding="utf-8")
-    start = text.find(FORMATS_SECTION)
-    section = text[start : text.find("\n### ", start + 1)] if start >= 0 else ""
+def format_examples(page: Path = IMPORTING) -> FormatExamples:
+    """The examples as the page shows them now: JSON and shell quoting read as a client and a shell read them."""
+    text = page.read_text(encoding="utf-8")
+    start = text.find(f"\n{FORMATS_SECTION}\n")
+    section = text[start : text.find("\n## ", start + 1)] if start >= 0 else ""
     bodies: list[dict[str, Any]] = []
     commands: list[CliExample] = []
     unparsed: list[str] = []

@@ -2,7 +2,7 @@
 parameters that choose them (fields=, Accept-Encoding).
 
 CSV is RFC 4180 (CRLF after each record; a field holding a comma, a quote, CR or LF is quoted, its quotes
-doubled), UTF-8, with a header row of the names the importer recognises (app/imports/header.py), so an
+doubled), UTF-8, with a header row of the names the importer recognises (app/imports/reading/header.py), so an
 export imports again as it is. Dates are YYYY-MM-DD. Each batch becomes one piece of whole records, and a gzip
 piece is flushed at its end, so what a client has received always ends at a record's end.
 """

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import msgspec
 
 from app.errors import Unavailable
-from app.imports.jobs import JobState
+from app.imports.job.jobs import JobState
 from app.imports.model import Status
 from app.imports.schemas import Progress
 

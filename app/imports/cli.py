@@ -18,12 +18,12 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from app.customers.repository import migrate_customers
 from app.db import ensure_indexes, make_client
 from app.errors import AppError
-from app.imports.jobs import JobState
+from app.imports.job.jobs import JobState
 from app.imports.model import NAMES, Status
+from app.imports.reading.workers import warm_up
 from app.imports.schemas import ImportRequest
 from app.imports.schemas import Progress as Snapshot
 from app.imports.service import ImportService
-from app.imports.workers import warm_up
 from app.settings import Settings
 
 EXIT = {Status.COMPLETED: 0, Status.CANCELLED: 130}

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from app.errors import ImportFileError
-from app.imports.decode import InputError
-from app.imports.header import HeaderError
+from app.imports.reading.decode import InputError
+from app.imports.reading.header import HeaderError
 
 
 def resolve(file_path: str | None, root: Path, csv_file_path: str | None) -> Path:

@@ -1,5 +1,5 @@
 """POST /import/preview: the first rows of a file as an import with the same options would store them, and
-which of their customer ids are stored already (one `$in` read). Reads a bounded prefix (app/imports/sample.py);
+which of their customer ids are stored already (one `$in` read). Reads a bounded prefix (app/imports/reading/sample.py);
 writes nothing, starts no job."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from app.errors import ImportFileError
 from app.imports.model import Mode
-from app.imports.sample import AUTO, Column, Row, Sample, read_sample
+from app.imports.reading.sample import AUTO, Column, Row, Sample, read_sample
 from app.imports.schemas import Decided, ImportPreview, ImportRequest, Outcome, PreviewColumn, PreviewRow
 
 
@@ -81,7 +81,7 @@ def estimate(sample: Sample, size: int) -> int:
 
 
 def judged(rows: list[Row], stored: dict[str, dict[str, Any]], mode: Mode) -> Iterator[PreviewRow]:
-    """Each row with what the import would do to it: the sink's rules (app/imports/sink.py) over what is stored
+    """Each row with what the import would do to it: the sink's rules (app/imports/run/sink.py) over what is stored
     now, and in insert mode the first row of an id wins."""
     first: dict[str, str | None] = {}  # id -> the digest of its first row shown
     for row in rows:

@@ -9,9 +9,9 @@ import msgspec
 from msgspec import Meta
 
 from app.imports.files import ImportableFile
-from app.imports.header import IGNORE
-from app.imports.jobs import JobState
+from app.imports.job.jobs import JobState
 from app.imports.model import Counters, CsvFormat, Mode, Status
+from app.imports.reading.header import IGNORE
 
 Field = Literal[
     "customerId",

@@ -23,17 +23,17 @@ from app.admission import detached
 from app.db import CUSTOMERS
 from app.errors import Conflict, ImportFileError, ImportRunning, NotFound, Unavailable
 from app.imports.files import ImportableFile, list_files
-from app.imports.history import recent_jobs
-from app.imports.jobs import JobState, JobStore, now
+from app.imports.job.history import recent_jobs
+from app.imports.job.jobs import JobState, JobStore, now
 from app.imports.model import NAMES, ColumnMap, CsvFormat, Mode, Status
 from app.imports.paths import readable, resolve
-from app.imports.pipeline import Control, ImportRun
 from app.imports.preview import preview
-from app.imports.sample import read_format
+from app.imports.reading.sample import read_format
+from app.imports.reading.source import file_identity
+from app.imports.reading.workers import parser_pool, warm_up
+from app.imports.run.pipeline import Control, ImportRun
+from app.imports.run.sink import DrySink, Sink
 from app.imports.schemas import ImportPreview, ImportRequest
-from app.imports.sink import DrySink, Sink
-from app.imports.source import file_identity
-from app.imports.workers import parser_pool, warm_up
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from app.asgi import create_app
 from app.customers.document import index_keys
 from app.customers.export import COLUMNS, IMPORTED
 from app.customers.repository import _filter
-from app.imports.header import map_header
+from app.imports.reading.header import map_header
 from app.settings import Settings
 from tests.helpers import assert_problem, with_settings
 

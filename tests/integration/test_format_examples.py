@@ -1,5 +1,5 @@
-"""The README's examples of other CSV formats ("Other CSV formats"), read from README.md itself: each JSON body
-imports the file it implies through POST /import/sync, exactly. The command-line examples: tests/system."""
+"""The examples of other CSV formats ("Other CSV formats" in docs/importing.md), read from the page itself: each
+JSON body imports the file it implies through POST /import/sync, exactly. The command-line examples: tests/system."""
 
 from __future__ import annotations
 
@@ -17,21 +17,21 @@ from tests.helpers import ExampleFile, format_examples, wait_done
 EXAMPLES = format_examples()
 
 
-def test_the_readme_section_shows_examples_and_each_one_is_read() -> None:
-    """A reworded README must not make the test below pass with nothing to run."""
+def test_the_docs_section_shows_examples_and_each_one_is_read() -> None:
+    """A reworded page must not make the test below pass with nothing to run."""
     assert EXAMPLES.unparsed == [], "an example line the test cannot read: update format_examples in tests/helpers.py"
     assert len(EXAMPLES.bodies) >= 2, EXAMPLES  # the option table's and the curl lines'
     assert {option for body in EXAMPLES.bodies for option in body} >= {"delimiter", "encoding", "quote", "columns"}
 
 
 @pytest.mark.parametrize("body", EXAMPLES.bodies, ids=json.dumps)
-async def test_each_readme_body_imports_the_file_it_implies_exactly(
+async def test_each_documented_body_imports_the_file_it_implies_exactly(
     client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, body: dict[str, Any]
 ) -> None:
     file = ExampleFile.of(body)
     (import_dir / file.name).write_bytes(file.content())
 
-    response = await client.post("/import/sync", json=body)  # the body as the README shows it
+    response = await client.post("/import/sync", json=body)  # the body as the page shows it
 
     assert response.status_code == 202, response.text
     job = response.json()

@@ -15,13 +15,13 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.imports.header import map_header
-from app.imports.jobs import JobState, JobStore, now
+from app.imports.job.jobs import JobState, JobStore, now
 from app.imports.model import Batch, CsvFormat, Status, Written
-from app.imports.pipeline import Control, ImportRun
-from app.imports.sink import DrySink
-from app.imports.source import file_identity, inspect, read_blocks, read_header
-from app.imports.workers import parser_pool
+from app.imports.reading.header import map_header
+from app.imports.reading.source import file_identity, inspect, read_blocks, read_header
+from app.imports.reading.workers import parser_pool
+from app.imports.run.pipeline import Control, ImportRun
+from app.imports.run.sink import DrySink
 from app.settings import Settings
 from tests.helpers import (
     ENDINGS,

@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.db import RUNNING_INDEX
 from app.errors import ImportRunning
-from app.imports.jobs import JobStore
+from app.imports.job.jobs import JobStore
 from app.imports.model import Status
 from app.settings import Settings
 from tests.helpers import (

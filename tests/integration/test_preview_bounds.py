@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.errors import Unavailable
-from app.imports.sample import read_bound
+from app.imports.reading.sample import read_bound
 from app.imports.schemas import ImportRequest
 from app.imports.service import PREVIEWS_AT_ONCE, ImportService
 from app.settings import Settings

@@ -13,7 +13,7 @@ from pymongo.errors import AutoReconnect
 
 from app.customers.document import index_keys
 from app.imports.model import Batch, Mode
-from app.imports.sink import Sink
+from app.imports.run.sink import Sink
 from tests.helpers import HEADER, batch_of, start, wait_done, write
 
 ROWS = 240

@@ -10,15 +10,15 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect
 
-from app.imports.header import map_header
-from app.imports.jobs import JobState, JobStore, now
-from app.imports.ledger import Ledger
+from app.imports.job.jobs import JobState, JobStore, now
+from app.imports.job.ledger import Ledger
 from app.imports.model import Batch, Block, CsvFormat, Mode, Outcome, ParseSpec, Status, Written
-from app.imports.parse import parse_block
-from app.imports.pipeline import Control, ImportRun
-from app.imports.sink import Sink
-from app.imports.source import file_identity, inspect, read_blocks
-from app.imports.workers import parser_pool
+from app.imports.reading.header import map_header
+from app.imports.reading.parse import parse_block
+from app.imports.reading.source import file_identity, inspect, read_blocks
+from app.imports.reading.workers import parser_pool
+from app.imports.run.pipeline import Control, ImportRun
+from app.imports.run.sink import Sink
 from app.settings import Settings
 from tests.helpers import EXISTING, HEADER, a_job, batch_of, good_row, until, with_settings, write
 

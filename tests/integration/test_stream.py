@@ -20,7 +20,7 @@ from app.asgi import create_app
 from app.errors import Unavailable
 from app.imports.broadcast import TERMINAL as TERMINAL_EVENT
 from app.imports.broadcast import Broadcaster
-from app.imports.jobs import JobState
+from app.imports.job.jobs import JobState
 from app.imports.model import Status
 from app.settings import Settings
 from tests.helpers import (

@@ -19,7 +19,7 @@ import pytest
 from pymongo import MongoClient
 
 from app.embedded import EmbeddedMongo, free_port
-from app.imports.jobs import JobState
+from app.imports.job.jobs import JobState
 from app.imports.model import Status
 from tests.helpers import COUNTERS, HEADER, RUN_TIMEOUT, Cli, Run, alive, assert_clean
 from tests.helpers import long_row as _row

@@ -1,6 +1,6 @@
-"""The README's command lines for other CSV formats ("Other CSV formats"), read from README.md itself: each runs
-as written through `python -m app import` on the file it implies, and the customers read back through the API
-are exact. The JSON bodies: tests/integration/test_format_examples.py."""
+"""The command lines for other CSV formats ("Other CSV formats" in docs/importing.md), read from the page itself:
+each runs as written through `python -m app import` on the file it implies, and the customers read back through
+the API are exact. The JSON bodies: tests/integration/test_format_examples.py."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", re
 EXAMPLES = format_examples()
 
 
-def test_the_readme_section_shows_command_lines_and_each_one_is_read() -> None:
-    """A reworded README must not make the test below pass with nothing to run."""
+def test_the_docs_section_shows_command_lines_and_each_one_is_read() -> None:
+    """A reworded page must not make the test below pass with nothing to run."""
     assert EXAMPLES.unparsed == [], "an example line the test cannot read: update format_examples in tests/helpers.py"
     assert len(EXAMPLES.commands) >= 2, EXAMPLES  # the option table's flags and the command lines
     flags = {arg for command in EXAMPLES.commands for arg in command.args if arg.startswith("--")}
@@ -29,11 +29,11 @@ def test_the_readme_section_shows_command_lines_and_each_one_is_read() -> None:
 
 
 @pytest.mark.parametrize("example", EXAMPLES.commands, ids=lambda example: shlex.join(example.args))
-async def test_each_readme_command_line_imports_the_file_it_implies_exactly(
+async def test_each_documented_command_line_imports_the_file_it_implies_exactly(
     cli: Cli, settings: Settings, example: CliExample
 ) -> None:
     file = ExampleFile.of(example.options)
-    path = cli.folder / example.args[0]  # a path relative to the working folder, as the README writes it
+    path = cli.folder / example.args[0]  # a path relative to the working folder, as the page writes it
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(file.content())
 

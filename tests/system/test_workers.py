@@ -12,7 +12,7 @@ from tests.helpers import alive
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = """
 import time
-from app.imports.workers import parser_pool
+from app.imports.reading.workers import parser_pool
 pool = parser_pool(2)
 list(pool.map(abs, [1, 2, 3]))
 print(" ".join(map(str, pool._processes)), flush=True)

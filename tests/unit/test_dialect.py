@@ -1,11 +1,17 @@
-"""app/imports/dialect.py: encoding, line ending and delimiter read from a file's first bytes."""
+"""app/imports/reading/dialect.py: encoding, line ending and delimiter read from a file's first bytes."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.imports.dialect import check_delimiter, detect_encoding, detect_line_ending, first_records, sniff_delimiter
-from app.imports.header import HeaderError
+from app.imports.reading.dialect import (
+    check_delimiter,
+    detect_encoding,
+    detect_line_ending,
+    first_records,
+    sniff_delimiter,
+)
+from app.imports.reading.header import HeaderError
 
 
 @pytest.mark.parametrize(

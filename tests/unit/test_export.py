@@ -29,7 +29,7 @@ from app.customers.export import (
 )
 from app.customers.repository import stored_field
 from app.errors import InvalidInput
-from app.imports.header import map_header
+from app.imports.reading.header import map_header
 
 
 def test_the_importer_reads_every_exported_column_as_the_field_it_came_from() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.imports.decode import DecodeError, Decoder, read_decoded
 from app.imports.model import Block, CsvFormat
-from app.imports.source import UnterminatedQuote, inspect, read_blocks
+from app.imports.reading.decode import DecodeError, Decoder, read_decoded
+from app.imports.reading.source import UnterminatedQuote, inspect, read_blocks
 
 ROWS = ["Customer Id;Name;About", 'C1;Zoë;"a\nb"', "C2;Ørsted;x", 'C3;Straße;"q;""r"""', "C4;🙂;y"]
 TEXT = "\n".join(ROWS) + "\n"

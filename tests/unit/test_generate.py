@@ -15,9 +15,9 @@ from types import ModuleType
 
 import pytest
 
-from app.imports.header import map_header
 from app.imports.model import ParseSpec
-from app.imports.parse import parse_block
+from app.imports.reading.header import map_header
+from app.imports.reading.parse import parse_block
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "generate_customers.py"
 HEADER = [
@@ -129,8 +129,8 @@ def test_reported_duplicates_and_invalid_rows_are_the_ones_in_the_file(
 def test_the_importer_rejects_exactly_the_rows_the_generator_reports_invalid(
     generator: ModuleType, tmp_path: Path, seed: int
 ) -> None:
-    """The importer's own parser (app/imports/parse.py), not a copy of its rules: a trailing space after an email
-    was one of the generator's invalid rows, which the importer trims and accepts, so the two counts differed."""
+    """The importer's own parser (app/imports/reading/parse.py), not a copy of its rules: a trailing space after an
+    email was one of the generator's invalid rows, which the importer trims and accepts, so the two counts differed."""
     out = tmp_path / "c.csv"
     summary = generator.generate(out, rows=4000, seed=seed, invalid_rate=0.2)
     content = out.read_bytes()

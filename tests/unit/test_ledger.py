@@ -1,4 +1,4 @@
-"""app/imports/ledger.py: outcomes arrive in any order and are applied to the job strictly in block order."""
+"""app/imports/job/ledger.py: outcomes arrive in any order and are applied to the job strictly in block order."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.imports.jobs import JobState
-from app.imports.ledger import Ledger
+from app.imports.job.jobs import JobState
+from app.imports.job.ledger import Ledger
 from app.imports.model import Block, Counters, Outcome, Rejection, Status
 
 HEADER_END = 40  # the watermark of a new job: data starts after the header

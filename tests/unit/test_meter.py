@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.imports.meter import Meter
+from app.imports.job.meter import Meter
 
 
 class Clock:

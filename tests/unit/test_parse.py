@@ -1,4 +1,4 @@
-"""app/imports/parse.py: header -> ColumnMap, block bytes -> BSON documents and rejections with their lines."""
+"""app/imports/reading/parse.py: header -> ColumnMap, block bytes -> BSON documents and rejections with their lines."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 from app.customers import rules
 from app.customers.document import KEYS
-from app.imports.header import HeaderError, map_header
 from app.imports.model import Parsed, ParseSpec
-from app.imports.parse import content_hash, parse_block
-from app.imports.source import first_record_end, read_blocks, read_header
-from app.imports.workers import TAIL, parse_range
+from app.imports.reading.header import HeaderError, map_header
+from app.imports.reading.parse import content_hash, parse_block
+from app.imports.reading.source import first_record_end, read_blocks, read_header
+from app.imports.reading.workers import TAIL, parse_range
 from tests.helpers import GOOD_IDS
 
 DATA = Path(__file__).parents[1] / "data"

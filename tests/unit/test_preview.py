@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from app.imports.header import IGNORE, NoIdColumn, map_header
 from app.imports.model import CsvFormat, Mode
 from app.imports.preview import estimate, judged
-from app.imports.sample import Row, Sample, explain
+from app.imports.reading.header import IGNORE, NoIdColumn, map_header
+from app.imports.reading.sample import Row, Sample, explain
 
 
 def test_each_column_says_why() -> None:

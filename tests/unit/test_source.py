@@ -1,4 +1,4 @@
-"""app/imports/source.py: record boundaries by quote parity, the header, and record-aligned blocks of a file."""
+"""app/imports/reading/source.py: record boundaries by quote parity, the header, and record-aligned blocks of a file."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.imports.model import Block
-from app.imports.quoting import last_record_end
-from app.imports.source import RecordTooLarge, first_record_end, read_blocks, read_header
+from app.imports.reading.quoting import last_record_end
+from app.imports.reading.source import RecordTooLarge, first_record_end, read_blocks, read_header
 
 DATA = Path(__file__).parents[1] / "data"
 FILES = sorted(path.name for path in DATA.glob("*.csv"))

@@ -1,4 +1,4 @@
-"""Pure parsing: block bytes -> encoded documents + rejections (the header: app/imports/header.py).
+"""Pure parsing: block bytes -> encoded documents + rejections (the header: app/imports/reading/header.py).
 
 Runs in worker processes: top-level functions, stdlib csv and bson only (no asyncio, no client, no settings).
 """
@@ -19,8 +19,8 @@ import bson
 from app.customers import rules
 from app.customers.document import KEY_SOURCES, index_keys, is_email
 from app.customers.rules import ABOUT_MAX_CHARS, ID_MAX_CHARS, RESERVED_IDS, TEXT_MAX_CHARS
-from app.imports import quoting
 from app.imports.model import Batch, Mode, Parsed, ParseSpec, Rejection
+from app.imports.reading import quoting
 
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)  # \d alone matches any Unicode digit
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -121,7 +121,7 @@ class _BlockParser:
         self.out.rejections.append(Rejection(self.first_line + start - 1, reason, self.raw(start, end)))
 
     def _record_after_error(self, start: int, taken_to: int, lines: Iterator[str]) -> tuple[int, list[str]]:
-        """The last line of a malformed record by the rules the source cuts blocks by (app/imports/quoting), and
+        """The last line of a malformed record by the rules the source cuts blocks by (reading/quoting.py), and
         the lines the reader took past it, to be read again: the reader stops where the error is, which may be
         inside the record's quoted field (its tail must not be read as rows) or past a broken opening quote (the
         next line must be, after all). One match over the block's text from the record's start: linear."""
@@ -255,7 +255,7 @@ class _BlockParser:
 
     def upsert(self, customer_id: str, doc: dict[str, object], digest: str, line: int) -> None:
         """The update that re-syncs one customer, and its digest: the sink reads the stored customers first and
-        writes only new and changed ones (app/imports/sink.py). Fields of the file's columns that are empty in
+        writes only new and changed ones (app/imports/run/sink.py). Fields of the file's columns that are empty in
         this row are removed; fields of columns the file does not have are left alone."""
         keys = index_keys(doc)
         to_set = {

@@ -1,9 +1,9 @@
 """Reads a CSV file and cuts it into record-aligned blocks with offsets. Knows no columns.
 
 A record ends at a newline (LF, or CR in a CR-only file) outside quoted fields, by the csv reader's rules
-(app/imports/quoting.py: regular expressions do the work in C, one await per block, never one per line). This
+(app/imports/reading/quoting.py: regular expressions do the work in C, one await per block, never one per line). This
 holds for every encoding read here: UTF-8, cp1252 and latin-1 spell the quote, delimiter, CR and LF as their ASCII
-bytes, never inside another character; UTF-16 and gzip are decoded first, in one place (app/imports/decode.py),
+bytes, never inside another character; UTF-16 and gzip are decoded first, in one place (app/imports/reading/decode.py),
 and the blocks are cut from the decoded (UTF-8) stream. Offsets are file offsets, or offsets in the decoded
 stream for those ("streamed") files.
 """
@@ -21,10 +21,10 @@ from pathlib import Path
 import aiofiles
 import aiofiles.os
 
-from app.imports import dialect, quoting
-from app.imports.decode import GZIP_MAGIC, Decoder, InputError, read_decoded
-from app.imports.header import BOM
 from app.imports.model import Block, CsvFormat
+from app.imports.reading import dialect, quoting
+from app.imports.reading.decode import GZIP_MAGIC, Decoder, InputError, read_decoded
+from app.imports.reading.header import BOM
 
 QUOTE, NEWLINE = b'"', b"\n"
 PROBE_BYTES = 1 << 20  # the start of the file that auto detection reads

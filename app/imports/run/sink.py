@@ -6,7 +6,7 @@ skipped duplicates. A duplicate whose stored document carries this job's id and 
 (`importJobId`, `importLine`) was written by this very job before a crash or a retried write: it counts as
 inserted, so re-processing never inflates the duplicate count. One whose stored document is a *later* row of
 this job (blocks are written concurrently) replaces it: the first row of an id wins, and the later row's line
-goes back to the pipeline as displaced (its count moves to duplicate, app/imports/ledger.py).
+goes back to the pipeline as displaced (its count moves to duplicate, app/imports/job/ledger.py).
 
 Upsert mode (re-sync) reads, then writes only what changed: one `$in` read of the batch's ids (`importHash`,
 `handEdited`, `lastImport`, `importJobId`, `importLine`) classifies each row:

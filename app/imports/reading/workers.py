@@ -13,8 +13,8 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from app.imports import parse
 from app.imports.model import Parsed, ParseSpec
+from app.imports.reading import parse
 
 TAIL = 64  # bytes of a block's end the app sends along, to notice a file rewritten under the import
 

@@ -7,7 +7,7 @@ import datetime as dt
 from pymongo import DESCENDING
 
 from app.errors import InvalidInput
-from app.imports.jobs import JobState, JobStore
+from app.imports.job.jobs import JobState, JobStore
 
 
 async def recent_jobs(

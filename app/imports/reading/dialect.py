@@ -8,8 +8,8 @@ from __future__ import annotations
 import csv
 import io
 
-from app.imports import quoting
-from app.imports.header import BOM, HeaderError, read_names
+from app.imports.reading import quoting
+from app.imports.reading.header import BOM, HeaderError, read_names
 
 ENCODINGS = ("utf-8", "cp1252", "latin-1", "utf-16")
 DELIMITERS = (",", ";", "\t", "|")
@@ -32,7 +32,7 @@ def detect_encoding(head: bytes, *, complete: bool) -> str:
 
 
 def record_end(buf: bytes, quote: bytes, newline: bytes) -> int:
-    """Index just after the first `newline` outside quoted fields, or -1 (app/imports/quoting.py)."""
+    """Index just after the first `newline` outside quoted fields, or -1 (app/imports/reading/quoting.py)."""
     return quoting.record_end(buf, quote.decode("latin-1"), newline.decode("latin-1"))
 
 

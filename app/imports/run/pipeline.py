@@ -24,15 +24,15 @@ from pathlib import Path
 import msgspec
 
 from app.db import WriteFailed, retry
-from app.imports.decode import InputError
-from app.imports.jobs import JobState, JobStore
-from app.imports.ledger import RECENT, Ledger
-from app.imports.meter import Meter
+from app.imports.job.jobs import JobState, JobStore
+from app.imports.job.ledger import RECENT, Ledger
+from app.imports.job.meter import Meter
 from app.imports.model import Batch, Block, ColumnMap, Counters, Mode, Outcome, Status, counters_of, parse_spec
-from app.imports.parse import parse_block
-from app.imports.sink import DrySink, Sink
-from app.imports.source import read_blocks
-from app.imports.workers import TAIL, parse_range
+from app.imports.reading.decode import InputError
+from app.imports.reading.parse import parse_block
+from app.imports.reading.source import read_blocks
+from app.imports.reading.workers import TAIL, parse_range
+from app.imports.run.sink import DrySink, Sink
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

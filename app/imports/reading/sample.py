@@ -19,11 +19,11 @@ from pathlib import Path
 import bson
 
 from app.customers.document import FIELDS
-from app.imports.decode import InputError
-from app.imports.header import NoIdColumn, map_header, read_names
 from app.imports.model import ColumnMap, CsvFormat, Parsed, parse_spec
-from app.imports.parse import parse_block
-from app.imports.source import PROBE_BYTES, Header, inspect, read_blocks
+from app.imports.reading.decode import InputError
+from app.imports.reading.header import NoIdColumn, map_header, read_names
+from app.imports.reading.parse import parse_block
+from app.imports.reading.source import PROBE_BYTES, Header, inspect, read_blocks
 
 SAMPLE_BYTES = 1 << 20  # records read past the header at most (the rows shown and the estimate come from these)
 CHUNK = 64 * 1024  # bytes read per step: a preview of 20 rows reads one or two

@@ -11,7 +11,7 @@ any time: a block that does not finish (cancel, shutdown, crash) is re-read and 
 
 from __future__ import annotations
 
-from app.imports.jobs import JobState
+from app.imports.job.jobs import JobState
 from app.imports.model import Counters, Outcome, Rejection, Written
 
 RECENT = 10
