@@ -65,9 +65,11 @@ SHED = ResponseSpec(
 )
 
 
-def admitted(work: Work | Classify, **opt: Any) -> dict[str, Any]:
-    """A route handler's keywords for its class of work: the opt admission reads, and its 503 in the OpenAPI."""
-    return {"opt": {**opt, "work": work}, "responses": {503: SHED}}
+def admitted(work: Work | Classify, *, cancellable: bool = True, **opt: Any) -> dict[str, Any]:
+    """A route handler's keywords for its class of work: the opt admission reads, and its 503 in the OpenAPI.
+    `cancellable=False` for a handler that must not stop half way when its client leaves (one that starts a job:
+    a claim without its launch; one that reads files: a file opened as the cancel lands is never closed)."""
+    return {"opt": {**opt, "work": work, "cancellable": cancellable}, "responses": {503: SHED}}
 
 
 def work_of(scope: Scope) -> Work | None:
@@ -203,7 +205,7 @@ class AdmissionMiddleware:
                 await self.app(scope, receive, send)
                 return
             with pymongo.timeout(deadline):
-                if work is None:  # no database work worth stopping early: files, health, memory
-                    await self.app(scope, receive, send)
+                if work is None or not scope["route_handler"].opt.get("cancellable"):
+                    await self.app(scope, receive, send)  # nothing worth stopping, or not safe to stop
                 else:
                     await CancelOnDisconnect(scope, receive).serve(self.app, send)

@@ -48,13 +48,15 @@ async def _rejected_rows(service: ImportService, job_id: str | None, *, after_li
 
 CHEAP = admitted(Work.CHEAP)
 EXPENSIVE = admitted(Work.EXPENSIVE)
+# Starting, stopping, resuming and previewing a job read files and claim jobs: they finish even if the client left.
+CONTROL = admitted(Work.CHEAP, cancellable=False)
 
 
 class ImportController(Controller):
     path = "/import"
     tags = ["import"]
 
-    @post("/sync", status_code=HTTP_202_ACCEPTED, summary="Start importing a CSV file (409 while one runs)", **CHEAP)
+    @post("/sync", status_code=HTTP_202_ACCEPTED, summary="Start importing a CSV file (409 while one runs)", **CONTROL)
     async def sync(self, service: Service, data: JSONBody[ImportRequest | None] = None) -> Progress:
         return Progress.of(await service.start(data or ImportRequest()))
 
@@ -66,7 +68,7 @@ class ImportController(Controller):
             "Reads the start of the file (its header and up to 1 MiB of records) through the import's own decoding, "
             "header and parser code; starts no job and writes nothing. The same 400s as POST /import/sync."
         ),
-        **CHEAP,  # its database work is one `_id $in`; its file work has a bound of its own (PREVIEWS_AT_ONCE)
+        **CONTROL,  # its database work is one `_id $in`; its file work has a bound of its own (PREVIEWS_AT_ONCE)
     )
     async def preview(
         self,
@@ -80,7 +82,7 @@ class ImportController(Controller):
     async def progress(self, service: Service) -> Progress:
         return Progress.of(await service.snapshot())
 
-    @post("/cancel", status_code=HTTP_202_ACCEPTED, summary="Stop the running job; it ends CANCELLED", **CHEAP)
+    @post("/cancel", status_code=HTTP_202_ACCEPTED, summary="Stop the running job; it ends CANCELLED", **CONTROL)
     async def cancel(self, service: Service) -> Progress:
         return Progress.of(await service.cancel())
 
@@ -88,7 +90,7 @@ class ImportController(Controller):
         "/resume",
         status_code=HTTP_202_ACCEPTED,
         summary="Resume a FAILED or CANCELLED job (default: the latest) from its watermark; 409 while one runs",
-        **CHEAP,
+        **CONTROL,
     )
     async def resume(self, service: Service, data: JSONBody[ResumeRequest | None] = None) -> Progress:
         return Progress.of(await service.resume(data.job_id if data else None))

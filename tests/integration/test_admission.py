@@ -316,3 +316,20 @@ async def heartbeat_after(jobs: Any, first: Any) -> bool:
 
 async def completed(jobs: Any) -> bool:
     return bool((await jobs.find_one({}))["status"] == "COMPLETED")
+
+
+def test_only_handlers_that_can_stop_half_way_are_cancelled_when_their_client_leaves(settings: Settings) -> None:
+    """Starting, resuming, cancelling and previewing an import claim jobs and read files: a cancel landing between a
+    claim and its launch orphans a RUNNING job, one landing as aiofiles opens a file leaks it (the dashboard's
+    preview, replaced by a newer one, did). Reads and writes of customers are single operations: they stop."""
+    app = create_app(settings)
+    opts = {(method, route.path): handler.opt for route in app.routes for method, handler in _handlers(route)}
+    control = [("POST", f"/import/{name}") for name in ("sync", "preview", "resume", "cancel")]
+    assert all(opts[key]["cancellable"] is False for key in control)
+    assert opts[("GET", "/customers/{customer_id:str}")]["cancellable"] is True
+    assert opts[("GET", "/customers")]["cancellable"] is True
+    assert opts[("PATCH", "/customers/{customer_id:str}")]["cancellable"] is True
+
+
+def _handlers(route: Any) -> list[tuple[str, Any]]:
+    return [(method, h) for h in getattr(route, "route_handlers", []) for method in getattr(h, "http_methods", ())]
