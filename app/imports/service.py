@@ -39,7 +39,8 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 RESUMABLE = (Status.FAILED, Status.CANCELLED)
 IGNORED_LISTED = 100  # ignoredColumns is in every progress answer and snapshot: the first 100 names
-PREVIEWS_AT_ONCE = 2  # each reads a few MiB and parses in the worker pool, holding a cheap admission slot
+PREVIEWS_AT_ONCE = 4  # each reads a few MiB and parses in the worker pool, holding a cheap admission slot; a
+# preview its client gave up on (the dashboard replaces one as its options change) still finishes and holds one
 
 
 @dataclass
