@@ -181,13 +181,7 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
     if (args.file is None) == (args.resume is None):
         print("give a FILE to import, or --resume [JOB_ID], not both", file=sys.stderr)
         return 2
-    if args.file is not None and not args.file.is_file():
-        print(f"{args.file}: not a readable file", file=sys.stderr)
-        return 2
-    try:
-        request = _request(args)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
+    if (request := _checked_request(args)) is None:
         return 2
     try:
         _start_forkserver_ignoring_sigint()
@@ -204,6 +198,18 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C while the embedded database starts, before any job exists
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _checked_request(args: argparse.Namespace) -> dict[str, object] | None:
+    """The request of `import` and `preview`, or None after saying on stderr why the command line cannot be one."""
+    if args.file is not None and not args.file.is_file():
+        print(f"{args.file}: not a readable file", file=sys.stderr)
+        return None
+    try:
+        return _request(args)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return None
 
 
 def _request(args: argparse.Namespace) -> dict[str, object]:
@@ -224,13 +230,7 @@ def preview_file(settings: Settings, args: argparse.Namespace) -> int:
 
     from app.imports.table import preview_file as run
 
-    if not args.file.is_file():
-        print(f"{args.file}: not a readable file", file=sys.stderr)
-        return 2
-    try:
-        request = _request(args)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
+    if (request := _checked_request(args)) is None:
         return 2
     _start_forkserver_ignoring_sigint()
     with database(settings) as settings:
