@@ -16,7 +16,9 @@ import pytest
 from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
 from app.settings import Settings
-from tests.helpers import ROOT, WAIT_MS, Served, Watched, browser_settings, serve
+from tests.helpers.browser import WAIT_MS, Watched, browser_settings
+from tests.helpers.paths import ROOT
+from tests.helpers.served import Served, serve
 
 GENERATOR = ROOT / "scripts" / "generate_customers.py"
 

@@ -16,17 +16,10 @@ from pymongo import MongoClient
 from app.customers.document import index_keys
 from app.embedded import EmbeddedMongo
 from app.settings import Settings
-from tests.helpers import (
-    COUNTERS,
-    WAIT_MS,
-    Served,
-    Watched,
-    browser_settings,
-    gate_sinks,
-    serve,
-    shown,
-    wait_until,
-)
+from tests.helpers.answers import COUNTERS
+from tests.helpers.browser import WAIT_MS, Watched, browser_settings, shown
+from tests.helpers.gates import gate_sinks, wait_until
+from tests.helpers.served import Served, serve
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_ROW = "<script>alert(1)</script>"

@@ -16,7 +16,8 @@ from pymongo import MongoClient
 from app.customers.document import index_keys
 from app.embedded import EmbeddedMongo
 from app.settings import Settings
-from tests.helpers import Served, Watched, browser_settings, serve
+from tests.helpers.browser import Watched, browser_settings
+from tests.helpers.served import Served, serve
 
 TOKEN = "export from the dashboard"
 HOSTILE_COMPANY = 'Quill, "Ink" & <b>Sons</b>'

@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 from pymongo import MongoClient
 
 from app.embedded import EmbeddedMongo
-from tests.helpers import WAIT_MS, Served, Watched
+from tests.helpers.browser import WAIT_MS, Watched
+from tests.helpers.served import Served
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 CRM = [

@@ -15,7 +15,8 @@ from pymongo import AsyncMongoClient
 from app.asgi import create_app
 from app.settings import Settings
 from app.ui.routes import CSP
-from tests.helpers import assert_problem, with_settings
+from tests.helpers.answers import assert_problem
+from tests.helpers.settings import with_settings
 
 TOKEN = "correct horse battery staple"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

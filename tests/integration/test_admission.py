@@ -23,17 +23,12 @@ from app.admission import Work
 from app.asgi import create_app
 from app.embedded import EmbeddedMongo, free_port
 from app.settings import Settings
-from tests.helpers import (
-    HEADER,
-    Gate,
-    assert_problem,
-    good_row,
-    held,
-    serving,
-    until,
-    with_settings,
-    write,
-)
+from tests.helpers.answers import assert_problem
+from tests.helpers.csvfiles import HEADER, good_row, write
+from tests.helpers.gates import Gate, until
+from tests.helpers.processes import held
+from tests.helpers.served import serving
+from tests.helpers.settings import with_settings
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,7 +11,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.helpers import HEADER, Gate, assert_problem, gate_sinks, good_row, start, until, wait_done, write
+from tests.helpers.answers import assert_problem, start, wait_done
+from tests.helpers.csvfiles import HEADER, good_row, write
+from tests.helpers.gates import Gate, gate_sinks, until
 
 ROWS = 3000  # one block (4 MiB by default), thirty batches of 100
 

@@ -14,8 +14,8 @@ from app.customers.repository import CustomerRepository
 from app.customers.schemas import CustomerUpdate
 from app.errors import Conflict
 from app.settings import Settings
-from tests.helpers import ListingPage, assert_problem
-from tests.helpers import walk as walk_pages
+from tests.helpers.answers import ListingPage, assert_problem
+from tests.helpers.answers import walk as walk_pages
 
 Client = AsyncTestClient
 VALID = {"firstName": "Ann", "lastName": "Lee", "email": "ann.lee@example.com"}

@@ -10,7 +10,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.asgi import create_app
 from app.settings import Settings
-from tests.helpers import HEADER, assert_problem, good_row, wait_done, with_settings, write
+from tests.helpers.answers import assert_problem, wait_done
+from tests.helpers.csvfiles import HEADER, good_row, write
+from tests.helpers.settings import with_settings
 
 Client = AsyncTestClient
 CUSTOMER = {"firstName": "Ann", "lastName": "Lee", "email": "ann@example.com"}

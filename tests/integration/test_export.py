@@ -23,7 +23,8 @@ from app.customers.export import COLUMNS, IMPORTED
 from app.customers.repository import _filter
 from app.imports.reading.header import map_header
 from app.settings import Settings
-from tests.helpers import assert_problem, with_settings
+from tests.helpers.answers import assert_problem
+from tests.helpers.settings import with_settings
 
 NOW = dt.datetime(2026, 11, 23, 8, 30, 15, 123000, tzinfo=dt.UTC)
 # Values that break naive CSV writers and readers, and an HTML payload: each must come back as written.

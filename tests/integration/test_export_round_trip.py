@@ -1,6 +1,6 @@
 """The export as a backup: a CSV export imports again, into an empty database, to the same customers, field for
-field. Each hostile fixture (tests/data), the hostile file of tests/helpers.py and a generated file of 20,000 rows
-are imported, exported, and the export imported into a second database."""
+field. Each hostile fixture (tests/data), the hostile file of tests/helpers/csvfiles.py and a generated file of
+20,000 rows are imported, exported, and the export imported into a second database."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ from app.asgi import create_app
 from app.customers.document import FIELDS
 from app.db import ensure_indexes
 from app.settings import Settings
-from tests.helpers import ROOT, start, wait_done, with_settings, write_hostile_csv
+from tests.helpers.answers import start, wait_done
+from tests.helpers.csvfiles import write_hostile_csv
+from tests.helpers.paths import ROOT
+from tests.helpers.settings import with_settings
 
 DATA = ROOT / "tests" / "data"
 STORED = ("_id", *FIELDS[1:])  # a customer's fields as stored (customerId is _id)

@@ -24,7 +24,7 @@ from app.asgi import create_app
 from app.customers.document import index_keys
 from app.customers.exporter import Export, Exporter
 from app.settings import Settings
-from tests.helpers import with_settings
+from tests.helpers.settings import with_settings
 
 BATCH = 50
 CURSOR_NOT_FOUND = 43

@@ -12,14 +12,15 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.helpers import ExampleFile, format_examples, wait_done
+from tests.helpers.answers import wait_done
+from tests.helpers.formats import ExampleFile, format_examples
 
 EXAMPLES = format_examples()
 
 
 def test_the_docs_section_shows_examples_and_each_one_is_read() -> None:
     """A reworded page must not make the test below pass with nothing to run."""
-    assert EXAMPLES.unparsed == [], "an example line the test cannot read: update format_examples in tests/helpers.py"
+    assert EXAMPLES.unparsed == [], "an example line the test cannot read: update tests/helpers/formats.py"
     assert len(EXAMPLES.bodies) >= 2, EXAMPLES  # the option table's and the curl lines'
     assert {option for body in EXAMPLES.bodies for option in body} >= {"delimiter", "encoding", "quote", "columns"}
 

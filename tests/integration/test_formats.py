@@ -23,18 +23,10 @@ from app.imports.reading.workers import parser_pool
 from app.imports.run.pipeline import Control, ImportRun
 from app.imports.run.sink import DrySink
 from app.settings import Settings
-from tests.helpers import (
-    ENDINGS,
-    HEADER,
-    csv_text,
-    good_row,
-    intact_customers,
-    start,
-    until,
-    wait_done,
-    with_settings,
-    write,
-)
+from tests.helpers.answers import start, wait_done
+from tests.helpers.csvfiles import ENDINGS, HEADER, csv_text, good_row, intact_customers, write
+from tests.helpers.gates import until
+from tests.helpers.settings import with_settings
 
 
 async def assert_imported(client: AsyncTestClient, rows: list[dict[str, str]], progress: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from schemathesis.checks import not_a_server_error
 from app.asgi import create_app
 from app.customers.document import index_keys
 from app.settings import Settings
-from tests.helpers import with_settings
+from tests.helpers.settings import with_settings
 
 # The schema of an app that is never started (building one needs no database). Operations are parametrized
 # here: schemathesis's own pytest integration (from_fixture, its test ids) sets Function._nodeid, which

@@ -12,7 +12,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from app.asgi import create_app
 from app.embedded import EmbeddedMongo, free_port
 from app.settings import Settings
-from tests.helpers import assert_problem, with_settings
+from tests.helpers.answers import assert_problem
+from tests.helpers.settings import with_settings
 
 
 async def test_health_is_ok_when_the_database_answers(client: AsyncTestClient, db: AsyncDatabase) -> None:

@@ -11,7 +11,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.helpers import HEADER, good_row, start, wait_done, write
+from tests.helpers.answers import start, wait_done
+from tests.helpers.csvfiles import HEADER, good_row, write
 
 JOBS = 5
 

@@ -17,20 +17,9 @@ from app.errors import ImportRunning
 from app.imports.job.jobs import JobStore
 from app.imports.model import Status
 from app.settings import Settings
-from tests.helpers import (
-    EXISTING,
-    HEADER,
-    Gate,
-    a_job,
-    assert_problem,
-    gate_sinks,
-    good_row,
-    plain_row,
-    start,
-    wait_done,
-    write,
-    write_hostile_csv,
-)
+from tests.helpers.answers import assert_problem, start, wait_done
+from tests.helpers.csvfiles import EXISTING, HEADER, a_job, good_row, plain_row, write, write_hostile_csv
+from tests.helpers.gates import Gate, gate_sinks
 
 HOSTILE_ROWS = 2500
 

@@ -13,8 +13,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.customers.document import PREFIX_CHARS, index_keys
 from app.customers.repository import CustomerRepository, _filter
-from tests.helpers import ListingPage
-from tests.helpers import walk as walk_pages
+from tests.helpers.answers import ListingPage
+from tests.helpers.answers import walk as walk_pages
 
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 FIRST = ["Ann", "Anna", "Joann", "Bob", "Zoë", "Åsa", "Ängel", "carl", "ANNIKA", "Lee", "Annabel"]

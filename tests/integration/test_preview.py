@@ -12,17 +12,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.helpers import (
-    ENDINGS,
-    HEADER,
-    assert_problem,
-    csv_text,
-    good_row,
-    intact_customers,
-    start,
-    wait_done,
-    write,
-)
+from tests.helpers.answers import assert_problem, start, wait_done
+from tests.helpers.csvfiles import ENDINGS, HEADER, csv_text, good_row, intact_customers, write
 
 
 async def preview(client: AsyncTestClient, file: str, limit: int = 200, **options: Any) -> dict[str, Any]:

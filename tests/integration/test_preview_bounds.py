@@ -18,7 +18,9 @@ from app.imports.reading.sample import read_bound
 from app.imports.schemas import ImportRequest
 from app.imports.service import PREVIEWS_AT_ONCE, ImportService
 from app.settings import Settings
-from tests.helpers import HEADER, assert_problem, good_row, until, write
+from tests.helpers.answers import assert_problem
+from tests.helpers.csvfiles import HEADER, good_row, write
+from tests.helpers.gates import until
 
 
 async def preview(client: AsyncTestClient, file: str, **options: Any) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from pymongo.errors import AutoReconnect
 from app.customers.document import index_keys
 from app.imports.model import Batch, Mode
 from app.imports.run.sink import Sink
-from tests.helpers import HEADER, batch_of, start, wait_done, write
+from tests.helpers.answers import start, wait_done
+from tests.helpers.csvfiles import HEADER, batch_of, write
 
 ROWS = 240
 

@@ -9,7 +9,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.helpers import GOOD_IDS, start, wait_done
+from tests.helpers.answers import start, wait_done
+from tests.helpers.ids import GOOD_IDS
 
 BAD_ROWS = {  # CSV row -> the start of its rejection reason
     "a/b,Ann,x": "customer id 'a/b' has",

@@ -20,7 +20,9 @@ from app.imports.reading.workers import parser_pool
 from app.imports.run.pipeline import Control, ImportRun
 from app.imports.run.sink import Sink
 from app.settings import Settings
-from tests.helpers import EXISTING, HEADER, a_job, batch_of, good_row, until, with_settings, write
+from tests.helpers.csvfiles import EXISTING, HEADER, a_job, batch_of, good_row, write
+from tests.helpers.gates import until
+from tests.helpers.settings import with_settings
 
 TEXT = "\n".join([HEADER, good_row(1), good_row(2), good_row(3, EXISTING["_id"]), good_row(4, "C0000001")]) + "\n"
 

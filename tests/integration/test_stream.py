@@ -23,20 +23,11 @@ from app.imports.broadcast import Broadcaster
 from app.imports.job.jobs import JobState
 from app.imports.model import Status
 from app.settings import Settings
-from tests.helpers import (
-    HEADER,
-    Gate,
-    assert_problem,
-    gate_sinks,
-    good_row,
-    plain_row,
-    serving,
-    start,
-    until,
-    wait_done,
-    with_settings,
-    write,
-)
+from tests.helpers.answers import assert_problem, start, wait_done
+from tests.helpers.csvfiles import HEADER, good_row, plain_row, write
+from tests.helpers.gates import Gate, gate_sinks, until
+from tests.helpers.served import serving
+from tests.helpers.settings import with_settings
 
 ROWS = 20_000
 COUNTERS = ("rowsProcessed", "rowsInserted", "rowsDuplicate", "rowsInvalid", "bytesRead")

@@ -1,6 +1,6 @@
 """Fixtures of the system tests: a SecantusDB server the tests own, the hostile CSV and the reference (what an
 uninterrupted import of it produces), one test's deployment, and `python -m app import` runners. The helpers they
-use are in tests/helpers.py."""
+use are in tests/helpers/ (apps, deployment, cli)."""
 
 from __future__ import annotations
 
@@ -14,22 +14,11 @@ import pytest
 from pymongo import MongoClient
 
 from app.embedded import SERVER_FLAGS, EmbeddedMongo, free_port
-from tests.helpers import (
-    EXISTING,
-    SETTINGS_ENV,
-    TERMINAL_ENV,
-    Apps,
-    Cli,
-    Deployment,
-    Hostile,
-    OwnServer,
-    Result,
-    app_env,
-    result_of,
-    start_import,
-    wait_completed,
-    write_hostile_csv,
-)
+from tests.helpers.apps import Apps, app_env, start_import, wait_completed
+from tests.helpers.cli import TERMINAL_ENV, Cli
+from tests.helpers.csvfiles import EXISTING, Hostile, write_hostile_csv
+from tests.helpers.deployment import Deployment, OwnServer, Result, result_of
+from tests.helpers.settings import SETTINGS_ENV
 
 
 def seed(sync_mongo: MongoClient, database: str) -> None:

@@ -21,8 +21,11 @@ from pymongo import MongoClient
 from app.embedded import EmbeddedMongo, free_port
 from app.imports.job.jobs import JobState
 from app.imports.model import Status
-from tests.helpers import COUNTERS, HEADER, RUN_TIMEOUT, Cli, Run, alive, assert_clean
-from tests.helpers import long_row as _row
+from tests.helpers.answers import COUNTERS
+from tests.helpers.cli import RUN_TIMEOUT, Cli, Run, assert_clean
+from tests.helpers.csvfiles import HEADER
+from tests.helpers.csvfiles import long_row as _row
+from tests.helpers.processes import alive
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 

@@ -24,7 +24,8 @@ from app.customers.document import index_keys
 from app.customers.export import IMPORTED
 from app.embedded import EmbeddedMongo
 from app.settings import Settings
-from tests.helpers import RUN_TIMEOUT, SETTINGS_ENV, TERMINAL_ENV, Run, assert_clean, with_settings
+from tests.helpers.cli import RUN_TIMEOUT, TERMINAL_ENV, Run, assert_clean
+from tests.helpers.settings import SETTINGS_ENV, with_settings
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="subprocesses")]
 CUSTOMERS = 2500  # more than one batch (EXPORT_BATCH_SIZE=1000)

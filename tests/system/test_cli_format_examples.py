@@ -13,7 +13,9 @@ from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
 from app.settings import Settings
-from tests.helpers import Cli, CliExample, ExampleFile, assert_clean, format_examples, with_settings
+from tests.helpers.cli import Cli, assert_clean
+from tests.helpers.formats import CliExample, ExampleFile, format_examples
+from tests.helpers.settings import with_settings
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="subprocesses")]
 
@@ -22,7 +24,7 @@ EXAMPLES = format_examples()
 
 def test_the_docs_section_shows_command_lines_and_each_one_is_read() -> None:
     """A reworded page must not make the test below pass with nothing to run."""
-    assert EXAMPLES.unparsed == [], "an example line the test cannot read: update format_examples in tests/helpers.py"
+    assert EXAMPLES.unparsed == [], "an example line the test cannot read: update tests/helpers/formats.py"
     assert len(EXAMPLES.commands) >= 2, EXAMPLES  # the option table's flags and the command lines
     flags = {arg for command in EXAMPLES.commands for arg in command.args if arg.startswith("--")}
     assert flags >= {"--delimiter", "--encoding", "--quote", "--column"}, flags

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from tests.helpers import ENDINGS, Cli, assert_clean, csv_text, intact_customers
+from tests.helpers.cli import Cli, assert_clean
+from tests.helpers.csvfiles import ENDINGS, csv_text, intact_customers
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="subprocesses")]
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.helpers import Cli, assert_clean
+from tests.helpers.cli import Cli, assert_clean
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="subprocesses")]
 

@@ -13,16 +13,9 @@ import pytest
 from pymongo import MongoClient
 
 from app.embedded import SERVER_FLAGS
-from tests.helpers import (
-    OwnServer,
-    Result,
-    assert_same_as_reference,
-    fraction,
-    start_import,
-    step_until,
-    wait_completed,
-    wait_until,
-)
+from tests.helpers.apps import fraction, start_import, step_until, wait_completed
+from tests.helpers.deployment import OwnServer, Result, assert_same_as_reference
+from tests.helpers.gates import wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 

@@ -21,7 +21,8 @@ from litestar.types import Message, Receive, Scope, Send
 
 from app.asgi import create_app
 from app.settings import Settings
-from tests.helpers import serving, with_settings
+from tests.helpers.served import serving
+from tests.helpers.settings import with_settings
 
 pytestmark = pytest.mark.system
 CSP = "default-src 'self'; img-src 'self' data:"

@@ -14,7 +14,10 @@ import httpx
 import pytest
 
 from app.embedded import find_server, free_port
-from tests.helpers import HEADER, IMPORT_TIMEOUT, App, Apps, alive, command, long_row, terminate, wait_until
+from tests.helpers.apps import IMPORT_TIMEOUT, App, Apps, terminate
+from tests.helpers.csvfiles import HEADER, long_row
+from tests.helpers.gates import wait_until
+from tests.helpers.processes import alive, command
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 

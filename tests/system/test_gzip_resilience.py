@@ -10,16 +10,14 @@ import time
 import pytest
 from pymongo import MongoClient
 
-from tests.helpers import (
+from tests.helpers.apps import fraction, start_import, wait_completed
+from tests.helpers.deployment import (
     Deployment,
     Result,
     assert_same_as_reference,
-    fraction,
     job_doc,
     kill_when,
     restart_and_await_takeover,
-    start_import,
-    wait_completed,
 )
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]

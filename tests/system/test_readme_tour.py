@@ -21,7 +21,11 @@ from typing import Any
 import pytest
 
 from app.embedded import EmbeddedMongo
-from tests.helpers import IMPORT_TIMEOUT, ROOT, SETTINGS_ENV, TERMINAL_ENV, App, Apps, wait_until
+from tests.helpers.apps import IMPORT_TIMEOUT, App, Apps
+from tests.helpers.cli import TERMINAL_ENV
+from tests.helpers.gates import wait_until
+from tests.helpers.paths import ROOT
+from tests.helpers.settings import SETTINGS_ENV
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="subprocesses")]
 

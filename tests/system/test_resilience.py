@@ -15,24 +15,19 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from tests.helpers import (
-    LEASE_SECONDS,
+from tests.helpers.apps import LEASE_SECONDS, fraction, start_import, step_until, wait_completed, wait_progress
+from tests.helpers.csvfiles import Hostile
+from tests.helpers.deployment import (
     Deployment,
-    Hostile,
     OwnServer,
     Result,
     assert_same_as_reference,
-    fraction,
-    held,
     job_doc,
     kill_when,
     restart_and_await_takeover,
-    start_import,
-    step_until,
-    wait_completed,
-    wait_progress,
-    wait_until,
 )
+from tests.helpers.gates import wait_until
+from tests.helpers.processes import held
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 

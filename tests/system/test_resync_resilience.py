@@ -14,17 +14,10 @@ import pytest
 from pymongo import MongoClient
 
 from app.embedded import EmbeddedMongo
-from tests.helpers import (
-    COUNTERS,
-    HEADER,
-    Apps,
-    app_env,
-    fraction,
-    start_import,
-    step_until,
-    wait_completed,
-    wait_until,
-)
+from tests.helpers.answers import COUNTERS
+from tests.helpers.apps import Apps, app_env, fraction, start_import, step_until, wait_completed
+from tests.helpers.csvfiles import HEADER
+from tests.helpers.gates import wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="signals, subprocesses")]
 

@@ -18,7 +18,10 @@ import pytest
 from pymongo import MongoClient
 
 from app.embedded import EmbeddedMongo, free_port
-from tests.helpers import SETTINGS_ENV, START_TIMEOUT, alive, command, wait_until
+from tests.helpers.apps import START_TIMEOUT
+from tests.helpers.gates import wait_until
+from tests.helpers.processes import alive, command
+from tests.helpers.settings import SETTINGS_ENV
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and flock")]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import alive
+from tests.helpers.processes import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = """

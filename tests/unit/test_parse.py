@@ -21,7 +21,7 @@ from app.imports.reading.header import HeaderError, map_header
 from app.imports.reading.parse import content_hash, parse_block
 from app.imports.reading.source import first_record_end, read_blocks, read_header
 from app.imports.reading.workers import TAIL, parse_range
-from tests.helpers import GOOD_IDS
+from tests.helpers.ids import GOOD_IDS
 
 DATA = Path(__file__).parents[1] / "data"
 JOB = "job-1"
