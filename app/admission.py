@@ -18,7 +18,7 @@ import contextvars
 import enum
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import msgspec
@@ -149,8 +149,17 @@ class Slots:
 
 
 class Admission:
-    def __init__(self, classes: list[Slots], *, wait: float, deadline: float, max_requests: int):
+    def __init__(
+        self,
+        classes: list[Slots],
+        *,
+        wait: float,
+        deadline: float,
+        max_requests: int,
+        ready: Callable[[float | None], Awaitable[None]] | None = None,
+    ):
         self.classes = {slots.work: slots for slots in classes}
+        self.ready = ready  # waits, up to a deadline, until the database is warm (app/warmup.py)
         self.wait = wait
         self.deadline = deadline
         self.max_requests = max_requests
@@ -174,6 +183,11 @@ class Admission:
 
     def deadline_of(self, work: Work | None) -> float | None:
         return None if work in UNTIMED else self.deadline
+
+    async def settled(self, work: Work | None) -> None:
+        """Wait, inside the request's deadline, for the database to be warm, if the request will use it."""
+        if self.ready is not None and work is not None and work is not Work.STREAM:
+            await self.ready(self.deadline_of(work))
 
     def count_deadline(self, exc: BaseException, scope: Scope) -> None:
         """after_exception hook: a database operation that ran out of its request's deadline."""
@@ -200,6 +214,7 @@ class AdmissionMiddleware:
             return
         work = work_of(scope)
         async with self.admission.admit(work):
+            await self.admission.settled(work)
             deadline = self.admission.deadline_of(work)
             if deadline is None:
                 await self.app(scope, receive, send)

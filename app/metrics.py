@@ -16,6 +16,7 @@ from app.admission import Admission
 from app.imports.model import Status
 from app.imports.schemas import Progress
 from app.imports.service import ImportService
+from app.warmup import Warmup
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -98,6 +99,7 @@ async def metrics(
     service: NamedDependency[ImportService],
     lag: NamedDependency[LagMonitor],
     admission: NamedDependency[Admission],
+    warmup: NamedDependency[Warmup],
 ) -> Response[str]:
     snap = Progress.of(await service.snapshot())
     lag_max, lag_p99 = lag.stats()
@@ -118,5 +120,8 @@ async def metrics(
             "RSS of the parser worker processes, summed",
         ),
         *_admission(admission),
+        _line("db_warm", int(warmup.warm), "0 while requests wait for a warm-up query (after start or an index drop)"),
+        _line("db_warmups", warmup.runs, "warm-up queries run (docs/api.md#under-load)", "counter"),
+        _line("db_warmup_seconds", round(warmup.seconds, 3), "how long the last warm-up query took"),
     ]
     return Response("".join(parts), media_type="text/plain; version=0.0.4")

@@ -22,6 +22,7 @@ from app.imports.broadcast import Broadcaster
 from app.imports.service import ImportService
 from app.metrics import LagMonitor
 from app.settings import Settings
+from app.warmup import Warmup
 
 
 class Services:
@@ -38,6 +39,7 @@ class Services:
         self.settings = settings
         self.about = about
         self.lag = LagMonitor()
+        self.warmup = Warmup(self._probe)
         deadline = settings.request_timeout_seconds
         expensive = Slots(
             Work.EXPENSIVE, settings.expensive_slots, share=settings.expensive_share or None, burst=deadline
@@ -47,6 +49,7 @@ class Services:
             wait=settings.admission_wait_seconds,
             deadline=settings.request_timeout_seconds,
             max_requests=settings.max_requests_in_flight,
+            ready=self.warmup.ready,
         )
 
     @contextlib.asynccontextmanager
@@ -60,13 +63,15 @@ class Services:
             self.db = self.client[self.settings.mongodb_db]
             await ensure_indexes(self.db)
             await migrate_customers(self.db)
+            self.warmup.start()
+            stack.push_async_callback(self.warmup.close)
             self.customers = CustomerRepository(self.db[CUSTOMERS], total_ttl=self.settings.list_total_cache_seconds)
             self.exports = Exporter(
                 self.customers,
                 max_concurrent=self.settings.export_max_concurrent,
                 batch_size=self.settings.export_batch_size,
             )
-            self.imports = ImportService(self.db, self.settings)
+            self.imports = ImportService(self.db, self.settings, warmup=self.warmup)
             await self.imports.open()
             stack.push_async_callback(self.imports.close)
             self.broadcaster = Broadcaster(
@@ -75,6 +80,10 @@ class Services:
             await self.broadcaster.start()
             stack.push_async_callback(self.broadcaster.close)
             yield
+
+    async def _probe(self) -> None:
+        """The warm-up query (app/warmup.py): one point read by an `_id` no customer has."""
+        await self.db[CUSTOMERS].find_one({"_id": ""}, {"_id": 1})
 
     def providers(self) -> dict[str, Provide]:
         """One typed provider per service, by the parameter name handlers use."""
@@ -103,6 +112,9 @@ class Services:
         def admission() -> Admission:
             return self.admission
 
+        def warmup() -> Warmup:
+            return self.warmup
+
         named = {
             "service": import_service,
             "repository": customer_repository,
@@ -113,5 +125,6 @@ class Services:
             # not "about": Litestar answers 500 when a body field fails validation under a dependency's name
             "service_about": about,
             "admission": admission,
+            "warmup": warmup,
         }
         return {name: Provide(provider, sync_to_thread=False) for name, provider in named.items()}

@@ -35,6 +35,7 @@ from app.imports.run.pipeline import Control, ImportRun
 from app.imports.run.sink import DrySink, Sink
 from app.imports.schemas import ImportPreview, ImportRequest
 from app.settings import Settings
+from app.warmup import Warmup
 
 log = logging.getLogger(__name__)
 RESUMABLE = (Status.FAILED, Status.CANCELLED)
@@ -58,10 +59,10 @@ class Running:
 
 
 class ImportService:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], settings: Settings):
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], settings: Settings, *, warmup: Warmup | None = None):
         self.db = db
         self.settings = settings
-        self.store = JobStore(db)
+        self.store = JobStore(db, warmup=warmup)
         self.instance_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pool = parser_pool(settings.import_workers, settings.import_worker_nice)
         self.current: Running | None = None

@@ -4,9 +4,10 @@ checkpoints conditional on the lease, finishing, takeover of a job whose owner s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pymongo import DESCENDING, ReturnDocument
@@ -16,6 +17,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from app.db import DUPLICATE_KEY, IMPORT_ERRORS, IMPORT_STATE, INDEXES, RUNNING_INDEX
 from app.errors import Conflict, ImportRunning
 from app.imports.model import Counters, CsvFormat, Rejection, Status, counters_of
+
+if TYPE_CHECKING:
+    from app.warmup import Warmup
 
 log = logging.getLogger(__name__)
 INDEX_NOT_FOUND = 27
@@ -77,8 +81,9 @@ class JobState(Counters, rename="camel", kw_only=True):
 
 
 class JobStore:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]):
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, warmup: Warmup | None = None):
         self.jobs = db[IMPORT_STATE]
+        self.warmup = warmup  # told about the index drop below: it makes that server read every collection again
         self.rejects = db[IMPORT_ERRORS]
         self._claiming = asyncio.Lock()
 
@@ -109,11 +114,12 @@ class JobStore:
         1). Rebuilding the index drops the stale claim. MongoDB never gets here. Another instance may be
         rebuilding it at the same moment: its drop or its creation is then already done."""
         log.warning("import_state: a RUNNING insert was refused with no RUNNING job; rebuilding %s", RUNNING_INDEX)
-        try:
-            await self.jobs.drop_index(RUNNING_INDEX)
-        except OperationFailure as exc:
-            if exc.code != INDEX_NOT_FOUND:  # else dropped by the other instance
-                raise
+        async with self.warmup.changing() if self.warmup is not None else contextlib.nullcontext():
+            try:
+                await self.jobs.drop_index(RUNNING_INDEX)
+            except OperationFailure as exc:
+                if exc.code != INDEX_NOT_FOUND:  # else dropped by the other instance
+                    raise
         await self._create_running_index()
 
     async def _create_running_index(self) -> None:
