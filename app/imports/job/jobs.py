@@ -102,13 +102,13 @@ class JobStore:
                     if (running := await self.running()) is not None:
                         raise ImportRunning(running.job_id) from None
                     if attempt == 1:  # refused twice with no RUNNING job: not a race with a job that just finished
-                        await self._rebuild_running_index()
+                        await self.rebuild_running_index()
                     continue
                 await self._yield_to_a_concurrent_claim(state)
                 return
         raise ImportRunning("unknown")
 
-    async def _rebuild_running_index(self) -> None:
+    async def rebuild_running_index(self) -> None:
         """SecantusDB's Rust server keeps a unique key claimed after an update moves its document out of a partial
         index, so once a job has finished every new RUNNING insert is refused (docs/secantus-rs-differences.md,
         1). Rebuilding the index drops the stale claim. MongoDB never gets here. Another instance may be
