@@ -32,6 +32,7 @@ from app.errors import Unavailable
 
 T = TypeVar("T")
 RETRY_AFTER = 1  # seconds a shed client is asked to wait: slots turn over within a deadline
+BACKOFF_MAX = 30.0  # seconds: the longest a budgeted class pauses after its requests ran out of their deadline
 
 
 class Work(enum.StrEnum):
@@ -93,7 +94,10 @@ class Slots:
     """One class of work: at most `limit` requests in flight and, with a `share`, a budget of database time: the
     class's requests may keep on average `share` operations running (time they held a slot, refilled at `share`
     seconds per second, up to `burst`), so a class of slow queries cannot take the whole database from the work
-    outside admission (an import) however few slots it has. The counters are what /metrics reports."""
+    outside admission (an import) however few slots it has. A request of a budgeted class that runs out of its
+    deadline pauses the class, twice as long after each such request in a row (up to BACKOFF_MAX): queries that
+    cannot finish now are tried again now and then, not at the import's expense. The counters are what /metrics
+    reports."""
 
     def __init__(
         self, work: Work, limit: int, *, share: float | None = None, burst: float = 1.0, clock: Clock = time.monotonic
@@ -102,6 +106,7 @@ class Slots:
         self.free = asyncio.Semaphore(limit)
         self.tokens, self.refilled = burst, clock()
         self.in_flight = self.admitted = self.shed = self.deadline_exceeded = 0
+        self.missed_in_a_row = 0
 
     @contextlib.asynccontextmanager
     async def hold(self, wait: float) -> AsyncIterator[None]:
@@ -114,7 +119,7 @@ class Slots:
             raise self._shed(f"are all in flight ({self.limit})", RETRY_AFTER) from None
         self.in_flight += 1
         self.admitted += 1
-        started = self.clock()
+        started, missed = self.clock(), self.deadline_exceeded
         try:
             yield
         finally:
@@ -123,6 +128,18 @@ class Slots:
             if self.share is not None:
                 self._refill()
                 self.tokens -= self.clock() - started
+            if self.deadline_exceeded == missed:
+                self.missed_in_a_row = 0
+
+    def missed(self) -> None:
+        """A request of this class ran out of its deadline: a budgeted class loses what it had banked and, after
+        each further one in a row, owes twice the time again (burst / share, then 3x, 7x...; up to BACKOFF_MAX)."""
+        self.deadline_exceeded += 1
+        self.missed_in_a_row += 1
+        if self.share is not None:
+            pause = min(BACKOFF_MAX, self.burst / self.share * (2 ** (self.missed_in_a_row - 1) - 1))
+            self._refill()
+            self.tokens = min(self.tokens, 0.0) - pause * self.share
 
     async def _spend(self, wait: float) -> float:
         """Wait until the budget is positive again (how long), or shed when that is further than `wait`."""
@@ -193,7 +210,7 @@ class Admission:
         """after_exception hook: a database operation that ran out of its request's deadline."""
         slots = self.classes.get(work_of(scope)) if "route_handler" in scope else None  # type: ignore[arg-type]
         if slots is not None and isinstance(exc, pymongo.errors.PyMongoError) and exc.timeout:
-            slots.deadline_exceeded += 1
+            slots.missed()
 
 
 def detached(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:

@@ -48,6 +48,43 @@ async def test_the_budget_never_grows_past_its_burst() -> None:
             pass
 
 
+async def retry_after(slots: Slots) -> int:
+    with pytest.raises(Unavailable) as shed:
+        async with slots.hold(wait=0):
+            pass
+    return int(shed.value.headers["Retry-After"])
+
+
+async def test_requests_that_run_out_of_their_deadline_in_a_row_pause_the_class_twice_as_long_each_time() -> None:
+    clock = Clock()
+    slots = Slots(Work.EXPENSIVE, 4, share=0.5, burst=2.0, clock=clock)
+    waits = []
+    for _ in range(5):
+        async with slots.hold(wait=0):
+            clock.now += 2.0  # the whole deadline, then the after-exception hook:
+            slots.missed()
+        waits.append(await retry_after(slots))
+        clock.now += waits[-1] + 0.01
+    assert waits == [4, 8, 16, 32, 34]  # 2 s held at 0.5 s a second, then 4, 12, 28 s more; at most 30 s more
+    async with slots.hold(wait=0):
+        clock.now += 0.5  # one that finishes in time ends the run of misses
+    clock.now += 1.01
+    async with slots.hold(wait=0):
+        clock.now += 2.0
+        slots.missed()
+    assert await retry_after(slots) == 4
+    assert (slots.deadline_exceeded, slots.missed_in_a_row) == (6, 1)
+
+
+async def test_without_a_share_a_missed_deadline_is_only_counted() -> None:
+    slots = Slots(Work.CHEAP, 1)
+    async with slots.hold(wait=0):
+        slots.missed()
+    async with slots.hold(wait=0):
+        pass
+    assert (slots.deadline_exceeded, slots.admitted, slots.shed) == (1, 2, 0)
+
+
 async def test_without_a_share_only_the_slots_bound_the_class() -> None:
     clock = Clock()
     slots = Slots(Work.CHEAP, 1, clock=clock)
