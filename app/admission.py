@@ -32,8 +32,7 @@ from app.errors import Unavailable
 
 T = TypeVar("T")
 RETRY_AFTER = 1  # seconds a shed client is asked to wait: slots turn over within a deadline
-BACKOFF_MAX = 30.0  # seconds: the longest a shape of request pauses after it ran out of its deadline in a row
-MAX_SHAPES = 256  # shapes whose misses are remembered at once
+BACKOFF_MAX = 30.0  # seconds: the longest a budgeted class pauses after its requests ran out of their deadline
 
 
 class Work(enum.StrEnum):
@@ -91,22 +90,14 @@ def cheap_when(parameter: str) -> Classify:
     return classify
 
 
-def shape_of(scope: Scope) -> str:
-    """Requests that cost alike: the route handler and the names of the query's parameters, not their values nor
-    the page's size (`GET /customers?country=` is one shape, `GET /customers?after=` another)."""
-    query: bytes = scope.get("query_string", b"")
-    names = sorted({pair.split(b"=")[0].decode("latin-1") for pair in query.split(b"&") if pair} - {"limit", "page"})
-    return " ".join([scope["route_handler"].handler_name, *names])
-
-
 class Slots:
     """One class of work: at most `limit` requests in flight and, with a `share`, a budget of database time: the
     class's requests may keep on average `share` operations running (time they held a slot, refilled at `share`
     seconds per second, up to `burst`), so a class of slow queries cannot take the whole database from the work
-    outside admission (an import) however few slots it has. In a budgeted class, a request that runs out of its
-    deadline pauses the requests of its shape (`shape_of`: the same route and filters), twice as long after each
-    such request in a row (up to BACKOFF_MAX): queries that cannot finish now are tried again now and then, not at
-    the import's expense, and other shapes of the class go on. The counters are what /metrics reports."""
+    outside admission (an import) however few slots it has. A request of a budgeted class that runs out of its
+    deadline pauses the class, twice as long after each such request in a row (up to BACKOFF_MAX): queries that
+    cannot finish now are tried again now and then, not at the import's expense. The counters are what /metrics
+    reports."""
 
     def __init__(
         self, work: Work, limit: int, *, share: float | None = None, burst: float = 1.0, clock: Clock = time.monotonic
@@ -115,13 +106,11 @@ class Slots:
         self.free = asyncio.Semaphore(limit)
         self.tokens, self.refilled = burst, clock()
         self.in_flight = self.admitted = self.shed = self.deadline_exceeded = 0
-        self.misses: dict[str, tuple[int, float]] = {}  # shape -> (missed in a row, paused until)
+        self.missed_in_a_row = 0
 
     @contextlib.asynccontextmanager
-    async def hold(self, wait: float, shape: str = "") -> AsyncIterator[None]:
+    async def hold(self, wait: float) -> AsyncIterator[None]:
         """A slot for the block, waiting at most `wait` in all for the budget and a slot; else Unavailable."""
-        if (paused := self.misses.get(shape, (0, 0.0))[1] - self.clock()) > 0:
-            raise self._shed("of this kind ran out of their deadline in a row", math.ceil(paused))
         slept = await self._spend(wait)
         try:
             async with asyncio.timeout(wait - slept):
@@ -140,20 +129,17 @@ class Slots:
                 self._refill()
                 self.tokens -= self.clock() - started
             if self.deadline_exceeded == missed:
-                self.misses.pop(shape, None)  # it finished in time: its shape's run of misses ends
+                self.missed_in_a_row = 0
 
-    def missed(self, shape: str = "") -> None:
-        """A request of this shape ran out of its deadline. In a budgeted class its shape pauses for the time the
-        budget takes to refill (burst / share), twice as long after each further one in a row, at most BACKOFF_MAX."""
+    def missed(self) -> None:
+        """A request of this class ran out of its deadline: a budgeted class loses what it had banked and, after
+        each further one in a row, owes twice the time again (burst / share, then 3x, 7x...; up to BACKOFF_MAX)."""
         self.deadline_exceeded += 1
-        if self.share is None:
-            return
-        now = self.clock()
-        if len(self.misses) >= MAX_SHAPES:  # query strings name the shapes: keep only the paused ones
-            self.misses = {key: miss for key, miss in self.misses.items() if miss[1] > now}
-        in_a_row = self.misses.get(shape, (0, 0.0))[0] + 1
-        pause = min(BACKOFF_MAX, self.burst / self.share * 2 ** (in_a_row - 1))
-        self.misses[shape] = (in_a_row, now + pause)
+        self.missed_in_a_row += 1
+        if self.share is not None:
+            pause = min(BACKOFF_MAX, self.burst / self.share * (2 ** (self.missed_in_a_row - 1) - 1))
+            self._refill()
+            self.tokens = min(self.tokens, 0.0) - pause * self.share
 
     async def _spend(self, wait: float) -> float:
         """Wait until the budget is positive again (how long), or shed when that is further than `wait`."""
@@ -198,7 +184,7 @@ class Admission:
         self.refused = 0  # requests refused because `max_requests` were in flight
 
     @contextlib.asynccontextmanager
-    async def admit(self, work: Work | None, shape: str = "") -> AsyncIterator[None]:
+    async def admit(self, work: Work | None) -> AsyncIterator[None]:
         """Hold a slot of `work` (and a place among all requests) for the block, or raise Unavailable."""
         counted = work is not Work.STREAM
         if counted and self.requests >= self.max_requests:
@@ -207,7 +193,7 @@ class Admission:
         self.requests += counted
         try:
             slots = self.classes.get(work) if work is not None else None
-            async with slots.hold(self.wait, shape) if slots is not None else contextlib.nullcontext():
+            async with slots.hold(self.wait) if slots is not None else contextlib.nullcontext():
                 yield
         finally:
             self.requests -= counted
@@ -224,7 +210,7 @@ class Admission:
         """after_exception hook: a database operation that ran out of its request's deadline."""
         slots = self.classes.get(work_of(scope)) if "route_handler" in scope else None  # type: ignore[arg-type]
         if slots is not None and isinstance(exc, pymongo.errors.PyMongoError) and exc.timeout:
-            slots.missed(shape_of(scope))
+            slots.missed()
 
 
 def detached(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
@@ -244,7 +230,7 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         work = work_of(scope)
-        async with self.admission.admit(work, shape_of(scope)):
+        async with self.admission.admit(work):
             await self.admission.settled(work)
             deadline = self.admission.deadline_of(work)
             if deadline is None:

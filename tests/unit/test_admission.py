@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.admission import Slots, Work, cheap_when, shape_of
+from app.admission import Slots, Work, cheap_when
 from app.errors import Unavailable
 
 
@@ -48,59 +48,41 @@ async def test_the_budget_never_grows_past_its_burst() -> None:
             pass
 
 
-async def retry_after(slots: Slots, shape: str) -> int:
+async def retry_after(slots: Slots) -> int:
     with pytest.raises(Unavailable) as shed:
-        async with slots.hold(wait=0, shape=shape):
+        async with slots.hold(wait=0):
             pass
     return int(shed.value.headers["Retry-After"])
 
 
-async def test_a_shape_that_runs_out_of_its_deadline_in_a_row_pauses_twice_as_long_each_time_and_others_go_on() -> None:
+async def test_requests_that_run_out_of_their_deadline_in_a_row_pause_the_class_twice_as_long_each_time() -> None:
     clock = Clock()
     slots = Slots(Work.EXPENSIVE, 4, share=0.5, burst=2.0, clock=clock)
     waits = []
-    for _ in range(6):
-        clock.now += 10.0  # the budget full again
-        async with slots.hold(wait=0, shape="list"):
+    for _ in range(5):
+        async with slots.hold(wait=0):
             clock.now += 2.0  # the whole deadline, then the after-exception hook:
-            slots.missed("list")
-        waits.append(await retry_after(slots, "list"))
-        async with slots.hold(wait=0, shape="list country"):  # another shape of the class is served meanwhile
-            clock.now += 0.1
-        clock.now += waits[-1] - 0.1
-    assert waits == [4, 8, 16, 30, 30, 30]  # the budget's refill time (2 s / 0.5), doubled, at most BACKOFF_MAX
-    async with slots.hold(wait=0, shape="list"):
+            slots.missed()
+        waits.append(await retry_after(slots))
+        clock.now += waits[-1] + 0.01
+    assert waits == [4, 8, 16, 32, 34]  # 2 s held at 0.5 s a second, then 4, 12, 28 s more; at most 30 s more
+    async with slots.hold(wait=0):
         clock.now += 0.5  # one that finishes in time ends the run of misses
-    clock.now += 10.0
-    async with slots.hold(wait=0, shape="list"):
+    clock.now += 1.01
+    async with slots.hold(wait=0):
         clock.now += 2.0
-        slots.missed("list")
-    assert await retry_after(slots, "list") == 4
-    assert slots.deadline_exceeded == 7
+        slots.missed()
+    assert await retry_after(slots) == 4
+    assert (slots.deadline_exceeded, slots.missed_in_a_row) == (6, 1)
 
 
 async def test_without_a_share_a_missed_deadline_is_only_counted() -> None:
     slots = Slots(Work.CHEAP, 1)
-    async with slots.hold(wait=0, shape="get"):
-        slots.missed("get")
-    async with slots.hold(wait=0, shape="get"):
+    async with slots.hold(wait=0):
+        slots.missed()
+    async with slots.hold(wait=0):
         pass
     assert (slots.deadline_exceeded, slots.admitted, slots.shed) == (1, 2, 0)
-
-
-@pytest.mark.parametrize(
-    ("query", "shape"),
-    [
-        (b"", "list_customers"),
-        (b"limit=5&page=2", "list_customers"),
-        (b"country=France&limit=5", "list_customers country"),
-        (b"limit=5&q=abc&country=Peru", "list_customers country q"),
-        (b"after=xyz", "list_customers after"),
-    ],
-)
-def test_a_shape_is_the_route_and_the_names_of_its_filters(query: bytes, shape: str) -> None:
-    handler = type("Handler", (), {"handler_name": "list_customers"})()
-    assert shape_of({"query_string": query, "route_handler": handler}) == shape  # type: ignore[typeddict-item]
 
 
 async def test_without_a_share_only_the_slots_bound_the_class() -> None:
