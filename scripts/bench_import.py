@@ -11,6 +11,7 @@ against two embedded servers, one started with exactly those flags (none: --serv
 embedded default (app/embedded.py SERVER_FLAGS):
 
     .venv/bin/python scripts/bench_import.py --rows 100000 --server-flags="--sync-on-commit" --rounds 2
+    .venv/bin/python scripts/bench_import.py --rows 200000 --server-flags="--sync-on-commit" --server-env= --rounds 4
 
 All measurements use the same database server (the embedded secantusd-rs unless --uri). Steps:
   (b) the service's import (`python -m app import FILE`), timed from its import_state document, peak RSS of
@@ -47,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.customers.document import is_email  # noqa: E402
 from app.db import CUSTOMERS, INDEXES  # noqa: E402
-from app.embedded import SERVER_FLAGS, EmbeddedMongo, free_port  # noqa: E402
+from app.embedded import SERVER_ENV, SERVER_FLAGS, EmbeddedMongo, free_port  # noqa: E402
 from app.imports.reading.header import map_header  # noqa: E402
 from app.imports.reading.parse import parse_date  # noqa: E402
 
@@ -174,19 +175,22 @@ def side_by_side(contenders: list[Contender], file: Path, rounds: int) -> None:
     print(f"{first} / {second}: {rates[first] / rates[second]:.2f}x")
 
 
-def flags_side_by_side(work: Path, file: Path, flags: list[str], rounds: int) -> None:
-    """This checkout against two embedded servers, one started with exactly `flags`, one with the embedded
-    default (SERVER_FLAGS), in the same rounds."""
+def flags_side_by_side(work: Path, file: Path, flags: list[str], env: dict[str, str], rounds: int) -> None:
+    """This checkout against two embedded servers, one started with exactly `flags` and `env`, one with the
+    embedded default (SERVER_FLAGS, SERVER_ENV), in the same rounds."""
     servers = [
-        EmbeddedMongo(work / name / "db", free_port(), log_level="ERROR", flags=given)
-        for name, given in (("flags", tuple(flags)), ("default", SERVER_FLAGS))
+        EmbeddedMongo(work / name / "db", free_port(), log_level="ERROR", flags=given, env=environment)
+        for name, given, environment in (("flags", tuple(flags), env), ("default", SERVER_FLAGS, SERVER_ENV))
     ]
     try:
         contenders = [
             Contender(name, ROOT, server.start(), server.process.pid)  # type: ignore[union-attr]
             for name, server in zip(("with flags", "default"), servers, strict=True)
         ]
-        print(f"with flags: {' '.join(flags) or '(none)'}; default: {' '.join(SERVER_FLAGS)}")
+        print(
+            f"with flags: {' '.join(flags) or '(none)'} {env or ''}; "
+            f"default: {' '.join(SERVER_FLAGS)} {SERVER_ENV or ''}"
+        )
         side_by_side(contenders, file, rounds)
     finally:
         for server in servers:
@@ -289,6 +293,12 @@ def main() -> int:
         help="only (b), ABBA: an embedded server with exactly these flags (--server-flags=--oplog-async) against "
         "one with the embedded default",
     )
+    parser.add_argument(
+        "--server-env",
+        default=None,
+        help="with --server-flags: that server's environment instead of the default's, NAME=VALUE,... "
+        "(--server-env= for none)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --baseline/--server-flags (ABBA)")
     args = parser.parse_args()
 
@@ -311,7 +321,12 @@ def main() -> int:
     file = file.resolve()
     size = file.stat().st_size
     if args.server_flags is not None:
-        flags_side_by_side(work, file, args.server_flags.split(), args.rounds)
+        env = (
+            SERVER_ENV
+            if args.server_env is None
+            else dict(pair.split("=", 1) for pair in args.server_env.split(",") if pair)
+        )
+        flags_side_by_side(work, file, args.server_flags.split(), env, args.rounds)
         return 0
     embedded = None
     uri = args.uri
