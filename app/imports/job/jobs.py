@@ -83,7 +83,7 @@ class JobState(Counters, rename="camel", kw_only=True):
 class JobStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, warmup: Warmup | None = None):
         self.jobs = db[IMPORT_STATE]
-        self.warmup = warmup  # told of the index drop below: secantusd-rs then rereads the customers to plan (app/warmup.py)
+        self.warmup = warmup  # told of the index drop below, after which secantusd-rs rereads the customers
         self.rejects = db[IMPORT_ERRORS]
         self._claiming = asyncio.Lock()
 
