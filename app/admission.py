@@ -32,7 +32,7 @@ from app.errors import Unavailable
 
 T = TypeVar("T")
 RETRY_AFTER = 1  # seconds a shed client is asked to wait: slots turn over within a deadline
-BACKOFF_MAX = 30.0  # seconds: the longest a budgeted class pauses after its requests ran out of their deadline
+BACKOFF_MAX = 30.0  # seconds: the most a run of missed deadlines adds to a budgeted class's time to refill
 
 
 class Work(enum.StrEnum):
@@ -95,7 +95,7 @@ class Slots:
     class's requests may keep on average `share` operations running (time they held a slot, refilled at `share`
     seconds per second, up to `burst`), so a class of slow queries cannot take the whole database from the work
     outside admission (an import) however few slots it has. A request of a budgeted class that runs out of its
-    deadline pauses the class, twice as long after each such request in a row (up to BACKOFF_MAX): queries that
+    deadline pauses the class, twice as long after each such request in a row (BACKOFF_MAX at most added): queries that
     cannot finish now are tried again now and then, not at the import's expense. The counters are what /metrics
     reports."""
 

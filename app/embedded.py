@@ -46,7 +46,8 @@ START_TIMEOUT = 60.0
 SERVER_FLAGS = ("--sync-on-commit",)
 # ... and its environment: secantusd-rs keeps no oplog, which only change streams and point-in-time restore read
 # (the service uses neither; with data tables logged, as here, recovery replays the write-ahead log, not the
-# oplog). The import ran 1.18x faster without it, median of 4 rounds ABBA, and the kill -9 test holds.
+# oplog). The import ran 1.25x faster without it (docs/performance.md, scripts/bench_import.py --server-env=), and the
+# kill -9 test holds.
 SERVER_ENV = {"SECANTUS_DISABLE_OPLOG": "1"}
 RUST_SERVER = "secantusd-rs"
 PYTHON_SERVER = "python"  # EMBEDDED_DB_SERVER value that asks for the fallback

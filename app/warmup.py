@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pymongo
 from pymongo.errors import PyMongoError
 
+from app.admission import detached
 from app.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Warmup:
         self._warm.clear()
         self._again = True
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="warmup", context=contextvars.Context())
+            self._task = detached(self._run(), name="warmup")  # no request's deadline goes with it
 
     async def _run(self) -> None:
         try:
