@@ -14,9 +14,11 @@ Then times, --repeat times each, CustomerRepository.list (limit 50; page and tot
 the first page, a page after a cursor from the middle, page=20, email= (an existing email in upper case),
 country=, q= 3 letters of a last name, q= a full email, q= 3 letters + country, q= 1 and 2 letters (common,
 less common, none, beside a country; --repeat/10 runs, at least 3); and CustomerRepository.update
-(a PATCH) of first_name and of country. Prints p50/p99/max milliseconds, the total and whether it was capped,
-then the winning plan of each command the repository sent (recorded with a command listener and explained),
-e.g. `LIMIT>FETCH>IXSCAN(searchKeys_id)`, with the keys and documents it examined.
+(a PATCH) of first_name and of country; and the unfiltered total's cost: the first page with the total counted
+each time, with it reused (LIST_TOTAL_CACHE_SECONDS), and the count alone, in turn. Prints p50/p99/max
+milliseconds, the total and whether it was capped, then the winning plan of each command the repository sent
+(recorded with a command listener and explained), e.g. `LIMIT>FETCH>IXSCAN(searchKeys_id)`, with the keys and
+documents it examined.
 """
 
 from __future__ import annotations
@@ -231,6 +233,27 @@ def row(name: str, times: list[float], total: str) -> None:
     print(f"{name:<52}{statistics.median(times):>8.1f}{p99:>8.1f}{times[-1]:>8.1f}  {total}", flush=True)
 
 
+async def total_costs(collection: AsyncCollection, repeat: int) -> None:
+    """The unfiltered total's cost (issue 19, the cheapest correct answer): the first page with its total counted
+    for each page (LIST_TOTAL_CACHE_SECONDS=0), with it reused (the default), and the count alone; the three
+    in turn each run, so that the machine's drift falls on all of them alike."""
+    counted, reused = CustomerRepository(collection), CustomerRepository(collection, total_ttl=3600)
+    await reused.list(limit=50, page=None, after=None)  # the total, counted once
+    shapes = {
+        "first page, total counted (cache 0)": lambda: counted.list(limit=50, page=None, after=None),
+        "first page, total reused (cache on)": lambda: reused.list(limit=50, page=None, after=None),
+        "estimated_document_count alone": collection.estimated_document_count,
+    }
+    times: dict[str, list[float]] = {name: [] for name in shapes}
+    for _ in range(repeat):
+        for name, call in shapes.items():
+            start = time.perf_counter()
+            await call()
+            times[name].append((time.perf_counter() - start) * 1000)
+    for name, measured in times.items():
+        row(name, sorted(measured), "")
+
+
 async def measure(uri: str, rows: int, repeat: int) -> None:
     client = make_client(uri, timeout_ms=30_000)
     repository = CustomerRepository(client[DB][CUSTOMERS])
@@ -246,6 +269,7 @@ async def measure(uri: str, rows: int, repeat: int) -> None:
         # a short q may read every customer: fewer runs
         times, page = await timed(call, max(3, repeat // 10) if "(short" in name else repeat)
         row(name, times, f"{page.total:,}{' (totalCapped)' if page.total_capped else ''}")
+    await total_costs(client[DB][CUSTOMERS], repeat)
     for name, customer_id, changes in updates(sample, neighbour):
 
         async def call(run: int, customer_id: str = customer_id, changes: list[CustomerUpdate] = changes) -> Any:
