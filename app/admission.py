@@ -174,9 +174,11 @@ class Admission:
         deadline: float,
         max_requests: int,
         ready: Callable[[float | None], Awaitable[None]] | None = None,
+        clock: Clock = time.monotonic,
     ):
         self.classes = {slots.work: slots for slots in classes}
         self.ready = ready  # waits, up to a deadline, until the database is warm (app/warmup.py)
+        self.clock = clock
         self.wait = wait
         self.deadline = deadline
         self.max_requests = max_requests
@@ -201,10 +203,20 @@ class Admission:
     def deadline_of(self, work: Work | None) -> float | None:
         return None if work in UNTIMED else self.deadline
 
-    async def settled(self, work: Work | None) -> None:
-        """Wait, inside the request's deadline, for the database to be warm, if the request will use it."""
-        if self.ready is not None and work is not None and work is not Work.STREAM:
-            await self.ready(self.deadline_of(work))
+    async def settled(self, work: Work | None) -> float | None:
+        """Wait, inside the request's deadline, for the database to be warm, if the request will use it; what is
+        left of the deadline (None: the request has none)."""
+        deadline = self.deadline_of(work)
+        if self.ready is None or work is None or work is Work.STREAM:
+            return deadline
+        began = self.clock()
+        await self.ready(deadline)
+        if deadline is None:
+            return None
+        left = deadline - (self.clock() - began)
+        if left <= 0:  # (pymongo.timeout(0) would mean no deadline at all)
+            raise Unavailable("the database is warming up after an index change; retry", retry_after=RETRY_AFTER)
+        return left
 
     def count_deadline(self, exc: BaseException, scope: Scope) -> None:
         """after_exception hook: a database operation that ran out of its request's deadline."""
@@ -231,8 +243,7 @@ class AdmissionMiddleware:
             return
         work = work_of(scope)
         async with self.admission.admit(work):
-            await self.admission.settled(work)
-            deadline = self.admission.deadline_of(work)
+            deadline = await self.admission.settled(work)  # the warm-up's wait comes out of the deadline
             if deadline is None:
                 await self.app(scope, receive, send)
                 return

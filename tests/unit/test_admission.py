@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pymongo import _csot
 
-from app.admission import Slots, Work, cheap_when
+from app.admission import Admission, AdmissionMiddleware, Slots, Work, cheap_when
 from app.errors import Unavailable
 
 
@@ -112,3 +114,28 @@ async def test_without_a_share_only_the_slots_bound_the_class() -> None:
 def test_a_list_is_cheap_only_when_it_names_an_email(query: bytes, work: Work) -> None:
     scope: Any = {"query_string": query}
     assert cheap_when("email")(scope) is work
+
+
+async def deadline_after_warm_up(waited: float) -> float | None:
+    """The deadline a point read's handler runs under when the warm-up took `waited` of its 2 s."""
+    clock = Clock()
+    seen: list[float | None] = []
+
+    async def ready(within: float | None) -> None:
+        clock.now += waited
+
+    async def handler(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(_csot.get_timeout())
+
+    admission = Admission([Slots(Work.CHEAP, 1)], wait=0, deadline=2.0, max_requests=1, ready=ready, clock=clock)
+    route = SimpleNamespace(opt={"work": Work.CHEAP, "cancellable": False})
+    await AdmissionMiddleware(handler, admission)({"type": "http", "route_handler": route}, None, None)  # type: ignore[arg-type]
+    return seen[0]
+
+
+async def test_the_wait_for_the_warm_up_comes_out_of_the_request_deadline() -> None:
+    assert await deadline_after_warm_up(0.0) == 2.0
+    assert await deadline_after_warm_up(1.5) == 0.5
+    with pytest.raises(Unavailable) as shed:
+        await deadline_after_warm_up(2.0)  # warm just as its deadline ran out: no second deadline
+    assert shed.value.headers["Retry-After"] == "1"
