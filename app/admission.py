@@ -139,7 +139,7 @@ class Slots:
         if self.share is not None:
             pause = min(BACKOFF_MAX, self.burst / self.share * (2 ** (self.missed_in_a_row - 1) - 1))
             self._refill()
-            self.tokens = min(self.tokens, 0.0) - pause * self.share
+            self.tokens = min(self.tokens, -pause * self.share)  # not on top of the pause a miss beside it owes
 
     async def _spend(self, wait: float) -> float:
         """Wait until the budget is positive again (how long), or shed when that is further than `wait`."""

@@ -78,6 +78,23 @@ async def test_requests_that_run_out_of_their_deadline_in_a_row_pause_the_class_
     assert (slots.deadline_exceeded, slots.missed_in_a_row) == (6, 1)
 
 
+async def test_requests_that_run_out_of_their_deadline_together_pause_the_class_as_a_run_does() -> None:
+    clock = Clock()
+    slots = Slots(Work.EXPENSIVE, 2, share=0.5, burst=2.0, clock=clock)
+    waits = []
+    for _ in range(3):
+        async with slots.hold(wait=0), slots.hold(wait=0):  # both slots, both out of their deadline
+            clock.now += 2.0
+            slots.missed()
+            slots.missed()
+        waits.append(await retry_after(slots))
+        clock.now += waits[-1] + 0.01
+    # 2 x 2 s held at 0.5 s a second (8 s), and the pause of the run's latest miss (the 2nd, 4th, 6th in a row: 4,
+    # 28, 30 s): BACKOFF_MAX at most once, not once per request that missed with it
+    assert waits == [8 + 4, 8 + 28, 8 + 30]
+    assert slots.missed_in_a_row == 6
+
+
 async def test_without_a_share_a_missed_deadline_is_only_counted() -> None:
     slots = Slots(Work.CHEAP, 1)
     async with slots.hold(wait=0):
