@@ -210,12 +210,15 @@ class Admission:
         if self.ready is None or work is None or work is Work.STREAM:
             return deadline
         began = self.clock()
-        await self.ready(deadline)
-        if deadline is None:
-            return None
-        left = deadline - (self.clock() - began)
-        if left <= 0:  # (pymongo.timeout(0) would mean no deadline at all)
-            raise Unavailable("the database is warming up after an index change; retry", retry_after=RETRY_AFTER)
+        try:
+            await self.ready(deadline)
+            left = None if deadline is None else deadline - (self.clock() - began)
+            if left is not None and left <= 0:  # (pymongo.timeout(0) would mean no deadline at all)
+                raise Unavailable("the database is warming up after an index change; retry", retry_after=RETRY_AFTER)
+        except Unavailable:
+            if (slots := self.classes.get(work)) is not None:
+                slots.shed += 1  # a 503 of the class, before any database work: /metrics counts it
+            raise
         return left
 
     def count_deadline(self, exc: BaseException, scope: Scope) -> None:

@@ -126,6 +126,8 @@ async def test_a_request_that_the_warm_up_outlasts_is_503_with_retry_after(
         problem = assert_problem(response, 503)
         assert response.headers["retry-after"] == "1"
         assert "warming up" in problem["detail"]
+    text = (await client.get("/metrics")).text
+    assert metric(text, "admission_shed", Work.CHEAP) == 2 and metric(text, "admission_shed", Work.EXPENSIVE) == 1
     probe.opened.set()
     await until(lambda: services.warmup.warm)
     assert (await client.get("/customers/c1")).status_code == 404

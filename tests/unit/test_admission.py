@@ -133,26 +133,43 @@ def test_a_list_is_cheap_only_when_it_names_an_email(query: bytes, work: Work) -
     assert cheap_when("email")(scope) is work
 
 
-async def deadline_after_warm_up(waited: float) -> float | None:
-    """The deadline a point read's handler runs under when the warm-up took `waited` of its 2 s."""
-    clock = Clock()
-    seen: list[float | None] = []
+class Served:
+    """One point read through the admission middleware, its warm-up taking `waited` s of its 2 s deadline."""
 
-    async def ready(within: float | None) -> None:
-        clock.now += waited
+    def __init__(self, waited: float) -> None:
+        clock = Clock()
+        self.deadlines: list[float | None] = []  # the deadline its handler ran under
 
-    async def handler(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(_csot.get_timeout())
+        async def ready(within: float | None) -> None:
+            clock.now += waited
 
-    admission = Admission([Slots(Work.CHEAP, 1)], wait=0, deadline=2.0, max_requests=1, ready=ready, clock=clock)
-    route = SimpleNamespace(opt={"work": Work.CHEAP, "cancellable": False})
-    await AdmissionMiddleware(handler, admission)({"type": "http", "route_handler": route}, None, None)  # type: ignore[arg-type]
-    return seen[0]
+        async def handler(scope: Any, receive: Any, send: Any) -> None:
+            self.deadlines.append(_csot.get_timeout())
+
+        self.admission = Admission(
+            [Slots(Work.CHEAP, 1)], wait=0, deadline=2.0, max_requests=1, ready=ready, clock=clock
+        )
+        self.middleware = AdmissionMiddleware(handler, self.admission)
+
+    async def __call__(self) -> float | None:
+        route = SimpleNamespace(opt={"work": Work.CHEAP, "cancellable": False})
+        await self.middleware({"type": "http", "route_handler": route}, None, None)  # type: ignore[arg-type]
+        return self.deadlines[0]
 
 
 async def test_the_wait_for_the_warm_up_comes_out_of_the_request_deadline() -> None:
-    assert await deadline_after_warm_up(0.0) == 2.0
-    assert await deadline_after_warm_up(1.5) == 0.5
+    assert await Served(0.0)() == 2.0
+    assert await Served(1.5)() == 0.5
+    served = Served(2.0)  # warm just as its deadline ran out: no second deadline
     with pytest.raises(Unavailable) as shed:
-        await deadline_after_warm_up(2.0)  # warm just as its deadline ran out: no second deadline
+        await served()
     assert shed.value.headers["Retry-After"] == "1"
+    assert served.deadlines == []
+
+
+async def test_a_request_the_warm_up_outlasts_is_counted_shed_by_its_class() -> None:
+    served = Served(2.0)
+    with pytest.raises(Unavailable):
+        await served()
+    cheap = served.admission.classes[Work.CHEAP]
+    assert (cheap.admitted, cheap.shed, cheap.deadline_exceeded, cheap.in_flight) == (1, 1, 0, 0)
