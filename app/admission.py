@@ -211,7 +211,7 @@ class Admission:
             return deadline
         began = self.clock()
         try:
-            await self.ready(deadline)
+            await self.ready(self.deadline if deadline is None else deadline)  # an export: as long as a request
             left = None if deadline is None else deadline - (self.clock() - began)
             if left is not None and left <= 0:  # (pymongo.timeout(0) would mean no deadline at all)
                 raise Unavailable("the database is warming up after an index change; retry", retry_after=RETRY_AFTER)

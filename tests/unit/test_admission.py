@@ -134,13 +134,17 @@ def test_a_list_is_cheap_only_when_it_names_an_email(query: bytes, work: Work) -
 
 
 class Served:
-    """One point read through the admission middleware, its warm-up taking `waited` s of its 2 s deadline."""
+    """One request (a point read unless `work` says) through the admission middleware, its warm-up taking `waited`
+    s of its 2 s deadline."""
 
-    def __init__(self, waited: float) -> None:
+    def __init__(self, waited: float, work: Work = Work.CHEAP) -> None:
         clock = Clock()
+        self.work = work
+        self.waits: list[float | None] = []  # how long it may wait for the warm-up
         self.deadlines: list[float | None] = []  # the deadline its handler ran under
 
         async def ready(within: float | None) -> None:
+            self.waits.append(within)
             clock.now += waited
 
         async def handler(scope: Any, receive: Any, send: Any) -> None:
@@ -152,7 +156,7 @@ class Served:
         self.middleware = AdmissionMiddleware(handler, self.admission)
 
     async def __call__(self) -> float | None:
-        route = SimpleNamespace(opt={"work": Work.CHEAP, "cancellable": False})
+        route = SimpleNamespace(opt={"work": self.work, "cancellable": False})
         await self.middleware({"type": "http", "route_handler": route}, None, None)  # type: ignore[arg-type]
         return self.deadlines[0]
 
@@ -173,3 +177,9 @@ async def test_a_request_the_warm_up_outlasts_is_counted_shed_by_its_class() -> 
         await served()
     cheap = served.admission.classes[Work.CHEAP]
     assert (cheap.admitted, cheap.shed, cheap.deadline_exceeded, cheap.in_flight) == (1, 1, 0, 0)
+
+
+async def test_an_export_waits_for_the_warm_up_no_longer_than_a_request_and_then_runs_without_a_deadline() -> None:
+    served = Served(0.5, Work.EXPORT)
+    assert await served() is None
+    assert served.waits == [2.0]  # not None: until the warm-up's own 120 s
