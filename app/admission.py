@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import enum
+import functools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -246,12 +247,21 @@ class AdmissionMiddleware:
             return
         work = work_of(scope)
         async with self.admission.admit(work):
-            deadline = await self.admission.settled(work)  # the warm-up's wait comes out of the deadline
-            if deadline is None:
-                await self.app(scope, receive, send)
-                return
-            with pymongo.timeout(deadline):
-                if work is None or not scope["route_handler"].opt.get("cancellable"):
-                    await self.app(scope, receive, send)  # nothing worth stopping, or not safe to stop
-                else:
-                    await CancelOnDisconnect(scope, receive).serve(self.app, send)
+            handler = functools.partial(self._settled, work)
+            if (
+                work is None
+                or self.admission.deadline_of(work) is None
+                or not scope["route_handler"].opt.get("cancellable")
+            ):
+                await handler(scope, receive, send)  # nothing worth stopping, or not safe to stop
+            else:  # its wait for the warm-up too
+                await CancelOnDisconnect(scope, receive).serve(handler, send)
+
+    async def _settled(self, work: Work | None, scope: Scope, receive: Receive, send: Send) -> None:
+        """The handler, once the database is warm, under what is left of the deadline."""
+        deadline = await self.admission.settled(work)  # the warm-up's wait comes out of the deadline
+        if deadline is None:
+            await self.app(scope, receive, send)
+            return
+        with pymongo.timeout(deadline):
+            await self.app(scope, receive, send)
