@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import enum
+import functools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -139,7 +140,7 @@ class Slots:
         if self.share is not None:
             pause = min(BACKOFF_MAX, self.burst / self.share * (2 ** (self.missed_in_a_row - 1) - 1))
             self._refill()
-            self.tokens = min(self.tokens, 0.0) - pause * self.share
+            self.tokens = min(self.tokens, -pause * self.share)  # not on top of the pause a miss beside it owes
 
     async def _spend(self, wait: float) -> float:
         """Wait until the budget is positive again (how long), or shed when that is further than `wait`."""
@@ -174,9 +175,11 @@ class Admission:
         deadline: float,
         max_requests: int,
         ready: Callable[[float | None], Awaitable[None]] | None = None,
+        clock: Clock = time.monotonic,
     ):
         self.classes = {slots.work: slots for slots in classes}
         self.ready = ready  # waits, up to a deadline, until the database is warm (app/warmup.py)
+        self.clock = clock
         self.wait = wait
         self.deadline = deadline
         self.max_requests = max_requests
@@ -201,10 +204,23 @@ class Admission:
     def deadline_of(self, work: Work | None) -> float | None:
         return None if work in UNTIMED else self.deadline
 
-    async def settled(self, work: Work | None) -> None:
-        """Wait, inside the request's deadline, for the database to be warm, if the request will use it."""
-        if self.ready is not None and work is not None and work is not Work.STREAM:
-            await self.ready(self.deadline_of(work))
+    async def settled(self, work: Work | None) -> float | None:
+        """Wait, inside the request's deadline, for the database to be warm, if the request will use it; what is
+        left of the deadline (None: the request has none)."""
+        deadline = self.deadline_of(work)
+        if self.ready is None or work is None or work is Work.STREAM:
+            return deadline
+        began = self.clock()
+        try:
+            await self.ready(self.deadline if deadline is None else deadline)  # an export: as long as a request
+            left = None if deadline is None else deadline - (self.clock() - began)
+            if left is not None and left <= 0:  # (pymongo.timeout(0) would mean no deadline at all)
+                raise Unavailable("the database is warming up after an index change; retry", retry_after=RETRY_AFTER)
+        except Unavailable:
+            if (slots := self.classes.get(work)) is not None:
+                slots.shed += 1  # a 503 of the class, before any database work: /metrics counts it
+            raise
+        return left
 
     def count_deadline(self, exc: BaseException, scope: Scope) -> None:
         """after_exception hook: a database operation that ran out of its request's deadline."""
@@ -231,13 +247,21 @@ class AdmissionMiddleware:
             return
         work = work_of(scope)
         async with self.admission.admit(work):
-            await self.admission.settled(work)
-            deadline = self.admission.deadline_of(work)
-            if deadline is None:
-                await self.app(scope, receive, send)
-                return
-            with pymongo.timeout(deadline):
-                if work is None or not scope["route_handler"].opt.get("cancellable"):
-                    await self.app(scope, receive, send)  # nothing worth stopping, or not safe to stop
-                else:
-                    await CancelOnDisconnect(scope, receive).serve(self.app, send)
+            handler = functools.partial(self._settled, work)
+            if (
+                work is None
+                or self.admission.deadline_of(work) is None
+                or not scope["route_handler"].opt.get("cancellable")
+            ):
+                await handler(scope, receive, send)  # nothing worth stopping, or not safe to stop
+            else:  # its wait for the warm-up too
+                await CancelOnDisconnect(scope, receive).serve(handler, send)
+
+    async def _settled(self, work: Work | None, scope: Scope, receive: Receive, send: Send) -> None:
+        """The handler, once the database is warm, under what is left of the deadline."""
+        deadline = await self.admission.settled(work)  # the warm-up's wait comes out of the deadline
+        if deadline is None:
+            await self.app(scope, receive, send)
+            return
+        with pymongo.timeout(deadline):
+            await self.app(scope, receive, send)

@@ -69,7 +69,7 @@ def _line(name: str, value: float, help_text: str, kind: str = "gauge") -> str:
 ADMISSION = {
     "in_flight": ("gauge", "requests of the class with database work in flight now"),
     "admitted": ("counter", "requests of the class given a slot"),
-    "shed": ("counter", "requests of the class answered 503 because its slots stayed full"),
+    "shed": ("counter", "requests of the class answered 503 before any database work (slots, share, warm-up)"),
     "deadline_exceeded": ("counter", "requests of the class whose database work ran out of its deadline"),
 }
 

@@ -33,6 +33,7 @@ class Warmup:
         self._warm = asyncio.Event()
         self._warm.set()
         self._again = False
+        self._changes = 0  # index drops under way: no probe before their end warms anything
         self._task: asyncio.Task[None] | None = None
         self.runs = 0  # probes run
         self.seconds = 0.0  # how long the last one took
@@ -44,10 +45,12 @@ class Warmup:
     @contextlib.asynccontextmanager
     async def changing(self) -> AsyncIterator[None]:
         """Around an index drop: requests wait from before it until the probe after it has run."""
+        self._changes += 1
         self._warm.clear()
         try:
             yield
         finally:
+            self._changes -= 1
             self.start()
 
     def start(self) -> None:
@@ -71,7 +74,8 @@ class Warmup:
                 self.seconds = self.clock() - began
                 log.info("customers warmed up in %.2f s", self.seconds)
         finally:
-            self._warm.set()
+            if not self._changes:  # else a probe that ended during a drop: the one after it sets warm
+                self._warm.set()
 
     async def ready(self, within: float | None) -> None:
         """Return once warm, or raise Unavailable (503, Retry-After) when `within` seconds pass first."""
@@ -88,3 +92,4 @@ class Warmup:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._warm.set()  # nobody is left waiting on a closed app, even with a drop under way

@@ -126,7 +126,25 @@ async def test_a_request_that_the_warm_up_outlasts_is_503_with_retry_after(
         problem = assert_problem(response, 503)
         assert response.headers["retry-after"] == "1"
         assert "warming up" in problem["detail"]
+    text = (await client.get("/metrics")).text
+    assert metric(text, "admission_shed", Work.CHEAP) == 2 and metric(text, "admission_shed", Work.EXPENSIVE) == 1
     probe.opened.set()
     await until(lambda: services.warmup.warm)
     assert (await client.get("/customers/c1")).status_code == 404
     assert (await client.get("/customers")).json()["total"] == 0
+
+
+async def test_a_client_that_leaves_while_its_request_waits_for_the_warm_up_frees_its_slot_at_once(
+    serve: Callable[..., Served],
+) -> None:
+    served = serve(request_timeout_seconds=60)
+    probe = await rebuilt(served)
+    cheap = served.services.admission.classes[Work.CHEAP]
+    request = asyncio.ensure_future(served.client.get("/customers/c1"))
+    await until(lambda: cheap.in_flight == 1)  # admitted, waiting for the warm-up
+    request.cancel()  # httpx closes the connection: uvicorn tells the app the client disconnected
+    await until(lambda: cheap.in_flight == 0)
+    assert cheap.shed == 0  # cancelled, not held until its deadline and then answered 503
+    assert not served.services.warmup.warm
+    probe.opened.set()
+    await until(lambda: served.services.warmup.warm)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pymongo import _csot
 
-from app.admission import Slots, Work, cheap_when
+from app.admission import Admission, AdmissionMiddleware, Slots, Work, cheap_when
 from app.errors import Unavailable
 
 
@@ -76,6 +78,23 @@ async def test_requests_that_run_out_of_their_deadline_in_a_row_pause_the_class_
     assert (slots.deadline_exceeded, slots.missed_in_a_row) == (6, 1)
 
 
+async def test_requests_that_run_out_of_their_deadline_together_pause_the_class_as_a_run_does() -> None:
+    clock = Clock()
+    slots = Slots(Work.EXPENSIVE, 2, share=0.5, burst=2.0, clock=clock)
+    waits = []
+    for _ in range(3):
+        async with slots.hold(wait=0), slots.hold(wait=0):  # both slots, both out of their deadline
+            clock.now += 2.0
+            slots.missed()
+            slots.missed()
+        waits.append(await retry_after(slots))
+        clock.now += waits[-1] + 0.01
+    # 2 x 2 s held at 0.5 s a second (8 s), and the pause of the run's latest miss (the 2nd, 4th, 6th in a row: 4,
+    # 28, 30 s): BACKOFF_MAX at most once, not once per request that missed with it
+    assert waits == [8 + 4, 8 + 28, 8 + 30]
+    assert slots.missed_in_a_row == 6
+
+
 async def test_without_a_share_a_missed_deadline_is_only_counted() -> None:
     slots = Slots(Work.CHEAP, 1)
     async with slots.hold(wait=0):
@@ -112,3 +131,55 @@ async def test_without_a_share_only_the_slots_bound_the_class() -> None:
 def test_a_list_is_cheap_only_when_it_names_an_email(query: bytes, work: Work) -> None:
     scope: Any = {"query_string": query}
     assert cheap_when("email")(scope) is work
+
+
+class Served:
+    """One request (a point read unless `work` says) through the admission middleware, its warm-up taking `waited`
+    s of its 2 s deadline."""
+
+    def __init__(self, waited: float, work: Work = Work.CHEAP) -> None:
+        clock = Clock()
+        self.work = work
+        self.waits: list[float | None] = []  # how long it may wait for the warm-up
+        self.deadlines: list[float | None] = []  # the deadline its handler ran under
+
+        async def ready(within: float | None) -> None:
+            self.waits.append(within)
+            clock.now += waited
+
+        async def handler(scope: Any, receive: Any, send: Any) -> None:
+            self.deadlines.append(_csot.get_timeout())
+
+        self.admission = Admission(
+            [Slots(Work.CHEAP, 1)], wait=0, deadline=2.0, max_requests=1, ready=ready, clock=clock
+        )
+        self.middleware = AdmissionMiddleware(handler, self.admission)
+
+    async def __call__(self) -> float | None:
+        route = SimpleNamespace(opt={"work": self.work, "cancellable": False})
+        await self.middleware({"type": "http", "route_handler": route}, None, None)  # type: ignore[arg-type]
+        return self.deadlines[0]
+
+
+async def test_the_wait_for_the_warm_up_comes_out_of_the_request_deadline() -> None:
+    assert await Served(0.0)() == 2.0
+    assert await Served(1.5)() == 0.5
+    served = Served(2.0)  # warm just as its deadline ran out: no second deadline
+    with pytest.raises(Unavailable) as shed:
+        await served()
+    assert shed.value.headers["Retry-After"] == "1"
+    assert served.deadlines == []
+
+
+async def test_a_request_the_warm_up_outlasts_is_counted_shed_by_its_class() -> None:
+    served = Served(2.0)
+    with pytest.raises(Unavailable):
+        await served()
+    cheap = served.admission.classes[Work.CHEAP]
+    assert (cheap.admitted, cheap.shed, cheap.deadline_exceeded, cheap.in_flight) == (1, 1, 0, 0)
+
+
+async def test_an_export_waits_for_the_warm_up_no_longer_than_a_request_and_then_runs_without_a_deadline() -> None:
+    served = Served(0.5, Work.EXPORT)
+    assert await served() is None
+    assert served.waits == [2.0]  # not None: until the warm-up's own 120 s

@@ -10,6 +10,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from app.errors import Unavailable
 from app.warmup import Warmup
+from tests.helpers.gates import until
 
 
 class Probe:
@@ -89,3 +90,20 @@ async def test_closing_stops_a_probe_in_flight() -> None:
     await probe.running.wait()
     await warmup.close()
     assert warmup.warm  # nobody is left waiting on a closed app
+
+
+async def test_a_probe_that_ends_during_a_drop_leaves_requests_waiting_for_the_probe_after_it() -> None:
+    probe = Probe()
+    warmup = Warmup(probe)
+    warmup.start()  # the start's own probe, still reading when an import starts and drops its index
+    await probe.running.wait()
+    async with warmup.changing():
+        probe.finish.set()  # it read the collection before the drop: it warms nothing after it
+        await until(lambda: warmup.runs == 1)
+        assert not warmup.warm  # nor may requests go ahead before the drop is done
+    assert not warmup.warm  # the probe after the drop is running now
+    await probe.again.wait()
+    probe.finish.set()
+    await warmup.ready(None)
+    assert (warmup.runs, probe.started) == (2, 2)
+    await warmup.close()
