@@ -29,7 +29,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.disconnect import CancelOnDisconnect
-from app.errors import Unavailable
+from app.errors import Unavailable, timed_out
 
 T = TypeVar("T")
 RETRY_AFTER = 1  # seconds a shed client is asked to wait: slots turn over within a deadline
@@ -223,9 +223,10 @@ class Admission:
         return left
 
     def count_deadline(self, exc: BaseException, scope: Scope) -> None:
-        """after_exception hook: a database operation that ran out of its request's deadline."""
+        """after_exception hook: a database operation that ran out of its request's deadline (not a database that
+        cannot be reached: that spent no database time, and must not pause the class past the outage)."""
         slots = self.classes.get(work_of(scope)) if "route_handler" in scope else None  # type: ignore[arg-type]
-        if slots is not None and isinstance(exc, pymongo.errors.PyMongoError) and exc.timeout:
+        if slots is not None and isinstance(exc, pymongo.errors.PyMongoError) and timed_out(exc):
             slots.missed()
 
 

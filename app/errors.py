@@ -159,10 +159,10 @@ RETRY_AFTER = "1"  # seconds: an outage or a busy moment is retried soon; a clie
 
 def _database(request: Request[Any, Any, Any], exc: PyMongoError) -> Response[dict[str, Any]]:
     """The database did not answer (503, retry) or answered an error this service did not expect (500)."""
-    if isinstance(exc, ServerSelectionTimeoutError | AutoReconnect | ConnectionFailure) and not _timed_out(exc):
+    if isinstance(exc, ServerSelectionTimeoutError | AutoReconnect | ConnectionFailure) and not timed_out(exc):
         log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
         response = problem(503, "Database unavailable", "the database did not answer; retry later")
-    elif _timed_out(exc):
+    elif timed_out(exc):
         response = problem(
             503,
             "Service Unavailable",
@@ -174,7 +174,7 @@ def _database(request: Request[Any, Any, Any], exc: PyMongoError) -> Response[di
     return response
 
 
-def _timed_out(exc: PyMongoError) -> bool:
+def timed_out(exc: PyMongoError) -> bool:
     """A client-side deadline (pymongo.timeout) or the server's maxTimeMS (MaxTimeMSExpired, code 50) ran out;
     a server that cannot be selected at all is down, whatever the deadline."""
     return exc.timeout and not isinstance(exc, ServerSelectionTimeoutError)

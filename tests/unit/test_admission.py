@@ -7,6 +7,13 @@ from typing import Any
 
 import pytest
 from pymongo import _csot
+from pymongo.errors import (
+    AutoReconnect,
+    ExecutionTimeout,
+    NetworkTimeout,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 
 from app.admission import Admission, AdmissionMiddleware, Slots, Work, cheap_when
 from app.errors import Unavailable
@@ -183,3 +190,21 @@ async def test_an_export_waits_for_the_warm_up_no_longer_than_a_request_and_then
     served = Served(0.5, Work.EXPORT)
     assert await served() is None
     assert served.waits == [2.0]  # not None: until the warm-up's own 120 s
+
+
+@pytest.mark.parametrize(
+    ("exc", "missed"),
+    [
+        (ExecutionTimeout("operation exceeded time limit", 50), 1),  # the server's maxTimeMS
+        (NetworkTimeout("timed out"), 1),  # the client's deadline, mid-operation
+        (ServerSelectionTimeoutError("No servers found yet"), 0),  # the database is down: no time was spent on it
+        (AutoReconnect("connection closed"), 0),
+        (OperationFailure("bad query", 2), 0),
+    ],
+)
+def test_only_a_deadline_run_out_on_the_database_counts_as_a_miss(exc: Exception, missed: int) -> None:
+    admission = Admission([Slots(Work.EXPENSIVE, 1, share=0.5)], wait=0, deadline=2.0, max_requests=1)
+    route = SimpleNamespace(opt={"work": Work.EXPENSIVE})
+    admission.count_deadline(exc, {"route_handler": route})  # type: ignore[typeddict-item]
+    expensive = admission.classes[Work.EXPENSIVE]
+    assert (expensive.deadline_exceeded, expensive.missed_in_a_row) == (missed, missed)
