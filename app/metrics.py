@@ -67,7 +67,10 @@ def _line(name: str, value: float, help_text: str, kind: str = "gauge") -> str:
 
 
 ADMISSION = {
-    "in_flight": ("gauge", "requests of the class with database work in flight now"),
+    "in_flight": (
+        "gauge",
+        "requests of the class holding one of its slots now (waiting for the warm-up or with database work in flight)",
+    ),
     "admitted": ("counter", "requests of the class given a slot"),
     "shed": ("counter", "requests of the class answered 503 before any database work (slots, share, warm-up)"),
     "deadline_exceeded": ("counter", "requests of the class whose database work ran out of its deadline"),
