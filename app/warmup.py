@@ -5,7 +5,8 @@ into memory: on the first query after it starts, and again after any `dropIndexe
 Queries that arrive meanwhile each read it too, so a burst of requests after an index drop is a burst of whole
 collection reads (docs/secantus-rs-differences.md, 9). This app drops indexes at start (migrations) and, on
 that server only, at each import's start (differences 1). After either, one query runs in the background and
-requests wait for it (inside their deadline: then 503). On MongoDB the query is one point read by `_id`.
+requests wait for it (inside their deadline: then 503), as do the import's writes (whose re-sync and duplicate
+checks read customers). On MongoDB the query is one point read by `_id`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Warmup:
         self._changes = 0  # index drops under way: no probe before their end warms anything
         self._task: asyncio.Task[None] | None = None
         self.runs = 0  # probes run
+        self.waiting = 0  # callers waiting for it now (requests, the import's writes)
         self.seconds = 0.0  # how long the last one took
 
     @property
@@ -81,11 +83,14 @@ class Warmup:
         """Return once warm, or raise Unavailable (503, Retry-After) when `within` seconds pass first."""
         if self._warm.is_set():
             return
+        self.waiting += 1
         try:
             async with asyncio.timeout(within):
                 await self._warm.wait()
         except TimeoutError:
             raise Unavailable("the database is warming up after an index change; retry", retry_after=1) from None
+        finally:
+            self.waiting -= 1
 
     async def close(self) -> None:
         if self._task is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 import uuid
@@ -63,6 +64,7 @@ class ImportService:
         self.db = db
         self.settings = settings
         self.store = JobStore(db, warmup=warmup)
+        self.warmup = warmup
         self.instance_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pool = parser_pool(settings.import_workers, settings.import_worker_nice)
         self.current: Running | None = None
@@ -233,6 +235,7 @@ class ImportService:
             pool=self.pool,
             settings=self.settings,
             control=Control.new(),
+            warm=functools.partial(self.warmup.ready, None) if self.warmup is not None else None,
         )
         task = detached(self._supervise(run), name=f"import-{state.job_id}")
         self.current = Running(run, task)

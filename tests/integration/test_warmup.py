@@ -21,6 +21,7 @@ from app.admission import Work
 from app.asgi import create_app
 from app.settings import Settings
 from tests.helpers.answers import assert_problem
+from tests.helpers.csvfiles import HEADER, good_row, write
 from tests.helpers.gates import until
 from tests.helpers.served import serving
 from tests.helpers.settings import with_settings
@@ -78,6 +79,13 @@ def metric(text: str, name: str, work: Work | None = None) -> float:
     label = f'{{class="{work}"}}' if work else ""
     line = next(line for line in text.splitlines() if line.startswith(f"{name}{label} "))
     return float(line.split()[1])
+
+
+async def completed(client: httpx.AsyncClient) -> dict[str, Any]:
+    """The latest job's progress once it has ended (progress is served from memory: it never waits)."""
+    while (progress := (await client.get("/import/progress")).json())["status"] == "RUNNING":  # noqa: ASYNC110 (an HTTP poll)
+        await asyncio.sleep(0.05)
+    return progress
 
 
 async def rebuilt(served: Served) -> HeldProbe:
@@ -148,3 +156,30 @@ async def test_a_client_that_leaves_while_its_request_waits_for_the_warm_up_free
     assert not served.services.warmup.warm
     probe.opened.set()
     await until(lambda: served.services.warmup.warm)
+
+
+async def test_an_imports_writes_wait_for_the_warm_up_after_its_claim_drops_the_index(
+    serve: Callable[..., Served],
+) -> None:
+    """A re-sync reads the customers it writes: after its own claim's drop it waits for the warm-up, then runs."""
+    served = serve(request_timeout_seconds=60)
+    client, services = served.client, served.services
+    name = f"warm-{uuid.uuid4().hex[:8]}.csv"
+    path = write(services.settings.import_path / name, [HEADER, *(good_row(i) for i in range(50))])
+    assert (await client.post("/import/sync", json={"filePath": name})).status_code == 202
+    await completed(client)
+    await until(lambda: services.warmup.warm)
+    probe = HeldProbe(services.warmup.probe)
+    services.warmup.probe = probe
+
+    write(path, [HEADER, *(good_row(i, about="Changed") for i in range(60))])
+    assert (await client.post("/import/sync", json={"filePath": name, "mode": "upsert"})).status_code == 202
+    await until(probe.reached.is_set)  # the claim dropped the index: the warm-up runs, held
+    await until(lambda: services.warmup.waiting == 1)  # the import's first write waits for it
+    stored = services.db["customers"]
+    assert await served.on_app_loop(stored.count_documents({"about": "Changed"})) == 0
+
+    probe.opened.set()
+    progress = await completed(client)
+    assert (progress["status"], progress["rowsInserted"], progress["rowsUpdated"]) == ("COMPLETED", 10, 50)
+    assert await served.on_app_loop(stored.count_documents({"about": "Changed"})) == 60

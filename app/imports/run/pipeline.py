@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +84,11 @@ class ImportRun:
         pool: Executor,
         settings: Settings,
         control: Control,
+        warm: Callable[[], Awaitable[None]] | None = None,
     ):
         self.state, self.path, self.store, self.sink, self.pool = state, path, store, sink, pool
         self.settings, self.control = settings, control
+        self.warm = warm  # each write waits until the customers are warm (app/warmup.py)
         self.ledger = Ledger(state, max_rejects=settings.import_max_rejects)
         self.applied = asyncio.Condition()  # notified as blocks are accounted
         self.spec = parse_spec(
@@ -204,6 +207,8 @@ class ImportRun:
             self.in_flight.release()
 
     async def _write(self, outcome: Outcome, batch: Batch) -> None:
+        if self.warm is not None:
+            await self.warm()
         written = await self.sink.write(batch)
         first_row = self.spec.mode is Mode.INSERT and not self.state.dry_run  # the first row of an id wins (sink.py)
         self.ledger.record(outcome, batch.lines, written, first_row=first_row)
