@@ -179,6 +179,32 @@ async def test_a_recognised_column_mapped_to_ignore_feeds_nothing(
     assert "no customer id column" in assert_problem(refused, 400)["detail"]
 
 
+async def test_two_columns_for_one_field_answer_the_columns_so_that_a_client_can_pick_one(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    """The dashboard shows its columns table only from what the 400 answers: without `columns` in it, a file with
+    `Email` and `E-mail` could not be mapped from the dashboard, though the API imports it with `columns`."""
+    lines = ["Customer Id,Email,E-mail,Shoe size", "C1,a@b.c,old@b.c,38", "C2,b@b.c,,41"]
+    path = write(import_dir / "preview-two-emails.csv", lines)
+    refused = await client.post("/import/preview", json={"filePath": path.name})
+    problem = assert_problem(refused, 400, "Cannot import this file")
+    assert "two columns for email: 'Email' and 'E-mail'" in problem["detail"]
+    assert (problem["csv"]["delimiter"], problem["decided"]["delimiter"]) == (",", "detected")
+    assert [(c["name"], c["field"], c["reason"]) for c in problem["columns"]] == [
+        ("Customer Id", "customerId", "recognised"),
+        ("Email", "email", "recognised"),
+        ("E-mail", "email", "recognised"),
+        ("Shoe size", None, "ignored"),
+    ]
+    columns = {"E-mail": "ignore"}  # what the dashboard sends once that column is set to ignore
+    shown = await preview(client, path.name, columns=columns)
+    assert [row["customer"] for row in shown["rows"]] == [
+        {"customerId": "C1", "email": "a@b.c"},
+        {"customerId": "C2", "email": "b@b.c"},
+    ]
+    await assert_stored_as_previewed(client, db, shown, {"columns": columns})
+
+
 async def test_the_openapi_document_describes_the_preview(client: AsyncTestClient) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
     operation = schema["paths"]["/import/preview"]["post"]

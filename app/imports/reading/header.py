@@ -32,12 +32,20 @@ class HeaderError(ValueError):
     """The header cannot drive an import (no customer id column, unreadable)."""
 
 
-class NoIdColumn(HeaderError):
-    """No column feeds customerId; `names` and `fields` say what each column would feed (so a client can map one)."""
+class Unmapped(HeaderError):
+    """The columns need a mapping; `names` and `fields` say what each column would feed (so a client can map one)."""
 
     def __init__(self, message: str, names: list[str], fields: list[str | None]):
         super().__init__(message)
         self.names, self.fields = names, fields
+
+
+class NoIdColumn(Unmapped):
+    """No column feeds customerId."""
+
+
+class TwoColumns(Unmapped):
+    """Two columns feed one field, and `columns` does not say which one is meant."""
 
 
 def normalise(name: str) -> str:
@@ -70,18 +78,19 @@ def map_header(
     chosen = [_target(name.strip(), columns) for name in names]
     fields: list[str | None] = []
     ignored: list[str] = []
+    twice: str | None = None  # the first field two columns feed
     for name, field in zip(names, chosen, strict=True):
         mapped = name.strip() in columns
         if field is not None and not mapped and field in columns.values():
             field = None  # `columns` names another column for this field: the mapping wins
-        elif field is not None and field in fields:  # which one is meant is not ours to guess
-            raise HeaderError(
-                f"the header has two columns for {field}: {names[fields.index(field)].strip()!r} and "
-                f"{name.strip()!r}; remove one, or name the one to use with columns"
-            )
+        if field is not None and field in fields and twice is None:  # which one is meant is not ours to guess
+            twice = f"{field}: {names[fields.index(field)].strip()!r} and {name.strip()!r}"
         if field is None and (mapped or normalise(name) not in SKIPPED_COLUMNS):
             ignored.append(name.strip())
         fields.append(field)
+    if twice is not None:
+        message = f"the header has two columns for {twice}; remove one, or name the one to use with columns"
+        raise TwoColumns(message, names, fields)
     if "customerId" not in fields:
         raise NoIdColumn(
             f"the header has no customer id column (expected e.g. 'Customer Id', or map one with columns; "
