@@ -57,7 +57,9 @@ def read_names(header: bytes, *, encoding: str = "utf-8", delimiter: str = ",", 
     try:
         text = header.removeprefix(BOM).decode(encoding)
         return next(csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter, quotechar=quote))
-    except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
+    except StopIteration:  # no record at all (its message was empty: "cannot be read as utf-8: ")
+        raise HeaderError("the file is empty: it has no header line") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise HeaderError(f"the header line cannot be read as {encoding}: {exc}") from None
 
 
