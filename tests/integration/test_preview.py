@@ -147,6 +147,30 @@ async def test_each_row_says_what_a_write_would_do_to_it(
     assert [row["stored"] for row in resync["rows"]] == [True] * 4 + [False]
 
 
+async def test_a_resync_of_an_id_written_twice_is_previewed_as_it_is_imported(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    """Rows of one id in a re-sync are applied in file order, the last one winning. Before, the import compared
+    each row of a batch with the customer stored before the batch: a later row equal to it was "unchanged" and
+    never written, so the earlier row's change stayed; and a new id's identical second row was written and counted
+    "updated". The preview compared each row with the id's first row: a third row equal to the second was an
+    "update"."""
+    path = write(import_dir / "preview-twice.csv", [HEADER, good_row(1), good_row(2)])
+    await start(client, path.name)
+    assert (await wait_done(client))["status"] == "COMPLETED"
+    lines = [good_row(1, about="Changed"), good_row(3), good_row(1), good_row(3), good_row(2), good_row(2, about="X")]
+    write(path, [HEADER, *lines, good_row(1)])
+    shown = await preview(client, path.name, mode="upsert")
+    outcomes = ["update", "insert", "update", "unchanged", "unchanged", "update", "unchanged"]
+    assert [row["outcome"] for row in shown["rows"]] == outcomes
+    await start(client, path.name, mode="upsert")
+    progress = await wait_done(client)
+    counted = [progress[f"rows{name}"] for name in ("Inserted", "Updated", "Unchanged", "Protected", "Duplicate")]
+    assert counted == [outcomes.count(name) for name in ("insert", "update", "unchanged", "protected", "duplicate")]
+    stored = {doc["_id"]: doc.get("about") async for doc in db.customers.find({}, {"about": 1})}
+    assert stored == {"C0000001": "Likes tea", "C0000002": "X", "C0000003": "Likes tea"}  # each id's last row
+
+
 async def test_a_preview_writes_nothing_and_bounds_its_limit(
     client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
 ) -> None:
