@@ -229,6 +229,14 @@ async def test_two_columns_for_one_field_answer_the_columns_so_that_a_client_can
     await assert_stored_as_previewed(client, db, shown, {"columns": columns})
 
 
+async def test_a_header_of_a_million_columns_is_a_400(client: AsyncTestClient, import_dir: Path) -> None:
+    path = import_dir / "preview-commas.csv"
+    path.write_bytes(b"Customer Id" + b"," * 1_000_000 + b"\nC1\n")  # under IMPORT_MAX_RECORD_BYTES
+    for route in ("/import/preview", "/import/sync"):
+        refused = await client.post(route, json={"filePath": path.name})
+        assert "the header has 1,000,001 columns" in assert_problem(refused, 400, "Cannot import this file")["detail"]
+
+
 async def test_the_openapi_document_describes_the_preview(client: AsyncTestClient) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
     operation = schema["paths"]["/import/preview"]["post"]

@@ -24,6 +24,9 @@ KNOWN_COLUMNS = {
     "aboutcustomer": "about",
 }
 SKIPPED_COLUMNS = {"index"}
+# A header of more columns is refused: a 1 MiB header of commas has a million, which took seconds of the event loop
+# to map and made a preview answer of 44 MB. A customer file has a dozen or so.
+MAX_COLUMNS = 1000
 IGNORE = "ignore"  # a `columns` target: the column feeds no field, even when its name is recognised
 BOM = b"\xef\xbb\xbf"  # UTF-8's, stripped from a header
 
@@ -74,6 +77,8 @@ def map_header(
     """The first record -> which field each column feeds. `columns` maps header names (as written, trimmed)
     to fields (or IGNORE) and wins over the names recognised by themselves."""
     names = read_names(header, encoding=encoding, delimiter=delimiter, quote=quote)
+    if len(names) > MAX_COLUMNS:
+        raise HeaderError(f"the header has {len(names):,} columns; an import reads at most {MAX_COLUMNS:,}")
     columns = columns or {}
     if missing := [name for name in columns if name not in {name.strip() for name in names}]:
         raise HeaderError(f"columns names {missing!r}, which the header does not have (found {names!r})")
