@@ -28,7 +28,7 @@ async def preview_file(
     """Print the preview of `file` read with `request` (the fields of a POST /import/sync body); 0, or 2 when
     refused (the reason printed, as the API's 400 says it)."""
     settings = msgspec.structs.replace(settings, csv_file_path=str(file))
-    errors = Console(stderr=True, soft_wrap=True)
+    errors = Console(stderr=True, soft_wrap=True, emoji=False)  # file text as written (rich reads `:x:` as an emoji)
     client = make_client(settings.mongodb_uri or "")
     service = ImportService(client[settings.mongodb_db], settings)
     try:
