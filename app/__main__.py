@@ -192,7 +192,7 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
                     args.file.resolve() if args.file else None,
                     request=request,
                     resume=args.resume,
-                    console=Console(),
+                    console=Console(emoji=False),  # file text as written: rich reads `:x:` as an emoji
                 )
             )
     except KeyboardInterrupt:  # Ctrl-C while the embedded database starts, before any job exists
@@ -234,7 +234,8 @@ def preview_file(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     _start_forkserver_ignoring_sigint()
     with database(settings) as settings:
-        return asyncio.run(run(settings, args.file.resolve(), request=request, limit=args.limit, console=Console()))
+        console = Console(emoji=False)  # file text as written: rich reads `:x:` as an emoji
+        return asyncio.run(run(settings, args.file.resolve(), request=request, limit=args.limit, console=console))
 
 
 def export_customers(settings: Settings, args: argparse.Namespace) -> int:
@@ -259,7 +260,7 @@ def export_customers(settings: Settings, args: argparse.Namespace) -> int:
     except (msgspec.ValidationError, AppError) as exc:
         print(f"refused: {getattr(exc, 'detail', exc)}", file=sys.stderr)
         return 2
-    errors = Console(stderr=True, soft_wrap=True)
+    errors = Console(stderr=True, soft_wrap=True, emoji=False)
     try:
         with database(settings) as settings:
             return asyncio.run(run(settings, request, args.out, errors))

@@ -32,12 +32,18 @@ STDOUT = "-"
 
 @contextlib.contextmanager
 def output(out: str) -> Iterator[BinaryIO]:
-    """Standard output, or a temporary file beside `out` that becomes `out` only when the block ends cleanly."""
+    """Standard output; what `out` names when it is not a regular file (`/dev/stdout`, a pipe: written to, never
+    replaced; a folder: refused before the export); else a temporary file beside the file `out` names (through
+    symlinks) that becomes it only when the block ends cleanly."""
     if out == STDOUT:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    target = Path(out)
+    if os.path.exists(out) and not os.path.isfile(out):  # both follow symlinks (/dev/stdout to a pipe too)
+        with open(out, "wb") as file:
+            yield file
+        return
+    target = Path(os.path.realpath(out))
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as file:

@@ -72,6 +72,8 @@ class Export:
         self.first: list[dict[str, Any]] = []
         self.rows = self.sent = 0
         self.complete = self.closed = False
+        self.reading: asyncio.Future[list[dict[str, Any]]] | None = None  # the getMore in flight, or the last one
+        self.ended: asyncio.Future[None] | None = None  # the close: a cursor killed after the read in flight
         self.on_close: list[Callable[[Export], None]] = []  # told once, when the export ends
 
     async def start(self) -> None:
@@ -98,7 +100,11 @@ class Export:
             await self.close()
 
     async def _read(self) -> list[dict[str, Any]]:
-        docs = await self.cursor.to_list(self.batch_size)
+        # Shielded, as the close is: a client that leaves cancels the body's anyio scope, which cancels every await
+        # in it again. A getMore cancelled so makes PyMongo close the cursor from within the scope: it marks the
+        # cursor dead, then its killCursors is cancelled too, and the server's cursor stays open.
+        self.reading = asyncio.ensure_future(self.cursor.to_list(self.batch_size))
+        docs = await asyncio.shield(self.reading)
         self.rows += len(docs)
         return docs
 
@@ -118,6 +124,15 @@ class Export:
         self.closed = True
         for callback in self.on_close:
             callback(self)
+        self.ended = asyncio.ensure_future(self._end())
+        await asyncio.shield(self.ended)
+
+    async def _end(self) -> None:
+        """Kill the cursor, once a read that a cancel left running has ended (a cursor runs one operation at once)."""
+        if self.reading is not None:
+            await asyncio.wait([self.reading])
+            if not self.reading.cancelled():
+                self.reading.exception()  # retrieved: a read that failed after the body left has no one to tell
         await self.cursor.close()
 
 

@@ -78,7 +78,7 @@ async def import_file(
     delimiter, encoding, quote, columns), checked as the API checks them."""
     if file is not None:
         settings = msgspec.structs.replace(settings, csv_file_path=str(file))
-    errors = Console(stderr=True, soft_wrap=True)  # a reason is one line, whatever the terminal's width
+    errors = Console(stderr=True, soft_wrap=True, emoji=False)  # one line, whatever the width; `:x:` as written
     client = make_client(settings.mongodb_uri or "")
     service = ImportService(client[settings.mongodb_db], settings)
     interrupted = False

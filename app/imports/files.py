@@ -28,7 +28,7 @@ def importable(root: Path, path: Path) -> os.stat_result | None:
         if not real.is_relative_to(root) or not real.is_file() or not os.access(real, os.R_OK):
             return None
         return real.stat()
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: Python 3.11's Path.resolve on a symlink loop
         return None
 
 

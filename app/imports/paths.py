@@ -17,6 +17,8 @@ def resolve(file_path: str | None, root: Path, csv_file_path: str | None) -> Pat
     never a server folder."""
     try:
         return _resolve(file_path, root, csv_file_path)
+    except RuntimeError:  # Python 3.11's Path.resolve on a symlink loop (its message holds the server's path)
+        raise ImportFileError(f"{(file_path or '')[:200]!r} is not a usable path: a symlink loop") from None
     except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system, ...
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)  # an OSError's str holds the path
         raise ImportFileError(f"{(file_path or '')[:200]!r} is not a usable path: {reason}") from None

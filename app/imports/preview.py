@@ -82,26 +82,26 @@ def estimate(sample: Sample, size: int) -> int:
 
 def judged(rows: list[Row], stored: dict[str, dict[str, Any]], mode: Mode) -> Iterator[PreviewRow]:
     """Each row with what the import would do to it: the sink's rules (app/imports/run/sink.py) over what is stored
-    now, and in insert mode the first row of an id wins."""
-    first: dict[str, str | None] = {}  # id -> the digest of its first row shown
+    now; in insert mode the first row of an id wins, in a re-sync each row is compared with the id's previous one."""
+    seen: dict[str, str | None] = {}  # id -> the digest of its latest row shown
     for row in rows:
         if row.customer is None:
             yield PreviewRow(row.line, reason=row.reason, text=row.text)
             continue
         cid = row.customer["customerId"]
         doc = stored.get(cid)
-        yield PreviewRow(row.line, row.customer, doc is not None, _outcome(cid, row.digest, doc, first, mode))
-        first.setdefault(cid, row.digest)
+        yield PreviewRow(row.line, row.customer, doc is not None, _outcome(cid, row.digest, doc, seen, mode))
+        seen[cid] = row.digest
 
 
 def _outcome(
-    cid: str, digest: str | None, doc: dict[str, Any] | None, first: dict[str, str | None], mode: Mode
+    cid: str, digest: str | None, doc: dict[str, Any] | None, seen: dict[str, str | None], mode: Mode
 ) -> Outcome:
     if mode is Mode.INSERT:
-        return "duplicate" if doc is not None or cid in first else "insert"
+        return "duplicate" if doc is not None or cid in seen else "insert"
     if doc is not None and doc.get("handEdited"):
         return "protected"
-    if doc is None and cid not in first:
+    if doc is None and cid not in seen:
         return "insert"
-    before = first[cid] if cid in first else doc.get("importHash") if doc else None
+    before = seen[cid] if cid in seen else doc.get("importHash") if doc else None
     return "unchanged" if before == digest else "update"

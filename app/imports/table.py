@@ -6,18 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from app.db import make_client
 from app.errors import AppError
-from app.imports.schemas import ImportPreview, ImportRequest
+from app.imports.schemas import ImportPreview, ImportRequest, PreviewRow
 from app.imports.service import ImportService
 from app.settings import Settings
 
 RAW_CHARS = 80  # of an invalid row's raw text
+CELL_CHARS = 120  # of a value in the rows (an About Customer runs to 100,000 characters)
 
 
 async def preview_file(
@@ -26,7 +28,7 @@ async def preview_file(
     """Print the preview of `file` read with `request` (the fields of a POST /import/sync body); 0, or 2 when
     refused (the reason printed, as the API's 400 says it)."""
     settings = msgspec.structs.replace(settings, csv_file_path=str(file))
-    errors = Console(stderr=True, soft_wrap=True)
+    errors = Console(stderr=True, soft_wrap=True, emoji=False)  # file text as written (rich reads `:x:` as an emoji)
     client = make_client(settings.mongodb_uri or "")
     service = ImportService(client[settings.mongodb_db], settings)
     try:
@@ -56,7 +58,10 @@ def print_preview(shown: ImportPreview, console: Console) -> None:
     for column in shown.columns:
         columns.add_row(Text(column.name), Text(column.field or "ignored"), Text(column.reason))
     console.print(columns)
-    console.print(rows_table(shown))
+    table = rows_table(shown)  # one column per field; too narrow for it (a generated file at 80 characters cut every
+    # value to one letter), the rows are listed field by field
+    narrowest = Measurement.get(console, console.options.update_width(1 << 20), table).minimum  # unclamped
+    console.print(table if narrowest <= console.width else rows_listed(shown))
 
 
 def format_line(shown: ImportPreview) -> str:
@@ -70,14 +75,38 @@ def format_line(shown: ImportPreview) -> str:
 
 def rows_table(shown: ImportPreview) -> Table:
     """One row per line: what the import would do, the fields it would store, or why the row is invalid."""
-    fields = list(dict.fromkeys(column.field for column in shown.columns if column.field))
+    fields = shown_fields(shown)
     table = Table("line", "outcome", *fields, "problem", title=f"First {len(shown.rows)} rows", title_justify="left")
     for row in shown.rows:
         if row.customer is None:
-            raw = row.text or ""
-            problem = f"{row.reason}: {raw[:RAW_CHARS]}{'…' if len(raw) > RAW_CHARS else ''}"
-            table.add_row(f"{row.line:,}", "invalid", *("" for _ in fields), Text(problem))
+            table.add_row(f"{row.line:,}", "invalid", *("" for _ in fields), Text(problem(row)))
         else:
-            cells = [Text(row.customer.get(name, "")) for name in fields]
+            cells = [Text(cut(row.customer.get(name, ""), CELL_CHARS)) for name in fields]
             table.add_row(f"{row.line:,}", Text(row.outcome or ""), *cells, "")
     return table
+
+
+def rows_listed(shown: ImportPreview) -> Group:
+    """The rows of rows_table, each as a table of its own: a field and its value a line."""
+    fields, listed = shown_fields(shown), []
+    for row in shown.rows:
+        table = Table(show_header=False, title=f"line {row.line:,}: {row.outcome or 'invalid'}", title_justify="left")
+        customer = row.customer or {}
+        for name in fields if row.customer else ():
+            table.add_row(name, Text(cut(customer.get(name, ""), CELL_CHARS)))
+        if row.customer is None:
+            table.add_row("problem", Text(problem(row)))
+        listed.append(table)
+    return Group(Text(f"First {len(shown.rows)} rows"), *listed)
+
+
+def shown_fields(shown: ImportPreview) -> list[str]:
+    return list(dict.fromkeys(column.field for column in shown.columns if column.field))
+
+
+def problem(row: PreviewRow) -> str:
+    return f"{row.reason}: {cut(row.text or '', RAW_CHARS)}"
+
+
+def cut(text: str, chars: int) -> str:
+    return f"{text[:chars]}…" if len(text) > chars else text

@@ -107,3 +107,29 @@ def test_a_cp1252_crm_export_is_previewed_mapped_and_imported_from_the_dashboard
     expect(names).to_have_count(3)
     expect(names).to_have_text(["Zoë Müller", "François Lefèvre", f"{XSS_NAME} Lee"])
     assert page.locator("main img").count() == 0
+
+
+def test_two_columns_for_one_field_are_mapped_from_the_dashboard(
+    dashboard: Served, watched: Watched, mongo_server: EmbeddedMongo
+) -> None:
+    """`Email` and `E-mail`: the first preview is a 400 that names both; its columns table lets one be ignored (it
+    showed no table before, so the file could only be imported through the API)."""
+    watched.allow(r"status of 400")
+    with MongoClient(mongo_server.uri) as client:
+        client[dashboard.settings.mongodb_db].customers.delete_many({"_id": {"$in": ["TE-1", "TE-2"]}})
+    (dashboard.import_dir / "two-emails.csv").write_text("Customer Id,Email,E-mail\nTE-1,a@b.c,x@y.z\nTE-2,b@b.c,\n")
+    page = watched.page
+    page.goto(f"{dashboard.url}/ui/")
+    page.select_option("#import-file", "two-emails.csv")
+    expect(page.locator("#preview-error")).to_contain_text("two columns for email: 'Email' and 'E-mail'")
+    second = page.locator("#preview-columns tr[data-column='E-mail'] select")
+    expect(second).to_have_value("email")
+    second.select_option("ignore")
+    expect(page.locator("#preview-rows tbody tr")).to_have_count(2)
+    expect(page.locator("#preview-error")).to_be_empty()
+    expect(page.locator("#preview-rows tr[data-line='2'] [data-field=email]")).to_have_text("a@b.c")
+    with page.expect_request("**/import/sync") as sent:
+        page.click("#import-start")
+    assert sent.value.post_data_json["columns"] == {"E-mail": "ignore"}
+    expect(page.locator("#job-status")).to_have_text("COMPLETED", timeout=WAIT_MS)
+    assert dashboard.api("GET", "/customers/TE-1").json()["email"] == "a@b.c"

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.lowlevel
 import pytest
 from litestar import Litestar
 from pymongo import AsyncMongoClient
@@ -22,7 +23,7 @@ from pymongo.errors import OperationFailure
 
 from app.asgi import create_app
 from app.customers.document import index_keys
-from app.customers.exporter import Export, Exporter
+from app.customers.exporter import Export, Exporter, ExportRequest
 from app.settings import Settings
 from tests.helpers.settings import with_settings
 
@@ -205,6 +206,35 @@ async def test_a_disconnect_closes_the_cursor_and_frees_the_place(
     again = Reader(allowed=CUSTOMERS)
     await app(request("fields=customerId"), again.receive, again.send)  # type: ignore[arg-type]
     assert again.status == 200 and again.ended and again.body.count(b"\r\n") == CUSTOMERS + 1
+
+
+async def test_a_cancel_during_a_read_still_kills_the_cursor(
+    app: Litestar, mongo: AsyncMongoClient, database: str
+) -> None:
+    """A client that leaves makes Litestar cancel the body's anyio scope, and anyio cancels every await inside it
+    again, cleanups' too. A getMore cancelled so closes its cursor from within the scope: PyMongo marks the cursor
+    dead, then its killCursors is cancelled in turn, and the server's cursor stayed open for good (curl clients
+    killed mid-export left 1, 2, 4, 5 open cursors). Here the cancel lands at the body's first suspension: the
+    getMore of its second batch."""
+    export = await exporter(app).open(ExportRequest())
+    cursor_id = export.cursor.cursor_id
+    pieces: list[bytes] = []
+
+    async def body() -> None:
+        async for piece in export.chunks():
+            pieces.append(piece)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(body)
+        await anyio.lowlevel.checkpoint()  # the body runs to its first suspension: its second getMore
+        group.cancel_scope.cancel()
+    assert export.closed and not export.complete and len(pieces) == 1
+    assert export.ended is not None
+    await export.ended  # the read, then the close, went on shielded from the cancel
+    with pytest.raises(OperationFailure) as killed:  # the server's cursor is gone
+        await mongo[database].command("getMore", cursor_id, collection="customers")
+    assert killed.value.code == CURSOR_NOT_FOUND
+    assert not exporter(app).running
 
 
 async def test_one_export_more_than_the_bound_is_503_with_retry_after(app: Litestar) -> None:

@@ -254,3 +254,27 @@ async def test_the_list_total_follows_an_import(client: AsyncTestClient, db: Asy
     assert page["total"] == 40 and [item["customerId"] for item in page["items"]] == ["C0000001"]
     page = (await client.get("/customers", params={"limit": 1, "country": "FRANCE", "q": "ann1"})).json()
     assert (page["total"], page["totalCapped"]) == (11, False)  # Ann1, Ann10..Ann19
+
+
+@pytest.mark.parametrize("route", ["/import/sync", "/import/preview"])
+async def test_a_symlink_loop_is_a_400_that_names_no_server_folder(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path, route: str
+) -> None:
+    """Python 3.11's Path.resolve raises RuntimeError on a loop (not OSError): it was a 500, and GET /import/files
+    answered 500 for the whole folder while the loop was in it, so the dashboard could list no file at all."""
+    write(import_dir / "ok.csv", [HEADER, good_row(1)])
+    for name, target in (
+        ("loop-a.csv", "loop-b.csv"),
+        ("loop-b.csv", "loop-a.csv"),
+        ("loop-self.csv", "loop-self.csv"),
+    ):
+        if not (import_dir / name).is_symlink():
+            (import_dir / name).symlink_to(target)
+    for name in ("loop-a.csv", "loop-self.csv"):
+        problem = assert_problem(await client.post(route, json={"filePath": name}), 400, "Cannot import this file")
+        assert problem["detail"] == f"{name!r} is not a usable path: a symlink loop"
+    listed = await client.get("/import/files")
+    assert listed.status_code == 200, listed.text
+    names = [item["name"] for item in listed.json()["items"]]
+    assert "ok.csv" in names and not any(name.startswith("loop-") for name in names)
+    assert await db.import_state.count_documents({}) == 0

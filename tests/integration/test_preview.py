@@ -147,6 +147,30 @@ async def test_each_row_says_what_a_write_would_do_to_it(
     assert [row["stored"] for row in resync["rows"]] == [True] * 4 + [False]
 
 
+async def test_a_resync_of_an_id_written_twice_is_previewed_as_it_is_imported(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    """Rows of one id in a re-sync are applied in file order, the last one winning. Before, the import compared
+    each row of a batch with the customer stored before the batch: a later row equal to it was "unchanged" and
+    never written, so the earlier row's change stayed; and a new id's identical second row was written and counted
+    "updated". The preview compared each row with the id's first row: a third row equal to the second was an
+    "update"."""
+    path = write(import_dir / "preview-twice.csv", [HEADER, good_row(1), good_row(2)])
+    await start(client, path.name)
+    assert (await wait_done(client))["status"] == "COMPLETED"
+    lines = [good_row(1, about="Changed"), good_row(3), good_row(1), good_row(3), good_row(2), good_row(2, about="X")]
+    write(path, [HEADER, *lines, good_row(1)])
+    shown = await preview(client, path.name, mode="upsert")
+    outcomes = ["update", "insert", "update", "unchanged", "unchanged", "update", "unchanged"]
+    assert [row["outcome"] for row in shown["rows"]] == outcomes
+    await start(client, path.name, mode="upsert")
+    progress = await wait_done(client)
+    counted = [progress[f"rows{name}"] for name in ("Inserted", "Updated", "Unchanged", "Protected", "Duplicate")]
+    assert counted == [outcomes.count(name) for name in ("insert", "update", "unchanged", "protected", "duplicate")]
+    stored = {doc["_id"]: doc.get("about") async for doc in db.customers.find({}, {"about": 1})}
+    assert stored == {"C0000001": "Likes tea", "C0000002": "X", "C0000003": "Likes tea"}  # each id's last row
+
+
 async def test_a_preview_writes_nothing_and_bounds_its_limit(
     client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
 ) -> None:
@@ -177,6 +201,40 @@ async def test_a_recognised_column_mapped_to_ignore_feeds_nothing(
     assert progress["ignoredColumns"] == ["First Name", "Phone 1"]
     refused = await client.post("/import/preview", json={"filePath": path.name, "columns": {"Customer Id": "ignore"}})
     assert "no customer id column" in assert_problem(refused, 400)["detail"]
+
+
+async def test_two_columns_for_one_field_answer_the_columns_so_that_a_client_can_pick_one(
+    client: AsyncTestClient, db: AsyncDatabase, import_dir: Path
+) -> None:
+    """The dashboard shows its columns table only from what the 400 answers: without `columns` in it, a file with
+    `Email` and `E-mail` could not be mapped from the dashboard, though the API imports it with `columns`."""
+    lines = ["Customer Id,Email,E-mail,Shoe size", "C1,a@b.c,old@b.c,38", "C2,b@b.c,,41"]
+    path = write(import_dir / "preview-two-emails.csv", lines)
+    refused = await client.post("/import/preview", json={"filePath": path.name})
+    problem = assert_problem(refused, 400, "Cannot import this file")
+    assert "two columns for email: 'Email' and 'E-mail'" in problem["detail"]
+    assert (problem["csv"]["delimiter"], problem["decided"]["delimiter"]) == (",", "detected")
+    assert [(c["name"], c["field"], c["reason"]) for c in problem["columns"]] == [
+        ("Customer Id", "customerId", "recognised"),
+        ("Email", "email", "recognised"),
+        ("E-mail", "email", "recognised"),
+        ("Shoe size", None, "ignored"),
+    ]
+    columns = {"E-mail": "ignore"}  # what the dashboard sends once that column is set to ignore
+    shown = await preview(client, path.name, columns=columns)
+    assert [row["customer"] for row in shown["rows"]] == [
+        {"customerId": "C1", "email": "a@b.c"},
+        {"customerId": "C2", "email": "b@b.c"},
+    ]
+    await assert_stored_as_previewed(client, db, shown, {"columns": columns})
+
+
+async def test_a_header_of_a_million_columns_is_a_400(client: AsyncTestClient, import_dir: Path) -> None:
+    path = import_dir / "preview-commas.csv"
+    path.write_bytes(b"Customer Id" + b"," * 1_000_000 + b"\nC1\n")  # under IMPORT_MAX_RECORD_BYTES
+    for route in ("/import/preview", "/import/sync"):
+        refused = await client.post(route, json={"filePath": path.name})
+        assert "the header has 1,000,001 columns" in assert_problem(refused, 400, "Cannot import this file")["detail"]
 
 
 async def test_the_openapi_document_describes_the_preview(client: AsyncTestClient) -> None:

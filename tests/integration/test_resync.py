@@ -225,3 +225,19 @@ async def test_a_resumed_resync_never_puts_an_earlier_row_over_a_later_one_of_th
     again = await sink.write(batch)
     assert (await db.customers.find_one({"_id": "R00001"}) or {})["firstName"] == "Late"
     assert (first.rows_inserted, first.rows_updated) == (again.rows_inserted, again.rows_updated) == (2, 1)
+
+
+async def test_a_later_row_equal_to_the_stored_customer_still_wins_over_an_earlier_changed_one(
+    db: AsyncDatabase,
+) -> None:
+    """One batch: R00001 changed by a row, then set back by a later one. Each row is compared with the one before
+    it of the same id, so both are updates and the later one wins (before, the later row equalled the customer
+    stored before the batch, counted unchanged and was not written: the earlier row's change stayed)."""
+    await Sink(db.customers, job_id="job-0", retry_seconds=5, writers=1, mode=Mode.UPSERT).write(
+        batch_of("\n".join([HEADER, row(1)]) + "\n", "job-0", Mode.UPSERT)
+    )
+    text = "\n".join([HEADER, row(1, first="Early"), row(2), row(1), row(2)]) + "\n"
+    sink = Sink(db.customers, job_id="job-a", retry_seconds=5, writers=1, mode=Mode.UPSERT)
+    written = await sink.write(batch_of(text, "job-a", Mode.UPSERT))
+    assert (await db.customers.find_one({"_id": "R00001"}) or {})["firstName"] == "Ann1"
+    assert (written.rows_inserted, written.rows_updated, written.rows_unchanged) == (1, 2, 1)

@@ -36,3 +36,15 @@ def test_the_cli_previews_a_mapped_cp1252_file_as_the_import_would_store_it(cli:
     assert refused.code == 2 and "refused:" in refused.err and "no customer id column" in refused.err, str(refused)
     bad = cli.run(str(path), "--limit", "201", command="preview")
     assert bad.code == 2 and "1..200" in bad.err, str(bad)
+
+
+def test_file_text_in_a_refusal_is_printed_as_written_not_as_emoji(cli: Cli) -> None:
+    """Rich turns `:x:` into an emoji: a header `Time:x:Value` was printed as `Time❌Value` (as was /etc/passwd's
+    `root:x:0:0`), and a file name holding `:smile:` as a smiley."""
+    path = cli.folder / "imports" / "log:smile:.csv"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"Time:x:Value,Other\n1,2\n")
+    for command in ("preview", "import"):
+        run = cli.run(str(path), command=command)
+        assert run.code == 2 and "refused:" in run.err, str(run)
+        assert "'Time:x:Value'" in run.err and "log:smile:.csv" in run.err and "❌" not in run.err, str(run)

@@ -121,6 +121,19 @@ def test_gzip_members_are_read_one_after_another_and_a_truncated_stream_is_an_er
         read_decoded(file, MIB, gzip=True, utf16=False)
 
 
+def test_zeros_after_the_last_gzip_member_are_padding_not_an_error(tmp_path: Path) -> None:
+    """gzip and Python's gzip module read a file padded with zero bytes (tape and block-device copies); it was a
+    400 ("not a valid gzip stream"). Other bytes after the last member are still an error."""
+    path = tmp_path / "padded.gz"
+    path.write_bytes(gzip.compress(b"a,b\n1,2\n") + b"\0" * 700_000)  # more than one read of 256 KiB
+    assert gzip.decompress(path.read_bytes()) == b"a,b\n1,2\n"
+    with path.open("rb") as file:
+        assert read_decoded(file, MIB, gzip=True, utf16=False) == b"a,b\n1,2\n"
+    path.write_bytes(gzip.compress(b"a,b\n1,2\n") + b"\0" * 10 + b"junk")
+    with path.open("rb") as file, pytest.raises(DecodeError, match="not a valid gzip stream"):
+        read_decoded(file, MIB, gzip=True, utf16=False)
+
+
 def test_utf16_cut_in_half_a_character_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "odd.csv"
     path.write_bytes("a,b\n".encode("utf-16") + b"\x41")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from app.customers import rules
 from app.customers.document import KEYS
 from app.imports.model import Parsed, ParseSpec
-from app.imports.reading.header import HeaderError, map_header
+from app.imports.reading.header import BOM, MAX_COLUMNS, HeaderError, map_header
 from app.imports.reading.parse import content_hash, parse_block
 from app.imports.reading.source import first_record_end, read_blocks, read_header
 from app.imports.reading.workers import TAIL, parse_range
@@ -112,6 +112,20 @@ def test_known_columns_feed_their_field(name: str, field: str) -> None:
 def test_two_columns_for_one_field_are_refused_naming_both(header: bytes, message: str) -> None:
     """Which one is meant is not ours to guess (the first one won, and the second's values were dropped unseen)."""
     with pytest.raises(HeaderError, match=message):
+        map_header(header)
+
+
+def test_a_header_of_too_many_columns_is_refused() -> None:
+    """Bounded: a 1 MiB header of commas is a million columns (seconds of the event loop to map, and a preview
+    answer of 44 MB)."""
+    assert len(map_header(b"Customer Id" + b",x" * (MAX_COLUMNS - 1)).fields) == MAX_COLUMNS
+    with pytest.raises(HeaderError, match=r"^the header has 1,000,001 columns; an import reads at most 1,000$"):
+        map_header(b"Customer Id" + b"," * 1_000_000)
+
+
+@pytest.mark.parametrize("header", [b"", BOM])
+def test_an_empty_file_is_refused_saying_so(header: bytes) -> None:
+    with pytest.raises(HeaderError, match=r"^the file is empty: it has no header line$"):
         map_header(header)
 
 

@@ -3,14 +3,19 @@ the row estimate; and `columns` mapping a column to "ignore"."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from app.customers.export import IMPORTED
 from app.imports.model import CsvFormat, Mode
 from app.imports.preview import estimate, judged
 from app.imports.reading.header import IGNORE, NoIdColumn, map_header
 from app.imports.reading.sample import Row, Sample, explain
+from app.imports.schemas import Decided, ImportPreview, PreviewColumn, PreviewRow
+from app.imports.table import print_preview
 
 
 def test_each_column_says_why() -> None:
@@ -68,3 +73,35 @@ def test_the_estimate_scales_the_rows_read_to_the_file(
 ) -> None:
     sample = Sample(CsvFormat(), [], rows_read=rows_read, sampled=sampled, complete=complete)
     assert estimate(sample, size) == expected
+
+
+def a_wide_preview() -> ImportPreview:
+    """The preview of a generated file (the README tour's): twelve fields, a long About Customer."""
+    names = list(IMPORTED.values())
+    customer = {field: f"{field}-value" for field in IMPORTED} | {"email": "mariafernandez@hotmail.com"}
+    customer["about"] = "The customer renewed the contract for the analytics add-on. " * 8
+    return ImportPreview(
+        file_path="customers.csv",
+        file_size=8_518_309,
+        bytes_read=1_113_819,
+        mode=Mode.INSERT,
+        csv=CsvFormat(delimiter=","),
+        decided=Decided("detected", "given", "given", "detected", "detected"),
+        columns=[PreviewColumn(name, field, "recognised") for name, field in zip(names, IMPORTED, strict=True)],
+        rows=[PreviewRow(line, customer, outcome="insert") for line in (2, 3, 4)],
+        limit=3,
+        rows_read=1300,
+        rows_estimate=9858,
+        rows_estimate_exact=False,
+    )
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_the_cli_rows_are_readable_in_a_terminal_too_narrow_for_the_table(width: int) -> None:
+    """Fifteen columns did not fit 80 characters: every value was cut to one letter and an ellipsis, and the about
+    text wrapped into about ninety lines per row. Rows that do not fit are listed field by field."""
+    console = Console(width=width, record=True, file=io.StringIO())
+    print_preview(a_wide_preview(), console)
+    text = console.export_text()
+    assert text.count("mariafernandez@hotmail.com") == 3 and text.count("phone2-value") == 3
+    assert len(text.splitlines()) < 90, text

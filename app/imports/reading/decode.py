@@ -73,6 +73,9 @@ class Decoder:
                     raise DecodeError(f"the gzip stream ends early at byte {self.pos} (a truncated file?)")
                 self.done = True
                 return b""
+            if self.unzip.eof and not self.pending.strip(b"\0"):  # zero padding: gzip and Python's gzip skip it
+                self.pending = b""
+                continue
             if self.unzip.eof:  # another gzip member follows (as `cat a.gz b.gz` makes)
                 self.unzip = zlib.decompressobj(wbits=31)
             try:

@@ -24,6 +24,9 @@ KNOWN_COLUMNS = {
     "aboutcustomer": "about",
 }
 SKIPPED_COLUMNS = {"index"}
+# A header of more columns is refused: a 1 MiB header of commas has a million, which took seconds of the event loop
+# to map and made a preview answer of 44 MB. A customer file has a dozen or so.
+MAX_COLUMNS = 1000
 IGNORE = "ignore"  # a `columns` target: the column feeds no field, even when its name is recognised
 BOM = b"\xef\xbb\xbf"  # UTF-8's, stripped from a header
 
@@ -32,12 +35,20 @@ class HeaderError(ValueError):
     """The header cannot drive an import (no customer id column, unreadable)."""
 
 
-class NoIdColumn(HeaderError):
-    """No column feeds customerId; `names` and `fields` say what each column would feed (so a client can map one)."""
+class Unmapped(HeaderError):
+    """The columns need a mapping; `names` and `fields` say what each column would feed (so a client can map one)."""
 
     def __init__(self, message: str, names: list[str], fields: list[str | None]):
         super().__init__(message)
         self.names, self.fields = names, fields
+
+
+class NoIdColumn(Unmapped):
+    """No column feeds customerId."""
+
+
+class TwoColumns(Unmapped):
+    """Two columns feed one field, and `columns` does not say which one is meant."""
 
 
 def normalise(name: str) -> str:
@@ -49,7 +60,9 @@ def read_names(header: bytes, *, encoding: str = "utf-8", delimiter: str = ",", 
     try:
         text = header.removeprefix(BOM).decode(encoding)
         return next(csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter, quotechar=quote))
-    except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
+    except StopIteration:  # no record at all (its message was empty: "cannot be read as utf-8: ")
+        raise HeaderError("the file is empty: it has no header line") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise HeaderError(f"the header line cannot be read as {encoding}: {exc}") from None
 
 
@@ -64,24 +77,27 @@ def map_header(
     """The first record -> which field each column feeds. `columns` maps header names (as written, trimmed)
     to fields (or IGNORE) and wins over the names recognised by themselves."""
     names = read_names(header, encoding=encoding, delimiter=delimiter, quote=quote)
+    if len(names) > MAX_COLUMNS:
+        raise HeaderError(f"the header has {len(names):,} columns; an import reads at most {MAX_COLUMNS:,}")
     columns = columns or {}
     if missing := [name for name in columns if name not in {name.strip() for name in names}]:
         raise HeaderError(f"columns names {missing!r}, which the header does not have (found {names!r})")
     chosen = [_target(name.strip(), columns) for name in names]
     fields: list[str | None] = []
     ignored: list[str] = []
+    twice: str | None = None  # the first field two columns feed
     for name, field in zip(names, chosen, strict=True):
         mapped = name.strip() in columns
         if field is not None and not mapped and field in columns.values():
             field = None  # `columns` names another column for this field: the mapping wins
-        elif field is not None and field in fields:  # which one is meant is not ours to guess
-            raise HeaderError(
-                f"the header has two columns for {field}: {names[fields.index(field)].strip()!r} and "
-                f"{name.strip()!r}; remove one, or name the one to use with columns"
-            )
+        if field is not None and field in fields and twice is None:  # which one is meant is not ours to guess
+            twice = f"{field}: {names[fields.index(field)].strip()!r} and {name.strip()!r}"
         if field is None and (mapped or normalise(name) not in SKIPPED_COLUMNS):
             ignored.append(name.strip())
         fields.append(field)
+    if twice is not None:
+        message = f"the header has two columns for {twice}; remove one, or name the one to use with columns"
+        raise TwoColumns(message, names, fields)
     if "customerId" not in fields:
         raise NoIdColumn(
             f"the header has no customer id column (expected e.g. 'Customer Id', or map one with columns; "

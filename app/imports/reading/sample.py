@@ -21,7 +21,7 @@ import bson
 from app.customers.document import FIELDS
 from app.imports.model import ColumnMap, CsvFormat, Parsed, parse_spec
 from app.imports.reading.decode import InputError
-from app.imports.reading.header import NoIdColumn, map_header, read_names
+from app.imports.reading.header import Unmapped, map_header, read_names
 from app.imports.reading.parse import parse_block
 from app.imports.reading.source import PROBE_BYTES, Header, inspect, read_blocks
 
@@ -66,7 +66,7 @@ class Sample:
     rows_read: int = 0  # rows in the records read (blank lines are not rows)
     sampled: int = 0  # bytes of the file those records reach to (compressed bytes for gzip)
     complete: bool = True  # the records read are the whole file
-    unmapped: NoIdColumn | None = None  # no column feeds customerId: no rows (`fmt` is the format detected)
+    unmapped: Unmapped | None = None  # no id column, or two for one field: no rows (`fmt` is the format detected)
 
 
 async def read_format(path: Path, wanted: CsvFormat, max_record: int) -> tuple[CsvFormat, Header, ColumnMap]:
@@ -77,7 +77,8 @@ async def read_format(path: Path, wanted: CsvFormat, max_record: int) -> tuple[C
 
 
 def columns_of(fmt: CsvFormat, header: Header) -> ColumnMap:
-    """What each column of `header` feeds, read as `fmt`. Raises HeaderError (NoIdColumn: no customer id)."""
+    """What each column of `header` feeds, read as `fmt`. Raises HeaderError (Unmapped: no customer id, or two
+    columns for one field)."""
     return map_header(header.record, encoding=codec(fmt), delimiter=fmt.delimiter, quote=fmt.quote, columns=fmt.columns)
 
 
@@ -91,7 +92,7 @@ async def read_sample(path: Path, wanted: CsvFormat, *, limit: int, max_record: 
     fmt, header = await inspect(path, wanted, max_record)
     try:
         columns = columns_of(fmt, header)
-    except NoIdColumn as exc:  # what each column would feed, so that a client can map one
+    except Unmapped as exc:  # what each column would feed, so that a client can map one
         return Sample(fmt, list(explain(exc.names, exc.fields, fmt.columns)), unmapped=exc)
     names = read_names(header.record, encoding=codec(fmt), delimiter=fmt.delimiter, quote=fmt.quote)
     sample = Sample(fmt, list(explain(names, columns.fields, fmt.columns)))

@@ -12,7 +12,8 @@ Upsert mode (re-sync) reads, then writes only what changed: one `$in` read of th
 `handEdited`, `lastImport`, `importJobId`, `importLine`) classifies each row:
 - stamped `lastImport` = (this job, this line or a later one): this job already wrote it (before a crash or a
   failed attempt) or a later row of the same id: inserted or updated, as it was then, and not written again;
-- `handEdited`: protected; same `importHash`: unchanged; neither is written;
+- `handEdited`: protected; the same digest as the id's previous row in this batch, else as its stored `importHash`:
+  unchanged (rows of one id apply in file order); neither is written;
 - absent: inserted, and stored: updated, by one unordered bulk_write whose filter guards `handEdited != true`,
   so a customer edited through the API between the read and the write is never overwritten (counted protected).
 
@@ -171,23 +172,24 @@ class Sink:
     def _classify(self, batch: Batch, stored: dict[str, dict[str, Any]]) -> tuple[Written, list[int]]:
         """Counts of the rows that need no write, and the indexes of those that do (new or changed)."""
         written, to_write = Written(), []
+        latest: dict[str, str] = {}  # id -> the digest of its previous row in this batch: rows apply in file order
         for i, customer_id in enumerate(batch.ids):
             doc = stored.get(customer_id)
-            if doc is None:
-                to_write.append(i)
-            elif self._already_applied(doc.get("lastImport"), batch.lines[i]):
+            before = latest.get(customer_id, doc.get("importHash") if doc else None)
+            latest[customer_id] = batch.hashes[i]
+            if doc is not None and self._already_applied(doc.get("lastImport"), batch.lines[i]):
                 mine = doc.get("importJobId") == self.job_id and doc.get("importLine") == batch.lines[i]
                 if mine:
                     written.rows_inserted += 1  # this job inserted it before a crash or a retried write
                 else:
                     written.rows_updated += 1
-            elif doc.get("handEdited"):
+            elif doc is not None and doc.get("handEdited"):
                 written.rows_protected += 1
                 written.skipped.add(i)
-            elif doc.get("importHash") == batch.hashes[i]:
+            elif before == batch.hashes[i]:
                 written.rows_unchanged += 1
                 written.skipped.add(i)
-            else:
+            else:  # new, or changed
                 to_write.append(i)
         return written, to_write
 
