@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.imports.job.jobs import JobState
+from app.imports.job.jobs import JobState, now
 from app.imports.model import Batch, Mode, ParseSpec, Status
 from app.imports.reading.header import map_header
 from app.imports.reading.parse import parse_block
@@ -47,7 +47,8 @@ def long_row(i: int, cid: str, *, email: str | None = None, date: str | None = N
 
 
 def a_job(job_id: str | None = None) -> JobState:
-    """The least a RUNNING import_state document holds (no lease: see test_formats.dry_job for one with a file)."""
+    """The least a RUNNING import_state document holds, with a live lease: without one, the session app's takeover
+    watcher, on the same database, adopts the job (and ends it: its file does not exist) while the test runs."""
     return JobState(
         job_id=job_id or uuid.uuid4().hex,
         status=Status.RUNNING,
@@ -56,6 +57,8 @@ def a_job(job_id: str | None = None) -> JobState:
         file_identity={},
         mode="insert",
         batch_size=1,
+        owner="tests",
+        heartbeat_at=now(),
     )
 
 
