@@ -96,9 +96,9 @@ class Slots:
     class's requests may keep on average `share` operations running (time they held a slot, refilled at `share`
     seconds per second, up to `burst`), so a class of slow queries cannot take the whole database from the work
     outside admission (an import) however few slots it has. A request of a budgeted class that runs out of its
-    deadline pauses the class, twice as long after each such request in a row (BACKOFF_MAX at most added): queries that
-    cannot finish now are tried again now and then, not at the import's expense. The counters are what /metrics
-    reports."""
+    deadline pauses the class, twice as long after each such request in a row (BACKOFF_MAX at most added), and
+    until one finishes in time, one request at a time tries: queries that cannot finish now are tried again now
+    and then, one at a time, not at the import's expense. The counters are what /metrics reports."""
 
     def __init__(
         self, work: Work, limit: int, *, share: float | None = None, burst: float = 1.0, clock: Clock = time.monotonic
@@ -118,6 +118,9 @@ class Slots:
                 await self.free.acquire()
         except TimeoutError:
             raise self._shed(f"are all in flight ({self.limit})", RETRY_AFTER) from None
+        if self.trying and self.in_flight:  # (no await since the acquire: one request at a time gets here)
+            self.free.release()
+            raise self._shed("ran out of their deadline: one request at a time tries again", RETRY_AFTER)
         self.in_flight += 1
         self.admitted += 1
         started, missed = self.clock(), self.deadline_exceeded
@@ -131,6 +134,11 @@ class Slots:
                 self.tokens -= self.clock() - started
             if self.deadline_exceeded == missed:
                 self.missed_in_a_row = 0
+
+    @property
+    def trying(self) -> bool:
+        """After a miss, until a request finishes in time, a budgeted class lets one request at a time try."""
+        return self.share is not None and self.missed_in_a_row > 0
 
     def missed(self) -> None:
         """A request of this class ran out of its deadline: a budgeted class loses what it had banked and, after

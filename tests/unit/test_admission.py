@@ -89,17 +89,40 @@ async def test_requests_that_run_out_of_their_deadline_together_pause_the_class_
     clock = Clock()
     slots = Slots(Work.EXPENSIVE, 2, share=0.5, burst=2.0, clock=clock)
     waits = []
-    for _ in range(3):
-        async with slots.hold(wait=0), slots.hold(wait=0):  # both slots, both out of their deadline
+    async with slots.hold(wait=0), slots.hold(wait=0):  # both slots, both out of their deadline
+        clock.now += 2.0
+        slots.missed()
+        slots.missed()
+    waits.append(await retry_after(slots))
+    for _ in range(2):  # then one at a time (the next test), each out of its deadline too
+        clock.now += waits[-1] + 0.01
+        async with slots.hold(wait=0):
             clock.now += 2.0
             slots.missed()
-            slots.missed()
         waits.append(await retry_after(slots))
-        clock.now += waits[-1] + 0.01
-    # 2 x 2 s held at 0.5 s a second (8 s), and the pause of the run's latest miss (the 2nd, 4th, 6th in a row: 4,
-    # 28, 30 s): BACKOFF_MAX at most once, not once per request that missed with it
-    assert waits == [8 + 4, 8 + 28, 8 + 30]
-    assert slots.missed_in_a_row == 6
+    # 2 x 2 s held at 0.5 s a second (8 s) and the pause of the 2nd miss in a row (4 s); then 2 s held (4 s) and
+    # the 3rd's and 4th's pauses (12, 28 s): the run's latest pause, never one per request that missed with it
+    assert waits == [12, 16, 32]
+    assert slots.missed_in_a_row == 4
+
+
+async def test_after_a_missed_deadline_one_request_at_a_time_tries_until_one_finishes_in_time() -> None:
+    clock = Clock()
+    slots = Slots(Work.EXPENSIVE, 2, share=0.5, burst=2.0, clock=clock)
+    async with slots.hold(wait=0):
+        clock.now += 2.0
+        slots.missed()
+    clock.now += await retry_after(slots) + 0.01
+    async with slots.hold(wait=0):  # the one trying: a second is shed at once, a slot free or not
+        with pytest.raises(Unavailable, match="one request at a time") as shed:
+            async with slots.hold(wait=0):
+                pass
+        assert shed.value.headers["Retry-After"] == "1"
+        clock.now += 0.5  # and it finishes in time: the run ends
+    clock.now += 1.0  # (the budget refills what it held)
+    async with slots.hold(wait=0), slots.hold(wait=0):  # both slots again
+        assert slots.in_flight == 2
+    assert (slots.shed, slots.admitted, slots.free._value) == (2, 4, 2)  # the pause's shed and the trial's
 
 
 async def test_without_a_share_a_missed_deadline_is_only_counted() -> None:
