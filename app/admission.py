@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import enum
 import functools
 import math
@@ -26,7 +27,7 @@ import msgspec
 import pymongo
 from litestar.enums import ScopeType
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.disconnect import CancelOnDisconnect
 from app.errors import Unavailable, timed_out
@@ -91,6 +92,14 @@ def cheap_when(parameter: str) -> Classify:
     return classify
 
 
+@dataclasses.dataclass
+class Held:
+    """A request's slot. `answered` is False when its response was an error: only a request that was answered
+    (no database deadline missed, no 4xx or 5xx) shows that the class's queries finish again."""
+
+    answered: bool = True
+
+
 class Slots:
     """One class of work: at most `limit` requests in flight and, with a `share`, a budget of database time: the
     class's requests may keep on average `share` operations running (time they held a slot, refilled at `share`
@@ -110,7 +119,7 @@ class Slots:
         self.missed_in_a_row = 0
 
     @contextlib.asynccontextmanager
-    async def hold(self, wait: float) -> AsyncIterator[None]:
+    async def hold(self, wait: float) -> AsyncIterator[Held]:
         """A slot for the block, waiting at most `wait` in all for the budget and a slot; else Unavailable."""
         slept = await self._spend(wait)
         try:
@@ -123,16 +132,19 @@ class Slots:
             raise self._shed("ran out of their deadline: one request at a time tries again", RETRY_AFTER)
         self.in_flight += 1
         self.admitted += 1
-        started, missed = self.clock(), self.deadline_exceeded
+        started, missed, held = self.clock(), self.deadline_exceeded, Held()
         try:
-            yield
+            yield held
+        except BaseException:
+            held.answered = False  # refused (a warm-up 503) or failed on its way out: not answered
+            raise
         finally:
             self.in_flight -= 1
             self.free.release()
             if self.share is not None:
                 self._refill()
                 self.tokens -= self.clock() - started
-            if self.deadline_exceeded == missed:
+            if self.deadline_exceeded == missed and held.answered:
                 self.missed_in_a_row = 0
 
     @property
@@ -195,7 +207,7 @@ class Admission:
         self.refused = 0  # requests refused because `max_requests` were in flight
 
     @contextlib.asynccontextmanager
-    async def admit(self, work: Work | None) -> AsyncIterator[None]:
+    async def admit(self, work: Work | None) -> AsyncIterator[Held | None]:
         """Hold a slot of `work` (and a place among all requests) for the block, or raise Unavailable."""
         counted = work is not Work.STREAM
         if counted and self.requests >= self.max_requests:
@@ -204,8 +216,8 @@ class Admission:
         self.requests += counted
         try:
             slots = self.classes.get(work) if work is not None else None
-            async with slots.hold(self.wait) if slots is not None else contextlib.nullcontext():
-                yield
+            async with slots.hold(self.wait) if slots is not None else contextlib.nullcontext() as held:
+                yield held
         finally:
             self.requests -= counted
 
@@ -255,7 +267,9 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         work = work_of(scope)
-        async with self.admission.admit(work):
+        async with self.admission.admit(work) as held:
+            if held is not None:
+                send = _noting_errors(send, held)
             handler = functools.partial(self._settled, work)
             if (
                 work is None
@@ -274,3 +288,15 @@ class AdmissionMiddleware:
             return
         with pymongo.timeout(deadline):
             await self.app(scope, receive, send)
+
+
+def _noting_errors(send: Send, held: Held) -> Send:
+    """`send`, marking the slot's request not answered when its response is an error (a 400 that never reached
+    the database does not end a run of missed deadlines)."""
+
+    async def noting(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            held.answered = False
+        await send(message)
+
+    return noting

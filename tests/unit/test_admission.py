@@ -231,3 +231,33 @@ def test_only_a_deadline_run_out_on_the_database_counts_as_a_miss(exc: Exception
     admission.count_deadline(exc, {"route_handler": route})  # type: ignore[typeddict-item]
     expensive = admission.classes[Work.EXPENSIVE]
     assert (expensive.deadline_exceeded, expensive.missed_in_a_row) == (missed, missed)
+
+
+@pytest.mark.parametrize(("status", "ends_the_run"), [(200, True), (304, True), (400, False), (503, False)])
+async def test_only_a_request_answered_without_an_error_ends_a_run_of_missed_deadlines(
+    status: int, ends_the_run: bool
+) -> None:
+    """A list request refused as bad (400) never reached the database: it shows nothing about whether the class's
+    queries finish again."""
+    slots = Slots(Work.EXPENSIVE, 2, share=0.5, burst=2.0)
+    admission = Admission([slots], wait=0, deadline=2.0, max_requests=1)
+    slots.missed()
+
+    async def handler(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": []})
+
+    async def send(message: Any) -> None:
+        pass
+
+    route = SimpleNamespace(opt={"work": Work.EXPENSIVE, "cancellable": False})
+    await AdmissionMiddleware(handler, admission)({"type": "http", "route_handler": route}, None, send)  # type: ignore[arg-type]
+    assert slots.missed_in_a_row == (0 if ends_the_run else 1)
+
+
+async def test_a_request_refused_on_its_way_through_does_not_end_a_run_of_missed_deadlines() -> None:
+    slots = Slots(Work.EXPENSIVE, 2, share=0.5, burst=2.0)
+    slots.missed()
+    with pytest.raises(Unavailable):
+        async with slots.hold(wait=10):  # (the pause is shorter than the wait)
+            raise Unavailable("the database is warming up after an index change; retry", retry_after=1)
+    assert slots.missed_in_a_row == 1
