@@ -174,8 +174,7 @@ def serve(settings: Settings) -> int:
 
 
 def import_file(settings: Settings, args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from app import terminal
     from app.imports.cli import import_file as run
 
     if (args.file is None) == (args.resume is None):
@@ -192,7 +191,7 @@ def import_file(settings: Settings, args: argparse.Namespace) -> int:
                     args.file.resolve() if args.file else None,
                     request=request,
                     resume=args.resume,
-                    console=Console(emoji=False),  # file text as written: rich reads `:x:` as an emoji
+                    console=terminal.console(),
                 )
             )
     except KeyboardInterrupt:  # Ctrl-C while the embedded database starts, before any job exists
@@ -226,21 +225,19 @@ def _request(args: argparse.Namespace) -> dict[str, object]:
 
 
 def preview_file(settings: Settings, args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from app import terminal
     from app.imports.table import preview_file as run
 
     if (request := _checked_request(args)) is None:
         return 2
     _start_forkserver_ignoring_sigint()
     with database(settings) as settings:
-        console = Console(emoji=False)  # file text as written: rich reads `:x:` as an emoji
-        return asyncio.run(run(settings, args.file.resolve(), request=request, limit=args.limit, console=console))
+        shown = terminal.console()
+        return asyncio.run(run(settings, args.file.resolve(), request=request, limit=args.limit, console=shown))
 
 
 def export_customers(settings: Settings, args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from app import terminal
     from app.customers.cli import export_customers as run
     from app.customers.export import Format, parse_fields
     from app.customers.exporter import ExportRequest
@@ -260,7 +257,7 @@ def export_customers(settings: Settings, args: argparse.Namespace) -> int:
     except (msgspec.ValidationError, AppError) as exc:
         print(f"refused: {getattr(exc, 'detail', exc)}", file=sys.stderr)
         return 2
-    errors = Console(stderr=True, soft_wrap=True, emoji=False)
+    errors = terminal.console(errors=True)
     try:
         with database(settings) as settings:
             return asyncio.run(run(settings, request, args.out, errors))

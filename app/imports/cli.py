@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from app import terminal
 from app.customers.repository import migrate_customers
 from app.db import ensure_indexes, make_client
 from app.errors import AppError
@@ -78,7 +79,7 @@ async def import_file(
     delimiter, encoding, quote, columns), checked as the API checks them."""
     if file is not None:
         settings = msgspec.structs.replace(settings, csv_file_path=str(file))
-    errors = Console(stderr=True, soft_wrap=True, emoji=False)  # one line, whatever the width; `:x:` as written
+    errors = terminal.console(errors=True)
     client = make_client(settings.mongodb_uri or "")
     service = ImportService(client[settings.mongodb_db], settings)
     interrupted = False

@@ -64,7 +64,6 @@ class ImportService:
         self.db = db
         self.settings = settings
         self.store = JobStore(db, warmup=warmup)
-        self.warmup = warmup
         self.instance_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pool = parser_pool(settings.import_workers, settings.import_worker_nice)
         self.current: Running | None = None
@@ -235,7 +234,7 @@ class ImportService:
             pool=self.pool,
             settings=self.settings,
             control=Control.new(),
-            warm=functools.partial(self.warmup.ready, None) if self.warmup is not None else None,
+            warm=functools.partial(self.store.warmup.ready, None) if self.store.warmup is not None else None,
         )
         task = detached(self._supervise(run), name=f"import-{state.job_id}")
         self.current = Running(run, task)

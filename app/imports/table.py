@@ -12,6 +12,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from app import terminal
 from app.db import make_client
 from app.errors import AppError
 from app.imports.schemas import ImportPreview, ImportRequest, PreviewRow
@@ -28,7 +29,7 @@ async def preview_file(
     """Print the preview of `file` read with `request` (the fields of a POST /import/sync body); 0, or 2 when
     refused (the reason printed, as the API's 400 says it)."""
     settings = msgspec.structs.replace(settings, csv_file_path=str(file))
-    errors = Console(stderr=True, soft_wrap=True, emoji=False)  # file text as written (rich reads `:x:` as an emoji)
+    errors = terminal.console(errors=True)
     client = make_client(settings.mongodb_uri or "")
     service = ImportService(client[settings.mongodb_db], settings)
     try:

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,11 @@ def test_relative_paths_resolve_against_the_working_directory(tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)
     assert Settings(data_dir="d").import_path == (tmp_path / "d" / "imports").resolve()
     assert Settings(csv_file_path="c.csv").import_path == tmp_path.resolve()
+
+
+def test_docs_settings_names_every_setting_and_the_readme_counts_them() -> None:
+    names = {field.name.upper() for field in msgspec.structs.fields(Settings)}
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")))
+    assert names - documented == set()
+    counted = re.search(r"All (\d+): \[settings\.md\]", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert counted is not None and int(counted.group(1)) == len(names)
